@@ -1,0 +1,121 @@
+//! Delegation: a patient names a guardian or delegate who may grant and revoke consent for
+//! them, within a scope (PROTOCOL.md §5.2, rules §6.3).
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::Outcome;
+use crate::codes::{Actions, Categories, Purposes};
+use crate::hash::EventId;
+use crate::keys::PublicKey;
+use crate::state::records::DelegationRecord;
+use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::time::Timestamp;
+
+/// What a delegate may grant or revoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Data categories.
+    pub categories: Categories,
+    /// Purposes.
+    pub purposes: Purposes,
+    /// Actions.
+    pub actions: Actions,
+}
+
+impl Scope {
+    /// Whether every code of `self` is in `outer`.
+    pub fn is_within(&self, outer: &Scope) -> bool {
+        self.categories.is_subset(outer.categories)
+            && self.purposes.is_subset(outer.purposes)
+            && self.actions.is_subset(outer.actions)
+    }
+}
+
+/// The patient names `delegate` to act for them within `scope` until `valid_until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegateGrant {
+    /// The patient id.
+    pub patient: PublicKey,
+    /// The delegate's key.
+    pub delegate: PublicKey,
+    /// What the delegate may grant or revoke.
+    pub scope: Scope,
+    /// End of the delegation (exclusive), or none.
+    pub valid_until: Option<Timestamp>,
+}
+
+impl DelegateGrant {
+    pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
+        tx.acting_for(cx, &self.patient, None)?;
+        if self.scope.categories.is_empty()
+            || self.scope.purposes.is_empty()
+            || self.scope.actions.is_empty()
+        {
+            return Err(RejectReason::EmptyScope("delegation scope"));
+        }
+        if self.valid_until.is_some_and(|u| u <= cx.time) {
+            return Err(RejectReason::InvalidWindow("delegation has already expired"));
+        }
+        if tx
+            .st
+            .patient_keys
+            .get(&self.delegate)
+            .is_some_and(|k| k.patient == self.patient)
+        {
+            return Err(RejectReason::InvalidField(
+                "a patient cannot be their own delegate".into(),
+            ));
+        }
+        let rec = DelegationRecord {
+            patient: self.patient,
+            delegate: self.delegate,
+            scope: self.scope,
+            valid_until: self.valid_until,
+            revoked_at: None,
+        };
+        tx.log(Table::Delegation, &cx.id, &rec);
+        tx.st.delegations.insert_mut(cx.id, rec);
+        tx.st
+            .patient_delegates
+            .insert_mut((self.patient, self.delegate, cx.id), ());
+        Ok(Outcome::Applied)
+    }
+}
+
+/// The patient ends a delegation; grants the delegate made stop counting from this block on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegateRevoke {
+    /// The patient id.
+    pub patient: PublicKey,
+    /// The delegation (its event id).
+    pub delegation: EventId,
+}
+
+impl DelegateRevoke {
+    pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
+        tx.acting_for(cx, &self.patient, None)?;
+        let mut d = match tx.st.delegations.get(&self.delegation) {
+            Some(d) if d.patient == self.patient => d.clone(),
+            _ => {
+                return Err(RejectReason::UnknownReference {
+                    what: "delegation",
+                    id: self.delegation,
+                });
+            }
+        };
+        if d.revoked_at.is_some() {
+            return Err(RejectReason::AlreadyDone {
+                what: "delegation",
+                id: self.delegation,
+                done: "revoked",
+            });
+        }
+        d.revoked_at = Some(cx.height);
+        tx.log(Table::Delegation, &self.delegation, &d);
+        tx.st
+            .patient_delegates
+            .remove_mut(&(self.patient, d.delegate, self.delegation));
+        tx.st.delegations.insert_mut(self.delegation, d);
+        Ok(Outcome::Applied)
+    }
+}

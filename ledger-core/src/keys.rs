@@ -1,0 +1,387 @@
+//! Identities, keys and signatures (PROTOCOL.md §3).
+//!
+//! Every identity (patient, actor, organisation, validator, auditor) is a public key. Keys and
+//! signatures carry an algorithm tag in their encoding; ed25519 (tag 0) is the only algorithm
+//! today, so a post-quantum scheme can be added as a new tag without a new chain.
+//! People see keys as W3C `did:key` strings (multicodec `ed25519-pub` 0xed01, base58btc).
+//!
+//! Every signature is over a domain-separated message (see [`signing_message`]) that names the
+//! message type and the chain id, so a signature from one chain or one message type never
+//! verifies as another. Verification is `verify_strict` (no malleable signatures, no weak keys).
+
+use std::fmt;
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::hash::ChainId;
+
+/// Signature domains (the message type part of every signed message). Changing one is a
+/// protocol version bump.
+pub mod sig_domain {
+    /// A ledger event, signed by its author.
+    pub const EVENT: &str = "twinledger/v1/event";
+    /// A validator's commit vote: a checkpoint (height, log, block hash) and round.
+    pub const COMMIT: &str = "twinledger/v1/commit";
+    /// A validator's approval of a governance action.
+    pub const GOVERNANCE: &str = "twinledger/v1/governance";
+    /// The new key's acceptance of a patient key rotation (proof of possession).
+    pub const KEY_ROTATION: &str = "twinledger/v1/key-rotation";
+}
+
+/// The message actually signed: `u8(len(domain)) || domain || chain_id || body`.
+pub fn signing_message(domain: &str, chain_id: &ChainId, body: &[u8]) -> Vec<u8> {
+    let d = domain.as_bytes();
+    debug_assert!(d.len() < 256);
+    let mut msg = Vec::with_capacity(1 + d.len() + 32 + body.len());
+    msg.push(u8::try_from(d.len()).unwrap_or(u8::MAX));
+    msg.extend_from_slice(d);
+    msg.extend_from_slice(chain_id.as_bytes());
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// What is wrong with a key, a did:key string or a signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not a `did:key:z...` string.
+    #[error("malformed did:key: {0}")]
+    MalformedDid(&'static str),
+    /// The base58btc part does not decode.
+    #[error("malformed did:key: base58btc does not decode ({0})")]
+    Base58(String),
+    /// The multicodec prefix is not ed25519-pub (0xed 0x01).
+    #[error("unsupported did:key: multicodec prefix {0} is not ed25519-pub (ed01)")]
+    UnsupportedCodec(String),
+    /// Wrong number of key bytes.
+    #[error("malformed ed25519 public key: {0} bytes, expected 32")]
+    KeyLength(usize),
+    /// The 32 bytes are not a valid ed25519 point, or are a weak (small-order) key.
+    #[error("invalid ed25519 public key: not a valid point, or a weak (small-order) key")]
+    InvalidPoint,
+    /// The signature does not verify for this key and message.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A hex signature string is malformed.
+    #[error("malformed signature: {0}")]
+    MalformedSignature(String),
+}
+
+const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
+
+/// A public key identifying someone on the ledger. Always a valid, non-weak ed25519 point.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(VerifyingKey);
+
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_bytes().cmp(other.0.as_bytes())
+    }
+}
+
+impl PublicKey {
+    /// From the 32-byte compressed point; refuses invalid points and weak keys.
+    pub fn from_ed25519_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
+        if vk.is_weak() {
+            return Err(KeyError::InvalidPoint);
+        }
+        Ok(Self(vk))
+    }
+
+    /// The 32-byte compressed point.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
+    /// `did:key:z6Mk...`
+    pub fn to_did(&self) -> String {
+        let mut raw = Vec::with_capacity(34);
+        raw.extend_from_slice(&ED25519_MULTICODEC);
+        raw.extend_from_slice(self.0.as_bytes());
+        format!("did:key:z{}", bs58::encode(raw).into_string())
+    }
+
+    /// Parses a `did:key` string (ed25519 only), naming what is wrong with bad input.
+    pub fn from_did(s: &str) -> Result<Self, KeyError> {
+        let rest = s
+            .strip_prefix("did:key:")
+            .ok_or(KeyError::MalformedDid("does not start with \"did:key:\""))?;
+        let b58 = rest.strip_prefix('z').ok_or(KeyError::MalformedDid(
+            "multibase prefix is not 'z' (base58btc)",
+        ))?;
+        if b58.len() > 64 {
+            return Err(KeyError::MalformedDid("too long for an ed25519 did:key"));
+        }
+        let raw = bs58::decode(b58)
+            .into_vec()
+            .map_err(|e| KeyError::Base58(e.to_string()))?;
+        if raw.len() < 2 || raw[..2] != ED25519_MULTICODEC {
+            return Err(KeyError::UnsupportedCodec(hex::encode(
+                &raw[..raw.len().min(2)],
+            )));
+        }
+        let key: [u8; 32] = raw[2..]
+            .try_into()
+            .map_err(|_| KeyError::KeyLength(raw.len() - 2))?;
+        Self::from_ed25519_bytes(&key)
+    }
+
+    /// Verifies `signature` over `signing_message(domain, chain_id, body)` (strict ed25519).
+    pub fn verify(
+        &self,
+        domain: &str,
+        chain_id: &ChainId,
+        body: &[u8],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        let msg = signing_message(domain, chain_id, body);
+        self.verify_raw(&msg, signature)
+    }
+
+    /// Verifies a signature over an already-built signing message.
+    pub fn verify_raw(&self, msg: &[u8], signature: &Signature) -> Result<(), KeyError> {
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.0
+            .verify_strict(msg, &sig)
+            .map_err(|_| KeyError::BadSignature)
+    }
+
+    /// The dalek key, for batch verification.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_did())
+    }
+}
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_did())
+    }
+}
+impl std::str::FromStr for PublicKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        Self::from_did(s)
+    }
+}
+
+/// The binary form: an algorithm-tagged enum (tag 0 = ed25519, then 32 raw bytes).
+#[derive(Serialize, Deserialize)]
+enum KeyRepr {
+    Ed25519([u8; 32]),
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_did())
+        } else {
+            KeyRepr::Ed25519(*self.as_bytes()).serialize(s)
+        }
+    }
+}
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Self::from_did(&s).map_err(serde::de::Error::custom)
+        } else {
+            let KeyRepr::Ed25519(b) = KeyRepr::deserialize(d)?;
+            Self::from_ed25519_bytes(&b).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// A signature (ed25519, 64 bytes). Binary: tag 0 then 64 raw bytes; JSON: 128 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}..)", hex::encode(&self.0[..8]))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum SigRepr {
+    Ed25519(([u8; 32], [u8; 32])),
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(self.0))
+        } else {
+            let mut r = [0u8; 32];
+            let mut sv = [0u8; 32];
+            r.copy_from_slice(&self.0[..32]);
+            sv.copy_from_slice(&self.0[32..]);
+            SigRepr::Ed25519((r, sv)).serialize(s)
+        }
+    }
+}
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            let mut out = [0u8; 64];
+            hex::decode_to_slice(&s, &mut out).map_err(|e| {
+                serde::de::Error::custom(KeyError::MalformedSignature(e.to_string()))
+            })?;
+            Ok(Self(out))
+        } else {
+            let SigRepr::Ed25519((r, sv)) = SigRepr::deserialize(d)?;
+            let mut out = [0u8; 64];
+            out[..32].copy_from_slice(&r);
+            out[32..].copy_from_slice(&sv);
+            Ok(Self(out))
+        }
+    }
+}
+
+/// A signing key held by its owner. Core never generates keys (no randomness here): callers
+/// pass 32 secret bytes from their own RNG or key file. The secret is zeroised on drop.
+pub struct Keypair(SigningKey);
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keypair({})", self.public().to_did())
+    }
+}
+
+impl Keypair {
+    /// From 32 secret bytes (an ed25519 seed).
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(secret))
+    }
+
+    /// The 32 secret bytes, for the key-file writer.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public identity. A random seed yields a weak key with negligible probability; the
+    /// caller's key generator should retry in that case (`PublicKey::from_ed25519_bytes`).
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key())
+    }
+
+    /// Signs `signing_message(domain, chain_id, body)`.
+    pub fn sign(&self, domain: &str, chain_id: &ChainId, body: &[u8]) -> Signature {
+        let msg = signing_message(domain, chain_id, body);
+        Signature(self.0.sign(&msg).to_bytes())
+    }
+}
+
+/// Batch-verifies `(key, message, signature)` triples: a fast path for auditors replaying many
+/// events. Returns `Ok` only if every signature also passes `verify_strict`: on a batch failure
+/// the triples are re-checked one by one and the index of the first bad one is returned.
+pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usize> {
+    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = items
+        .iter()
+        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
+        .collect();
+    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| k.0).collect();
+    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+        return Ok(());
+    }
+    for (i, (k, m, s)) in items.iter().enumerate() {
+        if k.verify_raw(m, s).is_err() {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kp(n: u8) -> Keypair {
+        Keypair::from_secret(&[n; 32])
+    }
+
+    #[test]
+    fn did_round_trip() {
+        let pk = kp(1).public();
+        let did = pk.to_did();
+        assert!(did.starts_with("did:key:z6Mk"), "{did}");
+        assert_eq!(PublicKey::from_did(&did).unwrap(), pk);
+    }
+
+    /// W3C did:key test vector (did-method-key spec, ed25519 section).
+    #[test]
+    fn did_w3c_vector() {
+        let did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+        let pk = PublicKey::from_did(did).unwrap();
+        assert_eq!(pk.to_did(), did);
+    }
+
+    #[test]
+    fn did_errors_name_the_problem() {
+        let short = format!("did:key:z{}", bs58::encode([0xed, 0x01, 1, 2, 3]).into_string());
+        let cases = [
+            ("did:web:example", "does not start"),
+            ("did:key:6Mk", "multibase prefix"),
+            ("did:key:z0OIl", "base58btc"),
+            // multicodec secp256k1-pub (0xe7 0x01)
+            ("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "ed25519-pub"),
+            (short.as_str(), "3 bytes, expected 32"),
+        ];
+        for (input, want) in cases {
+            let err = PublicKey::from_did(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_domain_and_chain_separated() {
+        let k = kp(2);
+        let chain = ChainId([7; 32]);
+        let sig = k.sign(sig_domain::EVENT, &chain, b"body");
+        assert!(k.public().verify(sig_domain::EVENT, &chain, b"body", &sig).is_ok());
+        assert_eq!(
+            k.public().verify(sig_domain::COMMIT, &chain, b"body", &sig),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            k.public().verify(sig_domain::EVENT, &ChainId([8; 32]), b"body", &sig),
+            Err(KeyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        // The identity point (small order) encodes as 0x01 followed by zeros.
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        assert_eq!(PublicKey::from_ed25519_bytes(&b), Err(KeyError::InvalidPoint));
+    }
+
+    #[test]
+    fn batch_finds_the_bad_one() {
+        let chain = ChainId([1; 32]);
+        let mut items: Vec<_> = (0..8u8)
+            .map(|i| {
+                let k = kp(i + 10);
+                let m = signing_message(sig_domain::EVENT, &chain, &[i]);
+                let s = k.sign(sig_domain::EVENT, &chain, &[i]);
+                (k.public(), m, s)
+            })
+            .collect();
+        assert_eq!(verify_batch(&items), Ok(()));
+        items[5].2.0[3] ^= 1;
+        assert_eq!(verify_batch(&items), Err(5));
+    }
+}

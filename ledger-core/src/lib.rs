@@ -1,0 +1,33 @@
+//! `twinledger-core`: the pure, verifiable heart of Twinledger.
+//!
+//! Types, the canonical encoding, signatures, events, the consent state machine, blocks, the
+//! RFC 9162 event log with inclusion and consistency proofs, checkpoints and commit
+//! certificates. The normative description of every byte is `docs/PROTOCOL.md`.
+//!
+//! **Architecture invariant:** this crate performs no I/O and reads no clock and no randomness.
+//! Time arrives in block headers, keys arrive as bytes; the same inputs give the same outputs on
+//! every validator and every auditor's machine.
+
+pub mod block;
+pub mod checkpoint;
+pub mod codec;
+pub mod codes;
+pub mod commitment;
+pub mod event;
+pub mod hash;
+pub mod keys;
+pub mod merkle;
+pub mod state;
+pub mod time;
+pub mod validator;
+
+pub use block::{Block, BlockHeader, BlockResults, Decision, DenyReason, Outcome};
+pub use checkpoint::{Checkpoint, CommitCertificate, CommitSig, CommitVote};
+pub use codes::{Action, DataCategory, Purpose, Role};
+pub use commitment::Commitment;
+pub use event::{Event, EventPayload, SignedEvent};
+pub use hash::{ChainId, EventId, Hash, TwinId};
+pub use keys::{Keypair, PublicKey, Signature};
+pub use state::{Genesis, Limits, RejectReason, State, apply};
+pub use time::Timestamp;
+pub use validator::{Validator, ValidatorSet};

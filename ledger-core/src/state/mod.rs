@@ -1,0 +1,879 @@
+//! The consent state machine (PROTOCOL.md §6): `apply(state, block) -> (state, results)`.
+//!
+//! The state is a set of persistent (structure-sharing) ordered maps, so cloning it is O(1)
+//! and a block, or a single event, is applied to a copy that replaces the original only when
+//! everything checked out: a refused event or block changes nothing. Iteration order is the key
+//! order, never a hash order, so every node derives the same decisions and the same state hash.
+
+mod error;
+pub mod records;
+
+use rpds::RedBlackTreeMapSync as Map;
+use serde::{Deserialize, Serialize};
+
+pub use error::{BlockError, GenesisError, RejectReason};
+use records::*;
+
+use crate::block::{Block, BlockHeader, BlockResults, Outcome, BLOCK_VERSION};
+use crate::codec;
+use crate::codes::Role;
+use crate::event::{EventPayload, SignedEvent};
+use crate::hash::{ChainId, EventId, Hash, TwinId, domain, hash_in};
+use crate::keys::PublicKey;
+use crate::merkle::{Blake3Tree, Frontier, TreeHasher, mth};
+use crate::time::Timestamp;
+use crate::validator::{ValidatorSet, ValidatorSetError};
+
+/// A validator-set change made in block `h` is in force from block `h + VALIDATOR_SET_DELAY`,
+/// so the set that must sign block `h + 1` is already known when block `h` is final.
+pub const VALIDATOR_SET_DELAY: u64 = 2;
+
+/// Chain-wide limits, fixed in genesis. Every one has a hard range (see [`Limits::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest signed event encoding, bytes (256..=65536; default 4096).
+    pub max_event_bytes: u32,
+    /// Most events in one block (1..=10000; default 1000).
+    pub max_block_events: u32,
+    /// Most grants one patient may hold, active or expired, revoked ones excluded
+    /// (1..=65536; default 1024). Bounds the work of one access decision.
+    pub max_grants_per_patient: u32,
+    /// Latest deadline an event may carry, relative to block time, ms (1s..=7 days; default 1 day).
+    pub max_event_ttl_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 4096,
+            max_block_events: 1000,
+            max_grants_per_patient: 1024,
+            max_event_ttl_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks every limit against its hard range.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let check = |name, value: u64, min, max| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(GenesisError::LimitOutOfRange {
+                    name,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        check("max_event_bytes", u64::from(self.max_event_bytes), 256, 65536)?;
+        check("max_block_events", u64::from(self.max_block_events), 1, 10_000)?;
+        check(
+            "max_grants_per_patient",
+            u64::from(self.max_grants_per_patient),
+            1,
+            65536,
+        )?;
+        check("max_event_ttl_ms", self.max_event_ttl_ms, 1000, 7 * 24 * 3600 * 1000)
+    }
+}
+
+/// An organisation listed in genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisOrg {
+    /// The organisation's key.
+    pub key: PublicKey,
+    /// Its name.
+    pub name: String,
+}
+
+/// An actor enrolled in genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisActor {
+    /// The actor's key.
+    pub key: PublicKey,
+    /// Its organisation (listed in `organisations`).
+    pub organisation: PublicKey,
+    /// Its role.
+    pub role: Role,
+}
+
+/// What the state machine starts from. The genesis *file* (JSON, with network addresses) is
+/// the genesis crate's; this is its ledger content, and the chain id is its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// [`GENESIS_VERSION`].
+    pub version: u8,
+    /// Human name of the chain (1..=64 bytes, no control characters).
+    pub chain_name: String,
+    /// Time of the genesis; block 1 must be later.
+    pub genesis_time: Timestamp,
+    /// Member organisations.
+    pub organisations: Vec<GenesisOrg>,
+    /// The initial validator set.
+    pub validators: ValidatorSet,
+    /// Auditors (read everything, may review break-glass).
+    pub auditors: Vec<PublicKey>,
+    /// Initially enrolled actors.
+    pub actors: Vec<GenesisActor>,
+    /// Chain limits.
+    pub limits: Limits,
+}
+
+/// The genesis format version.
+pub const GENESIS_VERSION: u8 = 1;
+
+/// Checks a display name: 1..=max bytes, no control characters.
+pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<(), String> {
+    if name.is_empty() || name.len() > max {
+        return Err(format!("{what} must be 1..={max} bytes, got {}", name.len()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+impl Genesis {
+    /// The chain id: blake3 (domain `chain-id`) of the canonical encoding.
+    pub fn chain_id(&self) -> ChainId {
+        ChainId(hash_in(domain::CHAIN_ID, &codec::encode(self)).0)
+    }
+
+    /// Checks the genesis: limits, validator set, unique keys, known organisations, names.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        codec::check_version("genesis", self.version, GENESIS_VERSION)
+            .map_err(|e| GenesisError::Invalid(e.to_string()))?;
+        check_name("chain name", &self.chain_name, 64).map_err(GenesisError::Invalid)?;
+        self.limits.validate()?;
+        self.validators.validate()?;
+        let mut seen = std::collections::BTreeSet::new();
+        let orgs: std::collections::BTreeSet<_> =
+            self.organisations.iter().map(|o| o.key).collect();
+        for o in &self.organisations {
+            check_name("organisation name", &o.name, 128).map_err(GenesisError::Invalid)?;
+            if !seen.insert(o.key) {
+                return Err(GenesisError::DuplicateKey(o.key));
+            }
+        }
+        for k in self.auditors.iter().chain(self.actors.iter().map(|a| &a.key)) {
+            if !seen.insert(*k) {
+                return Err(GenesisError::DuplicateKey(*k));
+            }
+        }
+        for a in &self.actors {
+            if !orgs.contains(&a.organisation) {
+                return Err(GenesisError::UnknownOrganisation {
+                    what: "actor",
+                    org: a.organisation,
+                });
+            }
+        }
+        for v in self.validators.validators() {
+            if !orgs.contains(&v.organisation) {
+                return Err(GenesisError::UnknownOrganisation {
+                    what: "validator",
+                    org: v.organisation,
+                });
+            }
+            // A consensus key is only a consensus key: it must not also be a party's key.
+            if seen.contains(&v.key) {
+                return Err(GenesisError::DuplicateKey(v.key));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The tables of the state, for the state-hash write log.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) enum Table {
+    Nonce,
+    Patient,
+    PatientKey,
+    Org,
+    Actor,
+    Auditor,
+    Grant,
+    Delegation,
+    BreakGlass,
+    Twin,
+    PendingValidators,
+    GovernanceSeq,
+}
+
+/// The whole ledger state after some block.
+#[derive(Clone, Debug)]
+pub struct State {
+    chain_id: ChainId,
+    limits: Limits,
+    height: u64,
+    last_block_hash: Hash,
+    last_time: Timestamp,
+    state_hash: Hash,
+    log: Frontier,
+    validators: ValidatorSet,
+    pending_validators: Option<(u64, ValidatorSet)>,
+    governance_seq: u64,
+    pub(crate) nonces: Map<PublicKey, u64>,
+    pub(crate) patients: Map<PublicKey, PatientRecord>,
+    pub(crate) patient_keys: Map<PublicKey, PatientKey>,
+    pub(crate) orgs: Map<PublicKey, OrgRecord>,
+    pub(crate) actors: Map<PublicKey, ActorRecord>,
+    pub(crate) auditors: Map<PublicKey, bool>,
+    pub(crate) grants: Map<EventId, GrantRecord>,
+    /// (patient, grant) for every unrevoked grant: what an access decision scans.
+    pub(crate) patient_grants: Map<(PublicKey, EventId), ()>,
+    pub(crate) delegations: Map<EventId, DelegationRecord>,
+    /// (patient, delegate, delegation) for every unrevoked delegation.
+    pub(crate) patient_delegates: Map<(PublicKey, PublicKey, EventId), ()>,
+    pub(crate) break_glass: Map<EventId, BreakGlassRecord>,
+    /// Break-glass accesses not yet signed off: the review queue.
+    pub(crate) review_queue: Map<EventId, ()>,
+    pub(crate) twins: Map<TwinId, TwinRecord>,
+}
+
+/// Context of the event being applied.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ctx {
+    pub id: EventId,
+    pub author: PublicKey,
+    pub time: Timestamp,
+    pub height: u64,
+    pub kind: &'static str,
+}
+
+/// A state being changed by one event, logging every write for the state hash.
+pub(crate) struct Tx<'a> {
+    pub st: &'a mut State,
+    writes: Vec<u8>,
+}
+
+impl Tx<'_> {
+    /// Logs a write: `(table, key, value)` canonically encoded. The state hash chains these.
+    pub fn log<K: Serialize, V: Serialize>(&mut self, table: Table, key: &K, value: &V) {
+        self.writes.extend(codec::encode(&(table, key, value)));
+    }
+
+    /// Whether `key` already identifies any party on this chain.
+    pub fn key_in_use(&self, key: &PublicKey) -> bool {
+        let s = &*self.st;
+        s.patient_keys.contains_key(key)
+            || s.orgs.contains_key(key)
+            || s.actors.contains_key(key)
+            || s.auditors.contains_key(key)
+            || s.validators.get(key).is_some()
+    }
+
+    /// Who `author` acts as for `patient`: the patient (registering them on their first event)
+    /// or a live delegate whose scope covers `needed`.
+    pub fn acting_for(
+        &mut self,
+        cx: &Ctx,
+        patient: &PublicKey,
+        needed: Option<&crate::event::delegation::Scope>,
+    ) -> Result<GrantedBy, RejectReason> {
+        match self.st.patients.get(patient) {
+            Some(rec) if rec.key == cx.author => return Ok(GrantedBy::Patient),
+            Some(_) => {}
+            None if cx.author == *patient => {
+                if self.key_in_use(patient) {
+                    return Err(RejectReason::KeyInUse(*patient));
+                }
+                let rec = PatientRecord {
+                    key: *patient,
+                    grants: 0,
+                };
+                let pk = PatientKey {
+                    patient: *patient,
+                    retired: false,
+                };
+                self.log(Table::Patient, patient, &rec);
+                self.log(Table::PatientKey, patient, &pk);
+                self.st.patients.insert_mut(*patient, rec);
+                self.st.patient_keys.insert_mut(*patient, pk);
+                return Ok(GrantedBy::Patient);
+            }
+            None => {}
+        }
+        let Some(needed) = needed else {
+            return Err(RejectReason::NotAuthorisedForPatient {
+                author: cx.author,
+                patient: *patient,
+                why: "only the patient may do this",
+            });
+        };
+        let lo = (*patient, cx.author, EventId::ZERO);
+        let hi = (*patient, cx.author, EventId([0xff; 32]));
+        let mut any_live = false;
+        for ((_, _, id), ()) in self.st.patient_delegates.range(lo..=hi) {
+            let Some(d) = self.st.delegations.get(id) else {
+                continue;
+            };
+            if d.live_at(cx.time) {
+                any_live = true;
+                if needed.is_within(&d.scope) {
+                    return Ok(GrantedBy::Delegate(*id));
+                }
+            }
+        }
+        if any_live {
+            Err(RejectReason::OutsideDelegation)
+        } else {
+            Err(RejectReason::NotAuthorisedForPatient {
+                author: cx.author,
+                patient: *patient,
+                why: "not the patient's current key and no live delegation",
+            })
+        }
+    }
+
+    /// The author as a live actor of a live organisation.
+    pub fn live_actor(&self, cx: &Ctx) -> Result<ActorRecord, RejectReason> {
+        let a = self
+            .st
+            .actors
+            .get(&cx.author)
+            .copied()
+            .ok_or(RejectReason::UnknownAuthor {
+                author: cx.author,
+                kind: cx.kind,
+            })?;
+        let org_live = self.st.orgs.get(&a.organisation).is_some_and(|o| o.live);
+        if !a.live || !org_live {
+            return Err(RejectReason::RevokedAuthor(cx.author));
+        }
+        Ok(a)
+    }
+
+    /// The author as a live organisation.
+    pub fn live_org(&self, cx: &Ctx) -> Result<(), RejectReason> {
+        match self.st.orgs.get(&cx.author) {
+            Some(o) if o.live => Ok(()),
+            Some(_) => Err(RejectReason::RevokedAuthor(cx.author)),
+            None => Err(RejectReason::UnknownAuthor {
+                author: cx.author,
+                kind: cx.kind,
+            }),
+        }
+    }
+
+    /// The validator set in force, and the governance sequence.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.st.validators
+    }
+
+    /// Current governance sequence number.
+    pub fn governance_seq(&self) -> u64 {
+        self.st.governance_seq
+    }
+
+    /// Advances the governance sequence.
+    pub fn bump_governance_seq(&mut self) {
+        self.st.governance_seq += 1;
+        let seq = self.st.governance_seq;
+        self.log(Table::GovernanceSeq, &(), &seq);
+    }
+
+    /// Schedules a validator set change.
+    pub fn schedule_validators(&mut self, cx: &Ctx, set: ValidatorSet) -> Result<(), RejectReason> {
+        if self.st.pending_validators.is_some() {
+            return Err(RejectReason::Governance(
+                "a validator set change is already pending".into(),
+            ));
+        }
+        let at = cx.height + VALIDATOR_SET_DELAY;
+        self.log(Table::PendingValidators, &at, &set.hash());
+        self.st.pending_validators = Some((at, set));
+        Ok(())
+    }
+
+    /// The chain limits.
+    pub fn limits(&self) -> &Limits {
+        &self.st.limits
+    }
+}
+
+impl State {
+    /// The state before block 1.
+    pub fn from_genesis(genesis: &Genesis) -> Result<Self, GenesisError> {
+        genesis.validate()?;
+        let chain_id = genesis.chain_id();
+        let mut orgs = Map::new_sync();
+        for o in &genesis.organisations {
+            orgs.insert_mut(
+                o.key,
+                OrgRecord {
+                    name: o.name.clone(),
+                    live: true,
+                },
+            );
+        }
+        let mut actors = Map::new_sync();
+        for a in &genesis.actors {
+            actors.insert_mut(
+                a.key,
+                ActorRecord {
+                    organisation: a.organisation,
+                    role: a.role,
+                    live: true,
+                },
+            );
+        }
+        let mut auditors = Map::new_sync();
+        for k in &genesis.auditors {
+            auditors.insert_mut(*k, true);
+        }
+        Ok(Self {
+            chain_id,
+            limits: genesis.limits.clone(),
+            height: 0,
+            // Block 1 links to the chain id, binding the chain to its genesis.
+            last_block_hash: Hash(chain_id.0),
+            last_time: genesis.genesis_time,
+            state_hash: Hash(chain_id.0),
+            log: Frontier::new(),
+            validators: genesis.validators.clone(),
+            pending_validators: None,
+            governance_seq: 0,
+            nonces: Map::new_sync(),
+            patients: Map::new_sync(),
+            patient_keys: Map::new_sync(),
+            orgs,
+            actors,
+            auditors,
+            grants: Map::new_sync(),
+            patient_grants: Map::new_sync(),
+            delegations: Map::new_sync(),
+            patient_delegates: Map::new_sync(),
+            break_glass: Map::new_sync(),
+            review_queue: Map::new_sync(),
+            twins: Map::new_sync(),
+        })
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> ChainId {
+        self.chain_id
+    }
+    /// The chain limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// Height of the last applied block (0 before block 1).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+    /// Hash of the last applied block (the chain id before block 1).
+    pub fn last_block_hash(&self) -> Hash {
+        self.last_block_hash
+    }
+    /// Time of the last applied block (genesis time before block 1).
+    pub fn last_time(&self) -> Timestamp {
+        self.last_time
+    }
+    /// The chained state commitment after the last block:
+    /// `H_state(previous || writes of the block)`, starting from the chain id.
+    pub fn state_hash(&self) -> Hash {
+        self.state_hash
+    }
+    /// Number of events in the log.
+    pub fn log_size(&self) -> u64 {
+        self.log.size()
+    }
+    /// Root of the event log.
+    pub fn log_root(&self) -> Hash {
+        Hash(self.log.root::<Blake3Tree>())
+    }
+    /// The log's right edge (for stores that rebuild or check it).
+    pub fn log_frontier(&self) -> &Frontier {
+        &self.log
+    }
+    /// The validator set that signs the block at `height` (`height` > current height).
+    pub fn validators_for(&self, height: u64) -> &ValidatorSet {
+        match &self.pending_validators {
+            Some((at, set)) if *at <= height => set,
+            _ => &self.validators,
+        }
+    }
+    /// The next sequence number `author` must use.
+    pub fn next_seq(&self, author: &PublicKey) -> u64 {
+        self.nonces.get(author).copied().unwrap_or(0)
+    }
+    /// A grant.
+    pub fn grant(&self, id: &EventId) -> Option<&GrantRecord> {
+        self.grants.get(id)
+    }
+    /// Grants of a patient that are not revoked (active, future or expired), by id.
+    pub fn patient_grants(&self, patient: &PublicKey) -> impl Iterator<Item = (&EventId, &GrantRecord)> {
+        let lo = (*patient, EventId::ZERO);
+        let hi = (*patient, EventId([0xff; 32]));
+        self.patient_grants
+            .range(lo..=hi)
+            .filter_map(|((_, id), ())| self.grants.get(id).map(|g| (id, g)))
+    }
+    /// A delegation.
+    pub fn delegation(&self, id: &EventId) -> Option<&DelegationRecord> {
+        self.delegations.get(id)
+    }
+    /// A patient by id.
+    pub fn patient(&self, id: &PublicKey) -> Option<&PatientRecord> {
+        self.patients.get(id)
+    }
+    /// The patient a key belongs to (current or retired).
+    pub fn patient_of_key(&self, key: &PublicKey) -> Option<&PatientKey> {
+        self.patient_keys.get(key)
+    }
+    /// An actor.
+    pub fn actor(&self, key: &PublicKey) -> Option<&ActorRecord> {
+        self.actors.get(key)
+    }
+    /// An organisation.
+    pub fn organisation(&self, key: &PublicKey) -> Option<&OrgRecord> {
+        self.orgs.get(key)
+    }
+    /// Whether `key` is a live auditor.
+    pub fn is_auditor(&self, key: &PublicKey) -> bool {
+        self.auditors.get(key).copied().unwrap_or(false)
+    }
+    /// A break-glass access and its review.
+    pub fn break_glass(&self, id: &EventId) -> Option<&BreakGlassRecord> {
+        self.break_glass.get(id)
+    }
+    /// Break-glass accesses awaiting review, oldest id first.
+    pub fn review_queue(&self) -> impl Iterator<Item = &EventId> {
+        self.review_queue.keys()
+    }
+    /// The latest anchored version of a twin.
+    pub fn twin(&self, id: &TwinId) -> Option<&TwinRecord> {
+        self.twins.get(id)
+    }
+    /// The next governance sequence number approvals must sign.
+    pub fn governance_seq(&self) -> u64 {
+        self.governance_seq
+    }
+
+    /// Checks and applies one event at block `height` and `time`; on refusal nothing changes.
+    /// `writes` receives the state-hash write log of the event.
+    fn apply_event(
+        &mut self,
+        ev: &SignedEvent,
+        encoded_len: usize,
+        height: u64,
+        time: Timestamp,
+        writes: &mut Vec<u8>,
+    ) -> Result<(EventId, Outcome), RejectReason> {
+        let e = &ev.event;
+        if e.chain_id != self.chain_id {
+            return Err(RejectReason::WrongChain {
+                expected: self.chain_id,
+                got: e.chain_id,
+            });
+        }
+        let max = self.limits.max_event_bytes as usize;
+        if encoded_len > max {
+            return Err(RejectReason::TooLarge {
+                size: encoded_len,
+                max,
+            });
+        }
+        if time > e.not_after {
+            return Err(RejectReason::Expired {
+                not_after: e.not_after,
+                time,
+            });
+        }
+        if e.not_after.0 - time.0 > self.limits.max_event_ttl_ms {
+            return Err(RejectReason::DeadlineTooFar {
+                not_after: e.not_after,
+                time,
+                max_ms: self.limits.max_event_ttl_ms,
+            });
+        }
+        let expected = self.next_seq(&e.author);
+        if e.seq != expected {
+            return Err(RejectReason::WrongSequence {
+                author: e.author,
+                expected,
+                got: e.seq,
+            });
+        }
+        if self.patient_keys.get(&e.author).is_some_and(|k| k.retired) {
+            return Err(RejectReason::RetiredKey(e.author));
+        }
+        // Signature last among the cheap checks: it is the expensive one.
+        ev.verify_signature()
+            .map_err(|_| RejectReason::BadSignature(e.author))?;
+
+        let id = ev.id();
+        let cx = Ctx {
+            id,
+            author: e.author,
+            time,
+            height,
+            kind: e.payload.kind(),
+        };
+        let mut next = self.clone();
+        let mut tx = Tx {
+            st: &mut next,
+            writes: Vec::new(),
+        };
+        let outcome = match &e.payload {
+            EventPayload::ConsentGrant(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::ConsentRevoke(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::DelegateGrant(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::DelegateRevoke(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::KeyRotation(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::AccessRequest(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::BreakGlassRequest(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::BreakGlassReview(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::TwinAnchor(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::ActorEnrol(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::ActorRevoke(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
+        };
+        let seq = e.seq + 1;
+        tx.log(Table::Nonce, &e.author, &seq);
+        tx.st.nonces.insert_mut(e.author, seq);
+        writes.extend(tx.writes);
+        *self = next;
+        Ok((id, outcome))
+    }
+
+    /// Checks one event against this state as if it were put in the next block at `time`,
+    /// without changing anything: what a node runs on submission and on mempool entry.
+    pub fn check_event(&self, ev: &SignedEvent, time: Timestamp) -> Result<EventId, RejectReason> {
+        let len = ev.to_bytes().len();
+        let mut scratch = self.clone();
+        scratch
+            .apply_event(ev, len, self.height + 1, time, &mut Vec::new())
+            .map(|(id, _)| id)
+    }
+
+    fn start_block(&self, height: u64) -> Self {
+        let mut st = self.clone();
+        if let Some((at, set)) = &st.pending_validators {
+            if *at <= height {
+                st.validators = set.clone();
+                st.pending_validators = None;
+            }
+        }
+        st
+    }
+
+    fn check_block_frame(&self, header: &BlockHeader, count: usize) -> Result<(), BlockError> {
+        let height = self.height + 1;
+        if header.chain_id != self.chain_id {
+            return Err(BlockError::WrongChain {
+                expected: self.chain_id,
+                got: header.chain_id,
+            });
+        }
+        if header.height != height {
+            return Err(BlockError::WrongHeight {
+                expected: height,
+                got: header.height,
+            });
+        }
+        if header.prev_hash != self.last_block_hash {
+            return Err(BlockError::BrokenLink {
+                height,
+                expected: self.last_block_hash,
+                got: header.prev_hash,
+            });
+        }
+        if header.time <= self.last_time {
+            return Err(BlockError::TimeNotIncreasing {
+                height,
+                time: header.time,
+                previous: self.last_time,
+            });
+        }
+        if self.validators_for(height).get(&header.proposer).is_none() {
+            return Err(BlockError::UnknownProposer {
+                height,
+                proposer: header.proposer,
+            });
+        }
+        let max = self.limits.max_block_events as usize;
+        if count > max {
+            return Err(BlockError::TooManyEvents { height, count, max });
+        }
+        Ok(())
+    }
+
+    fn finish_block(
+        mut self,
+        header_in: BlockHeader,
+        leaves: &[[u8; 32]],
+        writes: &[u8],
+    ) -> (Self, BlockHeader) {
+        let mut header = header_in;
+        let mut chained = Vec::with_capacity(32 + writes.len());
+        chained.extend_from_slice(self.state_hash.as_bytes());
+        chained.extend_from_slice(writes);
+        header.state_hash = hash_in(domain::STATE, &chained);
+        header.events_root = Hash(mth::<Blake3Tree>(leaves));
+        header.log_size = self.log.size();
+        header.log_root = Hash(self.log.root::<Blake3Tree>());
+        header.validators_hash = self.validators.hash();
+        self.height = header.height;
+        self.last_time = header.time;
+        self.state_hash = header.state_hash;
+        self.last_block_hash = header.hash();
+        (self, header)
+    }
+
+    /// Applies a block: checks its frame (chain, height, link, time, proposer, size), applies
+    /// every event in order (any refused event refuses the whole block), then checks every
+    /// derived header field (events root, log root and size, results hash, state hash,
+    /// validators hash). Returns the new state and the block's results; `self` is unchanged.
+    pub fn apply_block(&self, block: &Block) -> Result<(State, BlockResults), BlockError> {
+        let h = &block.header;
+        codec::check_version("block", h.version, BLOCK_VERSION)?;
+        self.check_block_frame(h, block.events.len())?;
+        if h.event_count as usize != block.events.len() {
+            return Err(BlockError::HeaderMismatch {
+                height: h.height,
+                field: "event_count",
+                expected: block.events.len().to_string(),
+                got: h.event_count.to_string(),
+            });
+        }
+        let mut st = self.start_block(h.height);
+        let mut writes = Vec::new();
+        let mut outcomes = Vec::with_capacity(block.events.len());
+        let mut leaves = Vec::with_capacity(block.events.len());
+        for (index, ev) in block.events.iter().enumerate() {
+            let bytes = ev.to_bytes();
+            let (_, outcome) = st
+                .apply_event(ev, bytes.len(), h.height, h.time, &mut writes)
+                .map_err(|reason| BlockError::InvalidEvent {
+                    height: h.height,
+                    index,
+                    id: ev.id(),
+                    reason,
+                })?;
+            let leaf = Blake3Tree::leaf(&bytes);
+            st.log.push::<Blake3Tree>(leaf);
+            leaves.push(leaf);
+            outcomes.push(outcome);
+        }
+        let results = BlockResults { outcomes };
+        let mut derived = h.clone();
+        derived.results_hash = results.hash();
+        let (st, derived) = st.finish_block(derived, &leaves, &writes);
+        for (field, want, got) in [
+            ("events_root", derived.events_root, h.events_root),
+            ("log_root", derived.log_root, h.log_root),
+            ("results_hash", derived.results_hash, h.results_hash),
+            ("state_hash", derived.state_hash, h.state_hash),
+            ("validators_hash", derived.validators_hash, h.validators_hash),
+        ] {
+            if want != got {
+                return Err(BlockError::HeaderMismatch {
+                    height: h.height,
+                    field,
+                    expected: want.to_hex(),
+                    got: got.to_hex(),
+                });
+            }
+        }
+        if derived.log_size != h.log_size {
+            return Err(BlockError::HeaderMismatch {
+                height: h.height,
+                field: "log_size",
+                expected: derived.log_size.to_string(),
+                got: h.log_size.to_string(),
+            });
+        }
+        Ok((st, results))
+    }
+
+    /// Builds the next block as `proposer` at `time` from candidate events, in the given order:
+    /// each candidate is checked against the state as it stands after the ones before it;
+    /// refused ones are left out and reported, at most `max_block_events` are taken.
+    pub fn build_block(
+        &self,
+        proposer: PublicKey,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = SignedEvent>,
+    ) -> Result<BuiltBlock, BlockError> {
+        let height = self.height + 1;
+        let mut header = BlockHeader {
+            version: BLOCK_VERSION,
+            chain_id: self.chain_id,
+            height,
+            prev_hash: self.last_block_hash,
+            time,
+            proposer,
+            event_count: 0,
+            events_root: Hash::ZERO,
+            log_size: 0,
+            log_root: Hash::ZERO,
+            results_hash: Hash::ZERO,
+            state_hash: Hash::ZERO,
+            validators_hash: Hash::ZERO,
+        };
+        self.check_block_frame(&header, 0)?;
+        let max = self.limits.max_block_events as usize;
+        let mut st = self.start_block(height);
+        let mut writes = Vec::new();
+        let mut events = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut leaves = Vec::new();
+        let mut rejected = Vec::new();
+        for ev in candidates {
+            if events.len() == max {
+                break;
+            }
+            let bytes = ev.to_bytes();
+            match st.apply_event(&ev, bytes.len(), height, time, &mut writes) {
+                Ok((_, outcome)) => {
+                    let leaf = Blake3Tree::leaf(&bytes);
+                    st.log.push::<Blake3Tree>(leaf);
+                    leaves.push(leaf);
+                    outcomes.push(outcome);
+                    events.push(ev);
+                }
+                Err(reason) => rejected.push((ev.id(), reason)),
+            }
+        }
+        let results = BlockResults { outcomes };
+        header.results_hash = results.hash();
+        header.event_count = u32::try_from(events.len()).expect("bounded by max_block_events");
+        let (state, header) = st.finish_block(header, &leaves, &writes);
+        Ok(BuiltBlock {
+            block: Block { header, events },
+            results,
+            state,
+            rejected,
+        })
+    }
+}
+
+/// A block made by [`State::build_block`].
+#[derive(Debug)]
+pub struct BuiltBlock {
+    /// The block (to be signed by the validators).
+    pub block: Block,
+    /// Its results.
+    pub results: BlockResults,
+    /// The state after it.
+    pub state: State,
+    /// Candidates left out, with the reason.
+    pub rejected: Vec<(EventId, RejectReason)>,
+}
+
+/// Convenience form of [`State::apply_block`].
+pub fn apply(state: &State, block: &Block) -> Result<(State, BlockResults), BlockError> {
+    state.apply_block(block)
+}
+
+impl From<ValidatorSetError> for RejectReason {
+    fn from(e: ValidatorSetError) -> Self {
+        RejectReason::Governance(e.to_string())
+    }
+}

@@ -1,0 +1,158 @@
+//! What the state keeps about each party, grant, delegation, break-glass access and twin.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codes::{Actions, Categories, DataCategory, Purposes, Role, Action};
+use crate::event::break_glass::Finding;
+use crate::event::consent::Grantee;
+use crate::hash::{EventId, Hash};
+use crate::keys::PublicKey;
+use crate::time::Timestamp;
+
+/// A patient: the id is the key they first signed with; `key` is the one they sign with now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientRecord {
+    /// The current signing key (changes with each rotation).
+    pub key: PublicKey,
+    /// How many grants the patient has (bounded by the chain's limit).
+    pub grants: u32,
+}
+
+/// Which patient a key belongs to, and whether it was rotated away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientKey {
+    /// The patient id.
+    pub patient: PublicKey,
+    /// Rotated away: the key can no longer sign anything.
+    pub retired: bool,
+}
+
+/// A member organisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    /// Display name (not health data; at most 128 bytes, no control characters).
+    pub name: String,
+    /// Not revoked.
+    pub live: bool,
+}
+
+/// An actor (clinician, service, device) enrolled by an organisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorRecord {
+    /// The enrolling organisation.
+    pub organisation: PublicKey,
+    /// The role it was enrolled with.
+    pub role: Role,
+    /// Not revoked.
+    pub live: bool,
+}
+
+/// Who created a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GrantedBy {
+    /// The patient.
+    Patient,
+    /// A delegate, under the delegation with this id: the grant counts only while it is live.
+    Delegate(EventId),
+}
+
+/// A consent grant as the state holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    /// The patient id.
+    pub patient: PublicKey,
+    /// Who may access.
+    pub grantee: Grantee,
+    /// Covered categories.
+    pub categories: Categories,
+    /// Covered purposes.
+    pub purposes: Purposes,
+    /// Covered actions.
+    pub actions: Actions,
+    /// Start of validity (inclusive).
+    pub valid_from: Timestamp,
+    /// End of validity (exclusive); none = until revoked.
+    pub valid_until: Option<Timestamp>,
+    /// Patient or delegate.
+    pub granted_by: GrantedBy,
+    /// Height of the block holding the grant.
+    pub height: u64,
+    /// Height of the block holding its revocation.
+    pub revoked_at: Option<u64>,
+}
+
+impl GrantRecord {
+    /// Whether the grant is in its validity window at `t` and not revoked.
+    pub fn active_at(&self, t: Timestamp) -> bool {
+        self.revoked_at.is_none()
+            && self.valid_from <= t
+            && self.valid_until.is_none_or(|u| t < u)
+    }
+}
+
+/// A guardian / delegate relationship.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelegationRecord {
+    /// The patient id.
+    pub patient: PublicKey,
+    /// The delegate's key.
+    pub delegate: PublicKey,
+    /// What the delegate may grant or revoke.
+    pub scope: crate::event::delegation::Scope,
+    /// End of the delegation (exclusive).
+    pub valid_until: Option<Timestamp>,
+    /// Height of its revocation.
+    pub revoked_at: Option<u64>,
+}
+
+impl DelegationRecord {
+    /// Whether the delegate may act at `t`.
+    pub fn live_at(&self, t: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.valid_until.is_none_or(|u| t < u)
+    }
+}
+
+/// A break-glass access and its review.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakGlassRecord {
+    /// Who broke the glass.
+    pub actor: PublicKey,
+    /// Their organisation.
+    pub organisation: PublicKey,
+    /// Whose twin.
+    pub patient: PublicKey,
+    /// Which category.
+    pub category: DataCategory,
+    /// Which action.
+    pub action: Action,
+    /// Block height of the access.
+    pub height: u64,
+    /// The review, once signed off.
+    pub review: Option<Review>,
+}
+
+/// A break-glass review sign-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The reviewer (privacy officer or auditor).
+    pub reviewer: PublicKey,
+    /// Their finding.
+    pub finding: Finding,
+    /// The review event.
+    pub event: EventId,
+}
+
+/// The latest anchored version of a twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwinRecord {
+    /// The hosting organisation (only its actors may anchor later versions).
+    pub organisation: PublicKey,
+    /// Whose twin.
+    pub patient: PublicKey,
+    /// The latest version.
+    pub version: u64,
+    /// blake3 of that version's state.
+    pub state_hash: Hash,
+    /// The anchoring event.
+    pub event: EventId,
+}
