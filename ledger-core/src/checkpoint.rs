@@ -246,12 +246,22 @@ impl Checkpoint {
             root.try_into()
                 .map_err(|_| err(3, "root is not 32 bytes"))?,
         );
-        let height = num(4, lines[3].strip_prefix("height ").ok_or_else(|| err(4, "expected `height <n>`"))?)?;
+        let height = num(
+            4,
+            lines[3]
+                .strip_prefix("height ")
+                .ok_or_else(|| err(4, "expected `height <n>`"))?,
+        )?;
         let block_hex = lines[4]
             .strip_prefix("block ")
             .ok_or_else(|| err(5, "expected `block <hex>`"))?;
         let block_hash = Hash::from_hex(block_hex).map_err(|e| err(5, &e.to_string()))?;
-        let round = num(6, lines[5].strip_prefix("round ").ok_or_else(|| err(6, "expected `round <n>`"))?)?;
+        let round = num(
+            6,
+            lines[5]
+                .strip_prefix("round ")
+                .ok_or_else(|| err(6, "expected `round <n>`"))?,
+        )?;
         let round = u32::try_from(round).map_err(|_| err(6, "round out of range"))?;
         if !lines[6].is_empty() {
             return Err(err(7, "expected a blank line before the signatures"));
@@ -266,7 +276,9 @@ impl Checkpoint {
                 .split_once(' ')
                 .ok_or_else(|| err(n, "expected `— <did:key> <base64 signature>`"))?;
             let validator = PublicKey::from_did(name).map_err(|e| err(n, &e.to_string()))?;
-            let raw = B64.decode(sig).map_err(|_| err(n, "signature is not base64"))?;
+            let raw = B64
+                .decode(sig)
+                .map_err(|_| err(n, "signature is not base64"))?;
             let raw: [u8; 64] = raw
                 .try_into()
                 .map_err(|_| err(n, "signature is not 64 bytes"))?;
@@ -286,7 +298,10 @@ impl Checkpoint {
         let cert = CommitCertificate { round, signatures };
         // Canonical form only: re-rendering must give the same text.
         if cp.to_text(&cert) != text {
-            return Err(err(0, "not in canonical form (base64 padding, order or spacing)"));
+            return Err(err(
+                0,
+                "not in canonical form (base64 padding, order or spacing)",
+            ));
         }
         Ok((cp, cert))
     }

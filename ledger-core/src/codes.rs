@@ -262,10 +262,7 @@ impl<T: Code> CodeSet<T> {
     }
     /// The codes in canonical order.
     pub fn iter(self) -> impl Iterator<Item = T> {
-        T::ALL
-            .iter()
-            .copied()
-            .filter(move |c| self.contains(*c))
+        T::ALL.iter().copied().filter(move |c| self.contains(*c))
     }
     /// Every code.
     pub fn all() -> Self {
@@ -284,7 +281,9 @@ impl<T: Code> FromIterator<T> for CodeSet<T> {
 
 impl<T: Code + std::fmt::Display> std::fmt::Debug for CodeSet<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter().map(|c| c.code())).finish()
+        f.debug_list()
+            .entries(self.iter().map(|c| c.code()))
+            .finish()
     }
 }
 
@@ -305,8 +304,9 @@ impl<'de, T: Code + Deserialize<'de>> Deserialize<'de> for CodeSet<T> {
             Ok(v.into_iter().collect())
         } else {
             let bits = u64::deserialize(d)?;
-            Self::from_bits(bits)
-                .ok_or_else(|| serde::de::Error::custom(format!("code set has unknown bits {bits:#x}")))
+            Self::from_bits(bits).ok_or_else(|| {
+                serde::de::Error::custom(format!("code set has unknown bits {bits:#x}"))
+            })
         }
     }
 }
@@ -329,16 +329,39 @@ mod tests {
         assert_eq!(
             p,
             [
-                "TREAT", "ETREAT", "HRESCH", "CLINTRCH", "HPAYMT", "HOPERAT", "PUBHLTH", "PATRQT",
-                "FAMRQT", "PWATRNY", "COC", "HSYSADMIN"
+                "TREAT",
+                "ETREAT",
+                "HRESCH",
+                "CLINTRCH",
+                "HPAYMT",
+                "HOPERAT",
+                "PUBHLTH",
+                "PATRQT",
+                "FAMRQT",
+                "PWATRNY",
+                "COC",
+                "HSYSADMIN"
             ]
         );
         let c: Vec<_> = DataCategory::ALL.iter().map(|c| c.code()).collect();
         assert_eq!(
             c,
             [
-                "vital-signs", "laboratory", "imaging", "activity", "social-history", "exam",
-                "procedure", "survey", "therapy", "GDIS", "MH", "PSY", "SUD", "HIV", "SEX"
+                "vital-signs",
+                "laboratory",
+                "imaging",
+                "activity",
+                "social-history",
+                "exam",
+                "procedure",
+                "survey",
+                "therapy",
+                "GDIS",
+                "MH",
+                "PSY",
+                "SUD",
+                "HIV",
+                "SEX"
             ]
         );
         let a: Vec<_> = Action::ALL.iter().map(|c| c.code()).collect();
@@ -347,8 +370,16 @@ mod tests {
         assert_eq!(
             r,
             [
-                "physician", "nurse", "paramedic", "pharmacist", "researcher", "lab-technician",
-                "care-coordinator", "device", "service", "privacy-officer"
+                "physician",
+                "nurse",
+                "paramedic",
+                "pharmacist",
+                "researcher",
+                "lab-technician",
+                "care-coordinator",
+                "device",
+                "service",
+                "privacy-officer"
             ]
         );
         // Binary encoding of an enum is its position.
@@ -361,7 +392,10 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(s.bits(), 1 | (1 << 9));
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"["vital-signs","GDIS"]"#);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"["vital-signs","GDIS"]"#
+        );
         let back: Categories = crate::codec::decode("set", &crate::codec::encode(&s), 16).unwrap();
         assert_eq!(back, s);
         assert!(Categories::from_bits(1 << 40).is_none());

@@ -251,6 +251,7 @@ impl<'de> Deserialize<'de> for Signature {
 
 /// A signing key held by its owner. Core never generates keys (no randomness here): callers
 /// pass 32 secret bytes from their own RNG or key file. The secret is zeroised on drop.
+#[derive(Clone)]
 pub struct Keypair(SigningKey);
 
 impl fmt::Debug for Keypair {
@@ -330,13 +331,19 @@ mod tests {
 
     #[test]
     fn did_errors_name_the_problem() {
-        let short = format!("did:key:z{}", bs58::encode([0xed, 0x01, 1, 2, 3]).into_string());
+        let short = format!(
+            "did:key:z{}",
+            bs58::encode([0xed, 0x01, 1, 2, 3]).into_string()
+        );
         let cases = [
             ("did:web:example", "does not start"),
             ("did:key:6Mk", "multibase prefix"),
             ("did:key:z0OIl", "base58btc"),
             // multicodec secp256k1-pub (0xe7 0x01)
-            ("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "ed25519-pub"),
+            (
+                "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+                "ed25519-pub",
+            ),
             (short.as_str(), "3 bytes, expected 32"),
         ];
         for (input, want) in cases {
@@ -350,13 +357,18 @@ mod tests {
         let k = kp(2);
         let chain = ChainId([7; 32]);
         let sig = k.sign(sig_domain::EVENT, &chain, b"body");
-        assert!(k.public().verify(sig_domain::EVENT, &chain, b"body", &sig).is_ok());
+        assert!(
+            k.public()
+                .verify(sig_domain::EVENT, &chain, b"body", &sig)
+                .is_ok()
+        );
         assert_eq!(
             k.public().verify(sig_domain::COMMIT, &chain, b"body", &sig),
             Err(KeyError::BadSignature)
         );
         assert_eq!(
-            k.public().verify(sig_domain::EVENT, &ChainId([8; 32]), b"body", &sig),
+            k.public()
+                .verify(sig_domain::EVENT, &ChainId([8; 32]), b"body", &sig),
             Err(KeyError::BadSignature)
         );
     }
@@ -366,7 +378,10 @@ mod tests {
         // The identity point (small order) encodes as 0x01 followed by zeros.
         let mut b = [0u8; 32];
         b[0] = 1;
-        assert_eq!(PublicKey::from_ed25519_bytes(&b), Err(KeyError::InvalidPoint));
+        assert_eq!(
+            PublicKey::from_ed25519_bytes(&b),
+            Err(KeyError::InvalidPoint)
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod codes;
 pub mod commitment;
+pub mod devkit;
 pub mod event;
 pub mod hash;
 pub mod keys;

@@ -78,15 +78,12 @@ pub struct BreakGlassReview {
 
 impl BreakGlassReview {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let mut rec = tx
-            .st
-            .break_glass
-            .get(&self.request)
-            .cloned()
-            .ok_or(RejectReason::UnknownReference {
+        let mut rec = tx.st.break_glass.get(&self.request).cloned().ok_or(
+            RejectReason::UnknownReference {
                 what: "break-glass access",
                 id: self.request,
-            })?;
+            },
+        )?;
         if rec.review.is_some() {
             return Err(RejectReason::AlreadyDone {
                 what: "break-glass access",

@@ -83,7 +83,9 @@ impl ConsentGrant {
         }
         if let Some(until) = self.valid_until {
             if until <= self.valid_from {
-                return Err(RejectReason::InvalidWindow("valid_until is not after valid_from"));
+                return Err(RejectReason::InvalidWindow(
+                    "valid_until is not after valid_from",
+                ));
             }
             if until <= cx.time {
                 return Err(RejectReason::InvalidWindow("grant has already expired"));

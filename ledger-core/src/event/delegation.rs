@@ -54,7 +54,9 @@ impl DelegateGrant {
             return Err(RejectReason::EmptyScope("delegation scope"));
         }
         if self.valid_until.is_some_and(|u| u <= cx.time) {
-            return Err(RejectReason::InvalidWindow("delegation has already expired"));
+            return Err(RejectReason::InvalidWindow(
+                "delegation has already expired",
+            ));
         }
         if tx
             .st

@@ -84,7 +84,11 @@ impl Governance {
     ) -> Approval {
         Approval {
             validator: key.public(),
-            signature: key.sign(sig_domain::GOVERNANCE, chain, &Self::approval_body(seq, action)),
+            signature: key.sign(
+                sig_domain::GOVERNANCE,
+                chain,
+                &Self::approval_body(seq, action),
+            ),
         }
     }
 

@@ -32,7 +32,9 @@ impl TwinAnchor {
                 ));
             }
             if prev.patient != self.patient {
-                return Err(RejectReason::TwinAnchor("the twin belongs to another patient"));
+                return Err(RejectReason::TwinAnchor(
+                    "the twin belongs to another patient",
+                ));
             }
             if self.version <= prev.version {
                 return Err(RejectReason::TwinAnchor(

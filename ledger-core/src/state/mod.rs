@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{BlockError, GenesisError, RejectReason};
 use records::*;
 
-use crate::block::{Block, BlockHeader, BlockResults, Outcome, BLOCK_VERSION};
+use crate::block::{BLOCK_VERSION, Block, BlockHeader, BlockResults, Outcome};
 use crate::codec;
 use crate::codes::Role;
 use crate::event::{EventPayload, SignedEvent};
@@ -68,15 +68,30 @@ impl Limits {
                 })
             }
         };
-        check("max_event_bytes", u64::from(self.max_event_bytes), 256, 65536)?;
-        check("max_block_events", u64::from(self.max_block_events), 1, 10_000)?;
+        check(
+            "max_event_bytes",
+            u64::from(self.max_event_bytes),
+            256,
+            65536,
+        )?;
+        check(
+            "max_block_events",
+            u64::from(self.max_block_events),
+            1,
+            10_000,
+        )?;
         check(
             "max_grants_per_patient",
             u64::from(self.max_grants_per_patient),
             1,
             65536,
         )?;
-        check("max_event_ttl_ms", self.max_event_ttl_ms, 1000, 7 * 24 * 3600 * 1000)
+        check(
+            "max_event_ttl_ms",
+            self.max_event_ttl_ms,
+            1000,
+            7 * 24 * 3600 * 1000,
+        )
     }
 }
 
@@ -128,7 +143,10 @@ pub const GENESIS_VERSION: u8 = 1;
 /// Checks a display name: 1..=max bytes, no control characters.
 pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() || name.len() > max {
-        return Err(format!("{what} must be 1..={max} bytes, got {}", name.len()));
+        return Err(format!(
+            "{what} must be 1..={max} bytes, got {}",
+            name.len()
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(format!("{what} contains control characters"));
@@ -158,7 +176,11 @@ impl Genesis {
                 return Err(GenesisError::DuplicateKey(o.key));
             }
         }
-        for k in self.auditors.iter().chain(self.actors.iter().map(|a| &a.key)) {
+        for k in self
+            .auditors
+            .iter()
+            .chain(self.actors.iter().map(|a| &a.key))
+        {
             if !seen.insert(*k) {
                 return Err(GenesisError::DuplicateKey(*k));
             }
@@ -507,7 +529,10 @@ impl State {
         self.grants.get(id)
     }
     /// Grants of a patient that are not revoked (active, future or expired), by id.
-    pub fn patient_grants(&self, patient: &PublicKey) -> impl Iterator<Item = (&EventId, &GrantRecord)> {
+    pub fn patient_grants(
+        &self,
+        patient: &PublicKey,
+    ) -> impl Iterator<Item = (&EventId, &GrantRecord)> {
         let lo = (*patient, EventId::ZERO);
         let hi = (*patient, EventId([0xff; 32]));
         self.patient_grants
@@ -770,7 +795,11 @@ impl State {
             ("log_root", derived.log_root, h.log_root),
             ("results_hash", derived.results_hash, h.results_hash),
             ("state_hash", derived.state_hash, h.state_hash),
-            ("validators_hash", derived.validators_hash, h.validators_hash),
+            (
+                "validators_hash",
+                derived.validators_hash,
+                h.validators_hash,
+            ),
         ] {
             if want != got {
                 return Err(BlockError::HeaderMismatch {

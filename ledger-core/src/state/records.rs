@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codes::{Actions, Categories, DataCategory, Purposes, Role, Action};
+use crate::codes::{Action, Actions, Categories, DataCategory, Purposes, Role};
 use crate::event::break_glass::Finding;
 use crate::event::consent::Grantee;
 use crate::hash::{EventId, Hash};
@@ -84,9 +84,7 @@ pub struct GrantRecord {
 impl GrantRecord {
     /// Whether the grant is in its validity window at `t` and not revoked.
     pub fn active_at(&self, t: Timestamp) -> bool {
-        self.revoked_at.is_none()
-            && self.valid_from <= t
-            && self.valid_until.is_none_or(|u| t < u)
+        self.revoked_at.is_none() && self.valid_from <= t && self.valid_until.is_none_or(|u| t < u)
     }
 }
 

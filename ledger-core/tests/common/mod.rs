@@ -1,0 +1,108 @@
+//! Shared helpers for the ledger-core integration tests.
+#![allow(dead_code)]
+
+use twinledger_core::codes::{Actions, Categories, Purposes};
+use twinledger_core::devkit::{Committed, DevChain, dev_key};
+use twinledger_core::event::access::AccessRequest;
+use twinledger_core::event::break_glass::BreakGlassRequest;
+use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
+use twinledger_core::*;
+
+pub fn patient(label: &str) -> Keypair {
+    dev_key(&format!("patient/{label}"))
+}
+
+pub fn cats(c: &[DataCategory]) -> Categories {
+    c.iter().copied().collect()
+}
+pub fn purposes(p: &[Purpose]) -> Purposes {
+    p.iter().copied().collect()
+}
+pub fn actions(a: &[Action]) -> Actions {
+    a.iter().copied().collect()
+}
+
+pub fn grant_payload(
+    patient: &PublicKey,
+    grantee: Grantee,
+    c: &[DataCategory],
+    p: &[Purpose],
+    a: &[Action],
+) -> EventPayload {
+    EventPayload::ConsentGrant(ConsentGrant {
+        patient: *patient,
+        grantee,
+        categories: cats(c),
+        purposes: purposes(p),
+        actions: actions(a),
+        valid_from: Timestamp(0),
+        valid_until: None,
+    })
+}
+
+pub fn revoke_payload(patient: &PublicKey, grant: EventId) -> EventPayload {
+    EventPayload::ConsentRevoke(ConsentRevoke {
+        patient: *patient,
+        grant,
+    })
+}
+
+pub fn access_payload(
+    patient: &PublicKey,
+    category: DataCategory,
+    purpose: Purpose,
+    action: Action,
+) -> EventPayload {
+    EventPayload::AccessRequest(AccessRequest {
+        patient: *patient,
+        category,
+        purpose,
+        action,
+        resource: Commitment::new(&[9; 32], b"twin-store://alice/observations"),
+    })
+}
+
+pub fn break_glass_payload(patient: &PublicKey, category: DataCategory) -> EventPayload {
+    EventPayload::BreakGlassRequest(BreakGlassRequest {
+        patient: *patient,
+        category,
+        action: Action::Read,
+        resource: Commitment::new(&[9; 32], b"twin-store://alice/imaging"),
+        reason: Commitment::new(&[8; 32], b"unconscious on arrival, suspected stroke"),
+    })
+}
+
+/// The decision recorded for event `i` of a committed block.
+pub fn decision(c: &Committed, i: usize) -> Decision {
+    match c.results.outcomes[i] {
+        Outcome::Access(d) => d,
+        Outcome::Applied => panic!("event {i} is not an access request"),
+    }
+}
+
+/// Commits one event that must be accepted, returns its id.
+pub fn commit_one(chain: &mut DevChain, ev: SignedEvent) -> EventId {
+    let id = ev.id();
+    let c = chain.commit(vec![ev]);
+    assert!(c.rejected.is_empty(), "refused: {:?}", c.rejected);
+    id
+}
+
+/// Commits one event that must be refused, returns the reason; asserts that it changed nothing
+/// (log size, the author's sequence number, the state other than the empty block's time).
+pub fn refuse_one(chain: &mut DevChain, ev: SignedEvent) -> RejectReason {
+    let author = ev.event.author;
+    let before_log = chain.state.log_size();
+    let before_seq = chain.state.next_seq(&author);
+    let before_state = chain.state.state_hash();
+    let c = chain.commit(vec![ev]);
+    assert_eq!(c.block.events.len(), 0);
+    assert_eq!(chain.state.log_size(), before_log);
+    assert_eq!(chain.state.next_seq(&author), before_seq);
+    // An empty block chains the state hash with no writes: H(prev || "").
+    assert_eq!(
+        chain.state.state_hash(),
+        hash::hash_in(hash::domain::STATE, before_state.as_bytes())
+    );
+    c.rejected.into_iter().next().expect("one refusal").1
+}

@@ -1,0 +1,940 @@
+//! Table tests of the consent rules, one per rule of PROTOCOL.md §6, each naming its rule.
+
+mod common;
+
+use DataCategory::*;
+use Purpose::*;
+use common::*;
+use twinledger_core::codes::Role;
+use twinledger_core::devkit::{DevChain, dev_key};
+use twinledger_core::event::break_glass::{BreakGlassReview, Finding};
+use twinledger_core::event::consent::Grantee;
+use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
+use twinledger_core::event::governance::{Governance, GovernanceAction};
+use twinledger_core::event::integrity::TwinAnchor;
+use twinledger_core::event::membership::{ActorEnrol, ActorRevoke};
+use twinledger_core::event::rotation::KeyRotation;
+use twinledger_core::keys::sig_domain;
+use twinledger_core::state::BlockError;
+use twinledger_core::*;
+
+const DENY: Decision = Decision::Deny {
+    reason: DenyReason::NoCoveringGrant,
+};
+
+fn permit(grant: EventId) -> Decision {
+    Decision::Permit { grant }
+}
+
+struct World {
+    chain: DevChain,
+    alice: Keypair,
+    phys: Keypair,
+    nurse: Keypair,
+    researcher: Keypair,
+}
+
+fn world() -> World {
+    let chain = DevChain::new(1);
+    World {
+        alice: patient("alice"),
+        phys: chain.physician.clone(),
+        nurse: chain.nurse.clone(),
+        researcher: chain.researcher.clone(),
+        chain,
+    }
+}
+
+impl World {
+    fn grant(
+        &mut self,
+        grantee: Grantee,
+        c: &[DataCategory],
+        p: &[Purpose],
+        a: &[Action],
+    ) -> EventId {
+        let alice = self.alice.clone();
+        let ev = self
+            .chain
+            .event(&alice, grant_payload(&alice.public(), grantee, c, p, a));
+        commit_one(&mut self.chain, ev)
+    }
+
+    fn ask(&mut self, who: &Keypair, c: DataCategory, p: Purpose, a: Action) -> Decision {
+        let ev = self
+            .chain
+            .event(who, access_payload(&self.alice.public(), c, p, a));
+        let com = self.chain.commit(vec![ev]);
+        assert!(com.rejected.is_empty(), "{:?}", com.rejected);
+        decision(&com, 0)
+    }
+}
+
+/// §6.1 deny by default: with no grant at all, access is denied, and the denial is recorded.
+#[test]
+fn rule_6_1_deny_by_default() {
+    let mut w = world();
+    let phys = w.phys.clone();
+    assert_eq!(w.ask(&phys, VitalSigns, Treat, Action::Read), DENY);
+    assert_eq!(
+        w.chain.state.log_size(),
+        1,
+        "a denied request is still logged"
+    );
+}
+
+/// §6.1 an actor grantee covers exactly that actor; the decision names the grant.
+#[test]
+fn rule_6_1_actor_grant_covers_that_actor_only() {
+    let mut w = world();
+    let (phys, nurse) = (w.phys.clone(), w.nurse.clone());
+    let g = w.grant(
+        Grantee::Actor(phys.public()),
+        &[VitalSigns],
+        &[Treat],
+        &[Action::Read],
+    );
+    assert_eq!(w.ask(&phys, VitalSigns, Treat, Action::Read), permit(g));
+    assert_eq!(w.ask(&nurse, VitalSigns, Treat, Action::Read), DENY);
+}
+
+/// §6.1 an organisation grantee covers every actor of that organisation, and nobody else.
+#[test]
+fn rule_6_1_organisation_grant() {
+    let mut w = world();
+    let (phys, nurse, res) = (w.phys.clone(), w.nurse.clone(), w.researcher.clone());
+    let hosp = w.chain.hospital.public();
+    let g = w.grant(
+        Grantee::Organisation(hosp),
+        &[Imaging],
+        &[Treat],
+        &[Action::Read],
+    );
+    assert_eq!(w.ask(&phys, Imaging, Treat, Action::Read), permit(g));
+    assert_eq!(w.ask(&nurse, Imaging, Treat, Action::Read), permit(g));
+    assert_eq!(w.ask(&res, Imaging, Treat, Action::Read), DENY);
+}
+
+/// §6.1 a role grantee covers actors with that role (in the named organisation, if any).
+#[test]
+fn rule_6_1_role_grant() {
+    let mut w = world();
+    let (phys, nurse, res) = (w.phys.clone(), w.nurse.clone(), w.researcher.clone());
+    let inst = w.chain.institute.public();
+    let g = w.grant(
+        Grantee::Role {
+            role: Role::Researcher,
+            organisation: Some(inst),
+        },
+        &[VitalSigns],
+        &[Research],
+        &[Action::Read, Action::Use],
+    );
+    assert_eq!(w.ask(&res, VitalSigns, Research, Action::Use), permit(g));
+    assert_eq!(w.ask(&phys, VitalSigns, Research, Action::Use), DENY);
+    let g2 = w.grant(
+        Grantee::Role {
+            role: Role::Nurse,
+            organisation: None,
+        },
+        &[Activity],
+        &[Treat],
+        &[Action::Read],
+    );
+    assert_eq!(w.ask(&nurse, Activity, Treat, Action::Read), permit(g2));
+}
+
+/// §6.1 category, purpose and action must all be covered: "share my heart data for research,
+/// never my genome".
+#[test]
+fn rule_6_1_heart_not_genome() {
+    let mut w = world();
+    let res = w.researcher.clone();
+    let inst = w.chain.institute.public();
+    let g = w.grant(
+        Grantee::Organisation(inst),
+        &[VitalSigns, Activity],
+        &[Research],
+        &[Action::Read],
+    );
+    assert_eq!(w.ask(&res, VitalSigns, Research, Action::Read), permit(g));
+    assert_eq!(
+        w.ask(&res, Genetic, Research, Action::Read),
+        DENY,
+        "never my genome"
+    );
+    assert_eq!(
+        w.ask(&res, VitalSigns, Payment, Action::Read),
+        DENY,
+        "wrong purpose"
+    );
+    assert_eq!(
+        w.ask(&res, VitalSigns, Research, Action::Disclose),
+        DENY,
+        "wrong action"
+    );
+}
+
+/// §6.1 validity window: not before `valid_from`, not at or after `valid_until`.
+#[test]
+fn rule_6_1_validity_window() {
+    let mut w = world();
+    let phys = w.phys.clone();
+    let alice = w.alice.clone();
+    let t = w.chain.next_time();
+    let mut p = grant_payload(
+        &alice.public(),
+        Grantee::Actor(phys.public()),
+        &[Laboratory],
+        &[Treat],
+        &[Action::Read],
+    );
+    if let EventPayload::ConsentGrant(g) = &mut p {
+        g.valid_from = t.plus_ms(2000); // two blocks later
+        g.valid_until = Some(t.plus_ms(4000));
+    }
+    let ev = w.chain.event(&alice, p);
+    let g = commit_one(&mut w.chain, ev); // block at t
+    assert_eq!(
+        w.ask(&phys, Laboratory, Treat, Action::Read),
+        DENY,
+        "t+1s: not yet valid"
+    );
+    assert_eq!(
+        w.ask(&phys, Laboratory, Treat, Action::Read),
+        permit(g),
+        "t+2s: valid"
+    );
+    assert_eq!(
+        w.ask(&phys, Laboratory, Treat, Action::Read),
+        permit(g),
+        "t+3s: valid"
+    );
+    assert_eq!(
+        w.ask(&phys, Laboratory, Treat, Action::Read),
+        DENY,
+        "t+4s: expired"
+    );
+}
+
+/// §6.2 a grant that has already expired, or whose window is empty, is refused.
+#[test]
+fn rule_6_2_expired_or_empty_grants_are_refused() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.public();
+    let mut p = grant_payload(
+        &alice.public(),
+        Grantee::Actor(phys),
+        &[Laboratory],
+        &[Treat],
+        &[Action::Read],
+    );
+    if let EventPayload::ConsentGrant(g) = &mut p {
+        g.valid_until = Some(Timestamp(1));
+    }
+    let ev = w.chain.event(&alice, p);
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::InvalidWindow(_)
+    ));
+    let ev = w.chain.event(
+        &alice,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys),
+            &[],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::EmptyScope("categories")
+    );
+    let stranger = dev_key("nobody");
+    let ev = w.chain.event(
+        &alice,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(stranger.public()),
+            &[Laboratory],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::UnknownGrantee(stranger.public())
+    );
+}
+
+/// §6.2 a revoke takes effect from its place in the block that holds it, and is never
+/// retroactive: the earlier permit stays recorded as it was.
+#[test]
+fn rule_6_2_revoke_from_its_block_on_never_retroactive() {
+    let mut w = world();
+    let phys = w.phys.clone();
+    let alice = w.alice.clone();
+    let g = w.grant(
+        Grantee::Actor(phys.public()),
+        &[VitalSigns],
+        &[Treat],
+        &[Action::Read],
+    );
+    assert_eq!(w.ask(&phys, VitalSigns, Treat, Action::Read), permit(g));
+    let earlier_block = w.chain.blocks.len() - 1;
+    // One block: a request before the revoke, the revoke, a request after it.
+    let before = w.chain.event(
+        &phys,
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+    );
+    let revoke = w.chain.event(&alice, revoke_payload(&alice.public(), g));
+    let after = w.chain.event(
+        &phys,
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+    );
+    let c = w.chain.commit(vec![before, revoke, after]);
+    assert_eq!(decision(&c, 0), permit(g));
+    assert_eq!(decision(&c, 2), DENY);
+    assert_eq!(
+        w.ask(&phys, VitalSigns, Treat, Action::Read),
+        DENY,
+        "and in every later block"
+    );
+    assert_eq!(
+        decision(&w.chain.blocks[earlier_block], 0),
+        permit(g),
+        "history unchanged"
+    );
+    // Revoking twice is refused.
+    let again = w.chain.event(&alice, revoke_payload(&alice.public(), g));
+    assert!(matches!(
+        refuse_one(&mut w.chain, again),
+        RejectReason::AlreadyDone { .. }
+    ));
+}
+
+/// §6.2 only the patient (or a delegate) may grant or revoke for a patient.
+#[test]
+fn rule_6_2_only_the_patient_grants() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let mallory = patient("mallory");
+    let phys = w.phys.public();
+    let ev = w.chain.event(
+        &mallory,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys),
+            &[Genetic],
+            &[Research],
+            &[Action::Read],
+        ),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotAuthorisedForPatient { .. }
+    ));
+}
+
+/// §6.3 a delegate acts within the delegation's scope only, and its grants count only while the
+/// delegation is live.
+#[test]
+fn rule_6_3_delegation_scope_and_liveness() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let guardian = dev_key("guardian/bob");
+    let phys = w.phys.clone();
+    let scope = Scope {
+        categories: cats(&[VitalSigns, Imaging]),
+        purposes: purposes(&[Treat]),
+        actions: actions(&[Action::Read]),
+    };
+    let ev = w.chain.event(
+        &alice,
+        EventPayload::DelegateGrant(DelegateGrant {
+            patient: alice.public(),
+            delegate: guardian.public(),
+            scope,
+            valid_until: None,
+        }),
+    );
+    let d = commit_one(&mut w.chain, ev);
+    // Within scope: accepted and effective.
+    let ev = w.chain.event(
+        &guardian,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[Imaging],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    let g = commit_one(&mut w.chain, ev);
+    assert_eq!(w.ask(&phys, Imaging, Treat, Action::Read), permit(g));
+    // Outside scope: refused.
+    let ev = w.chain.event(
+        &guardian,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[Genetic],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::OutsideDelegation
+    );
+    // A delegate cannot delegate further.
+    let ev = w.chain.event(
+        &guardian,
+        EventPayload::DelegateGrant(DelegateGrant {
+            patient: alice.public(),
+            delegate: dev_key("guardian/carol").public(),
+            scope,
+            valid_until: None,
+        }),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotAuthorisedForPatient { .. }
+    ));
+    // Delegation revoked: the delegate's grant stops counting, the delegate can no longer act.
+    let ev = w.chain.event(
+        &alice,
+        EventPayload::DelegateRevoke(DelegateRevoke {
+            patient: alice.public(),
+            delegation: d,
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    assert_eq!(w.ask(&phys, Imaging, Treat, Action::Read), DENY);
+    let ev = w.chain.event(
+        &guardian,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[Imaging],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotAuthorisedForPatient { .. }
+    ));
+}
+
+/// §6.4 key rotation: the old key can never sign again, consents follow the patient, the new
+/// key acts for the patient, and the new key must prove possession.
+#[test]
+fn rule_6_4_key_rotation() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.clone();
+    let g = w.grant(
+        Grantee::Actor(phys.public()),
+        &[VitalSigns],
+        &[Treat],
+        &[Action::Read],
+    );
+    let new = dev_key("patient/alice-2027");
+    let chain_id = w.chain.state.chain_id();
+    let body = KeyRotation::proof_body(&alice.public(), &new.public());
+    // A proof by the wrong key is refused.
+    let wrong = dev_key("someone-else").sign(sig_domain::KEY_ROTATION, &chain_id, &body);
+    let ev = w.chain.event(
+        &alice,
+        EventPayload::KeyRotation(KeyRotation {
+            patient: alice.public(),
+            new_key: new.public(),
+            new_key_proof: wrong,
+        }),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::BadSignature(new.public())
+    );
+    let proof = new.sign(sig_domain::KEY_ROTATION, &chain_id, &body);
+    let ev = w.chain.event(
+        &alice,
+        EventPayload::KeyRotation(KeyRotation {
+            patient: alice.public(),
+            new_key: new.public(),
+            new_key_proof: proof,
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    assert_eq!(
+        w.ask(&phys, VitalSigns, Treat, Action::Read),
+        permit(g),
+        "consent follows the patient"
+    );
+    let ev = w.chain.event(&alice, revoke_payload(&alice.public(), g));
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::RetiredKey(alice.public())
+    );
+    let ev = w.chain.event(&new, revoke_payload(&alice.public(), g));
+    commit_one(&mut w.chain, ev);
+    assert_eq!(w.ask(&phys, VitalSigns, Treat, Action::Read), DENY);
+}
+
+/// §6.5 break-glass: permitted for clinical roles, flagged, queued for review until a privacy
+/// officer of the same organisation (or an auditor) signs it off; others are denied and recorded.
+#[test]
+fn rule_6_5_break_glass_and_review() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.clone();
+    let res = w.researcher.clone();
+    let ev = w
+        .chain
+        .event(&phys, break_glass_payload(&alice.public(), Imaging));
+    let bg = ev.id();
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(decision(&c, 0), Decision::BreakGlass);
+    assert_eq!(
+        w.chain.state.review_queue().copied().collect::<Vec<_>>(),
+        vec![bg]
+    );
+    // A researcher may not break glass: denied, recorded, not queued.
+    let ev = w
+        .chain
+        .event(&res, break_glass_payload(&alice.public(), Imaging));
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(
+        decision(&c, 0),
+        Decision::Deny {
+            reason: DenyReason::RoleMayNotBreakGlass
+        }
+    );
+    assert_eq!(w.chain.state.review_queue().count(), 1);
+    let review = |f| {
+        EventPayload::BreakGlassReview(BreakGlassReview {
+            request: bg,
+            finding: f,
+            notes: Commitment::new(&[1; 32], b"ok"),
+        })
+    };
+    // Not by the requester, not by another role.
+    let ev = w.chain.event(&phys, review(Finding::Justified));
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotPermitted { .. }
+    ));
+    let nurse = w.nurse.clone();
+    let ev = w.chain.event(&nurse, review(Finding::Justified));
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotPermitted { .. }
+    ));
+    // The privacy officer signs off: the queue empties, the finding is kept.
+    let po = w.chain.privacy_officer.clone();
+    let ev = w.chain.event(&po, review(Finding::Justified));
+    commit_one(&mut w.chain, ev);
+    assert_eq!(w.chain.state.review_queue().count(), 0);
+    assert_eq!(
+        w.chain
+            .state
+            .break_glass(&bg)
+            .unwrap()
+            .review
+            .unwrap()
+            .finding,
+        Finding::Justified
+    );
+    // Only once.
+    let auditor = w.chain.auditor.clone();
+    let ev = w.chain.event(&auditor, review(Finding::Unjustified));
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::AlreadyDone { .. }
+    ));
+}
+
+/// §6.6 twin anchors: versions strictly increase, and only the hosting organisation anchors.
+#[test]
+fn rule_6_6_twin_anchor_history() {
+    let mut w = world();
+    let alice = w.alice.public();
+    let phys = w.phys.clone();
+    let res = w.researcher.clone();
+    let anchor = |v: u64| {
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([4; 32]),
+            patient: alice,
+            version: v,
+            state_hash: Hash([v as u8; 32]),
+        })
+    };
+    let ev = w.chain.event(&phys, anchor(1));
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(&phys, anchor(1));
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::TwinAnchor(_)
+    ));
+    let ev = w.chain.event(&res, anchor(2));
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::TwinAnchor(_)
+    ));
+    let ev = w.chain.event(&phys, anchor(2));
+    commit_one(&mut w.chain, ev);
+    assert_eq!(w.chain.state.twin(&TwinId([4; 32])).unwrap().version, 2);
+}
+
+/// §6.7 actors: unknown actors are refused; a revoked actor (or an actor of a revoked
+/// organisation) is refused; only the enrolling organisation revokes.
+#[test]
+fn rule_6_7_membership() {
+    let mut w = world();
+    let alice = w.alice.public();
+    let stranger = dev_key("actor/stranger");
+    let ev = w.chain.event(
+        &stranger,
+        access_payload(&alice, VitalSigns, Treat, Action::Read),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::UnknownAuthor { .. }
+    ));
+    let hosp = w.chain.hospital.clone();
+    let inst = w.chain.institute.clone();
+    let ev = w.chain.event(
+        &hosp,
+        EventPayload::ActorEnrol(ActorEnrol {
+            actor: stranger.public(),
+            role: Role::Nurse,
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(
+        &stranger,
+        access_payload(&alice, VitalSigns, Treat, Action::Read),
+    );
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(
+        &inst,
+        EventPayload::ActorRevoke(ActorRevoke {
+            actor: stranger.public(),
+        }),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::NotPermitted { .. }
+    ));
+    let ev = w.chain.event(
+        &hosp,
+        EventPayload::ActorRevoke(ActorRevoke {
+            actor: stranger.public(),
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(
+        &stranger,
+        access_payload(&alice, VitalSigns, Treat, Action::Read),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::RevokedAuthor(stranger.public())
+    );
+}
+
+/// §6.8 governance needs more than 2/3 of the power, and approvals cannot be replayed; a
+/// validator-set change is in force from two blocks later, and revoking an organisation stops
+/// its actors.
+#[test]
+fn rule_6_8_governance() {
+    let mut w = world();
+    let mut chain = DevChain::new(4);
+    std::mem::swap(&mut w.chain, &mut chain);
+    let chain_id = w.chain.state.chain_id();
+    let vals = w.chain.validators.clone();
+    let inst = w.chain.institute.public();
+    let action = GovernanceAction::OrgRevoke { org: inst };
+    let approvals = |n: usize, seq| {
+        let mut a: Vec<_> = vals[..n]
+            .iter()
+            .map(|k| Governance::approve(&chain_id, seq, &action, k))
+            .collect();
+        a.sort_by(|x, y| x.validator.cmp(&y.validator));
+        a
+    };
+    // 2 of 4 is not more than two thirds.
+    let ev = w.chain.event(
+        &vals[0],
+        EventPayload::Governance(Governance {
+            seq: 0,
+            action: action.clone(),
+            approvals: approvals(2, 0),
+        }),
+    );
+    assert!(
+        matches!(refuse_one(&mut w.chain, ev), RejectReason::Governance(m) if m.contains("more than two thirds"))
+    );
+    let gov = Governance {
+        seq: 0,
+        action: action.clone(),
+        approvals: approvals(3, 0),
+    };
+    let ev = w
+        .chain
+        .event(&vals[0], EventPayload::Governance(gov.clone()));
+    commit_one(&mut w.chain, ev);
+    // The researcher's organisation is revoked: its actors are refused.
+    let res = w.researcher.clone();
+    let ev = w.chain.event(
+        &res,
+        access_payload(&w.alice.public(), VitalSigns, Research, Action::Read),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::RevokedAuthor(res.public())
+    );
+    // Replaying the same approvals is refused (governance sequence moved on).
+    let ev = w.chain.event(&vals[1], EventPayload::Governance(gov));
+    assert!(
+        matches!(refuse_one(&mut w.chain, ev), RejectReason::Governance(m) if m.contains("sequence"))
+    );
+    // Validator set change: in force from height h + 2.
+    let new_set = ValidatorSet::new(vec![Validator {
+        key: vals[0].public(),
+        organisation: w.chain.hospital.public(),
+        power: 1,
+    }])
+    .unwrap();
+    let action = GovernanceAction::ValidatorSetChange {
+        validators: new_set.clone(),
+    };
+    let mut a: Vec<_> = vals
+        .iter()
+        .map(|k| Governance::approve(&chain_id, 1, &action, k))
+        .collect();
+    a.sort_by(|x, y| x.validator.cmp(&y.validator));
+    let ev = w.chain.event(
+        &vals[0],
+        EventPayload::Governance(Governance {
+            seq: 1,
+            action,
+            approvals: a,
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    let h = w.chain.state.height();
+    assert_eq!(w.chain.state.validators_for(h + 1).validators().len(), 4);
+    assert_eq!(w.chain.state.validators_for(h + 2), &new_set);
+    w.chain.commit(vec![]);
+    w.chain.commit(vec![]);
+    assert_eq!(
+        w.chain.blocks.last().unwrap().certificate.signatures.len(),
+        1
+    );
+    assert_eq!(
+        w.chain.blocks.last().unwrap().block.header.validators_hash,
+        new_set.hash()
+    );
+}
+
+/// §6.9 every event check refuses with a typed reason and changes nothing: wrong chain, bad
+/// signature, replayed or skipped sequence number, expired, deadline too far, oversized.
+#[test]
+fn rule_6_9_event_checks() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.clone();
+    let chain_id = w.chain.state.chain_id();
+    let t = w.chain.next_time();
+    let mk = |seq: u64, not_after: Timestamp, chain: ChainId, payload: EventPayload| {
+        Event::new(chain, alice.public(), seq, not_after, payload).sign(&alice)
+    };
+    let gp = grant_payload(
+        &alice.public(),
+        Grantee::Actor(phys.public()),
+        &[VitalSigns],
+        &[Treat],
+        &[Action::Read],
+    );
+    let ok_deadline = t.plus_ms(60_000);
+    // wrong chain
+    let ev = mk(0, ok_deadline, ChainId([1; 32]), gp.clone());
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::WrongChain { .. }
+    ));
+    // bad signature
+    let mut ev = mk(0, ok_deadline, chain_id, gp.clone());
+    ev.signature.0[10] ^= 1;
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::BadSignature(alice.public())
+    );
+    // skipped sequence
+    let ev = mk(5, w.chain.next_time().plus_ms(60_000), chain_id, gp.clone());
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::WrongSequence {
+            expected: 0,
+            got: 5,
+            ..
+        }
+    ));
+    // accepted, then replayed
+    let ev = mk(0, w.chain.next_time().plus_ms(60_000), chain_id, gp.clone());
+    commit_one(&mut w.chain, ev.clone());
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::WrongSequence {
+            expected: 1,
+            got: 0,
+            ..
+        }
+    ));
+    // expired
+    let ev = mk(1, Timestamp(1), chain_id, gp.clone());
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::Expired { .. }
+    ));
+    // deadline too far ahead
+    let ev = mk(
+        1,
+        w.chain.next_time().plus_ms(8 * 24 * 3_600_000),
+        chain_id,
+        gp.clone(),
+    );
+    assert!(matches!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::DeadlineTooFar { .. }
+    ));
+}
+
+/// §6.9 oversized events are refused against the chain's limit.
+#[test]
+fn rule_6_9_oversized_event() {
+    let limits = Limits {
+        max_event_bytes: 256,
+        ..Limits::default()
+    };
+    let mut chain = DevChain::with_limits(1, limits);
+    let alice = patient("alice");
+    let gov = chain.validators[0].clone();
+    // A governance event with a long organisation name is over 256 bytes.
+    let action = GovernanceAction::OrgEnrol {
+        org: dev_key("org/x").public(),
+        name: "x".repeat(120),
+    };
+    let approvals = vec![Governance::approve(
+        &chain.state.chain_id(),
+        0,
+        &action,
+        &gov,
+    )];
+    let ev = chain.event(
+        &gov,
+        EventPayload::Governance(Governance {
+            seq: 0,
+            action,
+            approvals,
+        }),
+    );
+    let size = ev.to_bytes().len();
+    assert!(size > 256);
+    assert_eq!(
+        refuse_one(&mut chain, ev),
+        RejectReason::TooLarge { size, max: 256 }
+    );
+    let _ = alice;
+}
+
+/// §8 a block is refused as a whole, with the first bad height and event named, and the state is
+/// unchanged: a tampered event, a wrong link, a wrong header field.
+#[test]
+fn rule_8_block_checks() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.clone();
+    let prev = w.chain.state.clone();
+    let e1 = w.chain.event(
+        &alice,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[VitalSigns],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    let e2 = w.chain.event(
+        &phys,
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+    );
+    let built = prev
+        .build_block(
+            w.chain.validators[0].public(),
+            w.chain.next_time(),
+            vec![e1, e2],
+        )
+        .unwrap();
+    assert!(prev.apply_block(&built.block).is_ok());
+
+    let mut bad = built.block.clone();
+    bad.events[1].signature.0[0] ^= 1;
+    match prev.apply_block(&bad) {
+        Err(BlockError::InvalidEvent {
+            height: 1,
+            index: 1,
+            reason: RejectReason::BadSignature(_),
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let mut bad = built.block.clone();
+    bad.header.prev_hash = Hash([0; 32]);
+    assert!(matches!(
+        prev.apply_block(&bad),
+        Err(BlockError::BrokenLink { height: 1, .. })
+    ));
+    let mut bad = built.block.clone();
+    bad.header.results_hash = Hash([1; 32]);
+    assert!(matches!(
+        prev.apply_block(&bad),
+        Err(BlockError::HeaderMismatch {
+            field: "results_hash",
+            ..
+        })
+    ));
+    let mut bad = built.block.clone();
+    bad.events.swap(0, 1);
+    // Reordered: each event is still valid on its own, but the derived roots differ.
+    assert!(matches!(
+        prev.apply_block(&bad),
+        Err(BlockError::HeaderMismatch {
+            field: "events_root",
+            ..
+        })
+    ));
+    let mut bad = built.block.clone();
+    bad.events.pop();
+    assert!(prev.apply_block(&bad).is_err());
+    let mut bad = built.block.clone();
+    bad.header.proposer = phys.public();
+    assert!(matches!(
+        prev.apply_block(&bad),
+        Err(BlockError::UnknownProposer { .. })
+    ));
+    let mut bad = built.block.clone();
+    bad.header.time = prev.last_time();
+    assert!(matches!(
+        prev.apply_block(&bad),
+        Err(BlockError::TimeNotIncreasing { .. })
+    ));
+    // None of these changed the state.
+    assert_eq!(prev.height(), 0);
+    assert_eq!(prev.log_size(), 0);
+}
