@@ -259,7 +259,7 @@ fn chain_actor(k: &PublicKey, actors: &[Keypair; 3], orgs: &[PublicKey; 2]) -> (
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn decisions_match_the_reference_model(ops in proptest::collection::vec(op(), 1..60)) {

@@ -1,0 +1,312 @@
+//! Golden vectors (PROTOCOL.md appendix A): the exact bytes of a genesis, one event of every
+//! payload type, a block header and a checkpoint, pinned in `docs/protocol-vectors.json`.
+//! A change to any hashed or signed format fails here; such a change needs a version bump.
+//! After a deliberate format change (with a version bump), regenerate with
+//! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use twinledger_core::codes::Role;
+use twinledger_core::devkit::{DevChain, dev_key};
+use twinledger_core::event::break_glass::{BreakGlassReview, Finding};
+use twinledger_core::event::consent::Grantee;
+use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
+use twinledger_core::event::governance::{Governance, GovernanceAction};
+use twinledger_core::event::integrity::TwinAnchor;
+use twinledger_core::event::membership::{ActorEnrol, ActorRevoke};
+use twinledger_core::event::rotation::KeyRotation;
+use twinledger_core::keys::sig_domain;
+use twinledger_core::*;
+
+fn vectors_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol-vectors.json")
+}
+
+/// Builds the reference chain: every payload type once, committed in order.
+fn build() -> (DevChain, BTreeMap<&'static str, SignedEvent>) {
+    let mut chain = DevChain::new(4);
+    let alice = patient("alice");
+    let phys = chain.physician.clone();
+    let hosp = chain.hospital.clone();
+    let po = chain.privacy_officer.clone();
+    let v0 = chain.validators[0].clone();
+    let mut out = BTreeMap::new();
+
+    let grant = chain.event(
+        &alice,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[DataCategory::VitalSigns, DataCategory::Activity],
+            &[Purpose::Treat],
+            &[Action::Read],
+        ),
+    );
+    let grant_id = grant.id();
+    let access = chain.event(
+        &phys,
+        access_payload(
+            &alice.public(),
+            DataCategory::VitalSigns,
+            Purpose::Treat,
+            Action::Read,
+        ),
+    );
+    let guardian = dev_key("guardian/bob");
+    let delegate = chain.event(
+        &alice,
+        EventPayload::DelegateGrant(DelegateGrant {
+            patient: alice.public(),
+            delegate: guardian.public(),
+            scope: Scope {
+                categories: cats(&[DataCategory::VitalSigns]),
+                purposes: purposes(&[Purpose::Treat]),
+                actions: actions(&[Action::Read]),
+            },
+            valid_until: Some(Timestamp(1_798_761_600_000)),
+        }),
+    );
+    let bg = chain.event(
+        &phys,
+        break_glass_payload(&alice.public(), DataCategory::Imaging),
+    );
+    let bg_id = bg.id();
+    let newbie = dev_key("actor/new-nurse");
+    let enrol = chain.event(
+        &hosp,
+        EventPayload::ActorEnrol(ActorEnrol {
+            actor: newbie.public(),
+            role: Role::Nurse,
+        }),
+    );
+    let anchor = chain.event(
+        &phys,
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([0x42; 32]),
+            patient: alice.public(),
+            version: 1,
+            state_hash: Hash(*blake3::hash(b"twin state v1").as_bytes()),
+        }),
+    );
+    chain.commit(vec![
+        grant.clone(),
+        access.clone(),
+        delegate.clone(),
+        bg.clone(),
+        enrol.clone(),
+        anchor.clone(),
+    ]);
+    let delegation_id = delegate.id();
+
+    let revoke = chain.event(&alice, revoke_payload(&alice.public(), grant_id));
+    let undelegate = chain.event(
+        &alice,
+        EventPayload::DelegateRevoke(DelegateRevoke {
+            patient: alice.public(),
+            delegation: delegation_id,
+        }),
+    );
+    let review = chain.event(
+        &po,
+        EventPayload::BreakGlassReview(BreakGlassReview {
+            request: bg_id,
+            finding: Finding::Justified,
+            notes: Commitment::new(&[3; 32], b"reviewed with the attending physician"),
+        }),
+    );
+    let unenrol = chain.event(
+        &hosp,
+        EventPayload::ActorRevoke(ActorRevoke {
+            actor: newbie.public(),
+        }),
+    );
+    let new_key = dev_key("patient/alice-rotated");
+    let chain_id = chain.state.chain_id();
+    let proof = new_key.sign(
+        sig_domain::KEY_ROTATION,
+        &chain_id,
+        &KeyRotation::proof_body(&alice.public(), &new_key.public()),
+    );
+    let rotate = chain.event(
+        &alice,
+        EventPayload::KeyRotation(KeyRotation {
+            patient: alice.public(),
+            new_key: new_key.public(),
+            new_key_proof: proof,
+        }),
+    );
+    let action = GovernanceAction::AuditorEnrol {
+        auditor: dev_key("auditor/second").public(),
+    };
+    let mut approvals: Vec<_> = chain.validators[..3]
+        .iter()
+        .map(|k| Governance::approve(&chain_id, 0, &action, k))
+        .collect();
+    approvals.sort_by(|a, b| a.validator.cmp(&b.validator));
+    let gov = chain.event(
+        &v0,
+        EventPayload::Governance(Governance {
+            seq: 0,
+            action,
+            approvals,
+        }),
+    );
+    let c = chain.commit(vec![
+        revoke.clone(),
+        undelegate.clone(),
+        review.clone(),
+        unenrol.clone(),
+        rotate.clone(),
+        gov.clone(),
+    ]);
+    assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+
+    for (name, ev) in [
+        ("consent_grant", grant),
+        ("consent_revoke", revoke),
+        ("delegate_grant", delegate),
+        ("delegate_revoke", undelegate),
+        ("key_rotation", rotate),
+        ("access_request", access),
+        ("break_glass_request", bg),
+        ("break_glass_review", review),
+        ("twin_anchor", anchor),
+        ("actor_enrol", enrol),
+        ("actor_revoke", unenrol),
+        ("governance", gov),
+    ] {
+        assert_eq!(ev.event.payload.kind(), name);
+        out.insert(name, ev);
+    }
+    (chain, out)
+}
+
+fn render() -> serde_json::Value {
+    let (chain, events) = build();
+    let last = chain.blocks.last().unwrap();
+    let header = &last.block.header;
+    let cp = header.checkpoint();
+    let mut evs = serde_json::Map::new();
+    for (name, ev) in &events {
+        evs.insert(
+            name.to_string(),
+            serde_json::json!({
+                "unsigned_hex": hex::encode(ev.event.to_bytes()),
+                "signed_hex": hex::encode(ev.to_bytes()),
+                "event_id": ev.id().to_hex(),
+                "leaf_hash": hex::encode(ev.leaf_hash()),
+                "signing_message_hex": hex::encode(ev.signing_message()),
+            }),
+        );
+    }
+    let vote = CommitVote {
+        checkpoint: cp,
+        round: last.certificate.round,
+    };
+    serde_json::json!({
+        "note": "Generated by ledger-core/tests/golden.rs; see PROTOCOL.md appendix A.",
+        "genesis_hex": hex::encode(codec::encode(&chain.genesis)),
+        "chain_id": chain.state.chain_id().to_hex(),
+        "events": evs,
+        "block_header_hex": hex::encode(codec::encode(header)),
+        "block_hash": header.hash().to_hex(),
+        "block_results_hex": hex::encode(codec::encode(&last.results)),
+        "checkpoint_hex": hex::encode(codec::encode(&cp)),
+        "commit_vote_signing_message_hex": hex::encode(vote.signing_message()),
+        "checkpoint_text": cp.to_text(&last.certificate),
+    })
+}
+
+#[test]
+fn formats_match_the_pinned_vectors() {
+    let got = render();
+    let path = vectors_path();
+    if std::env::var_os("TWINLEDGER_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).expect("docs/protocol-vectors.json is readable"),
+    )
+    .unwrap();
+    assert_eq!(
+        got, want,
+        "a hashed or signed format changed: bump its version (see test docs)"
+    );
+}
+
+/// The vectors decode back, verify and hash to what they say, independently of how they were
+/// built: what an independent implementation would check.
+#[test]
+fn vectors_verify_from_bytes_alone() {
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    let genesis: Genesis = codec::decode(
+        "genesis",
+        &hex::decode(want["genesis_hex"].as_str().unwrap()).unwrap(),
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(
+        genesis.chain_id().to_hex(),
+        want["chain_id"].as_str().unwrap()
+    );
+    for (name, v) in want["events"].as_object().unwrap() {
+        let bytes = hex::decode(v["signed_hex"].as_str().unwrap()).unwrap();
+        let ev = SignedEvent::from_bytes(&bytes, event::MAX_EVENT_BYTES).unwrap();
+        assert_eq!(ev.event.payload.kind(), name);
+        ev.verify_signature().unwrap();
+        assert_eq!(ev.id().to_hex(), v["event_id"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(ev.leaf_hash()),
+            v["leaf_hash"].as_str().unwrap()
+        );
+    }
+    let text = want["checkpoint_text"].as_str().unwrap();
+    let (cp, cert) = Checkpoint::from_text(text).unwrap();
+    assert_eq!(cp.block_hash.to_hex(), want["block_hash"].as_str().unwrap());
+    cert.verify(&cp, &genesis.validators).unwrap();
+    let header: BlockHeader = codec::decode(
+        "header",
+        &hex::decode(want["block_header_hex"].as_str().unwrap()).unwrap(),
+        4096,
+    )
+    .unwrap();
+    assert_eq!(header.hash(), cp.block_hash);
+    assert_eq!(header.checkpoint(), cp);
+}
+
+/// PROTOCOL.md quotes the header, the checkpoint text and the chain id: they must be the
+/// pinned ones.
+#[test]
+fn protocol_md_quotes_the_vectors() {
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
+    )
+    .unwrap();
+    for key in [
+        "chain_id",
+        "block_header_hex",
+        "block_hash",
+        "checkpoint_text",
+    ] {
+        let v = want[key].as_str().unwrap();
+        for line in v.lines() {
+            assert!(
+                doc.contains(line),
+                "PROTOCOL.md does not quote {key}: {line}"
+            );
+        }
+    }
+    let grant = want["events"]["consent_grant"]["signed_hex"]
+        .as_str()
+        .unwrap();
+    assert!(
+        doc.contains(grant),
+        "PROTOCOL.md does not quote the consent_grant vector"
+    );
+}
