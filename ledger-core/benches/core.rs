@@ -84,30 +84,49 @@ fn big() -> &'static Big {
             .collect();
         let grantees = [
             Grantee::Organisation(inst),
-            Grantee::Role { role: Role::Researcher, organisation: None },
-            Grantee::Role { role: Role::Nurse, organisation: Some(hosp) },
+            Grantee::Role {
+                role: Role::Researcher,
+                organisation: None,
+            },
+            Grantee::Role {
+                role: Role::Nurse,
+                organisation: Some(hosp),
+            },
             Grantee::Actor(chain.researcher.public()),
             Grantee::Organisation(hosp),
         ];
-        let cats = [DataCategory::Genetic, DataCategory::Imaging, DataCategory::Laboratory, DataCategory::VitalSigns];
+        let cats = [
+            DataCategory::Genetic,
+            DataCategory::Imaging,
+            DataCategory::Laboratory,
+            DataCategory::VitalSigns,
+        ];
         for chunk in patients.chunks(1000) {
             let mut evs = Vec::with_capacity(10_000);
             for (pi, p) in chunk.iter().enumerate() {
                 for g in 0..10 {
                     // The physician's own grant is the last one scanned for half the patients.
-                    let grantee = if g == 9 && pi % 2 == 0 { Grantee::Actor(phys) } else { grantees[g % grantees.len()] };
-                    evs.push(chain.event(
-                        p,
-                        EventPayload::ConsentGrant(ConsentGrant {
-                            patient: p.public(),
-                            grantee,
-                            categories: [cats[g % cats.len()], DataCategory::VitalSigns].into_iter().collect(),
-                            purposes: [Purpose::Treat, Purpose::Research].into_iter().collect(),
-                            actions: [Action::Read].into_iter().collect(),
-                            valid_from: Timestamp(0),
-                            valid_until: None,
-                        }),
-                    ));
+                    let grantee = if g == 9 && pi % 2 == 0 {
+                        Grantee::Actor(phys)
+                    } else {
+                        grantees[g % grantees.len()]
+                    };
+                    evs.push(
+                        chain.event(
+                            p,
+                            EventPayload::ConsentGrant(ConsentGrant {
+                                patient: p.public(),
+                                grantee,
+                                categories: [cats[g % cats.len()], DataCategory::VitalSigns]
+                                    .into_iter()
+                                    .collect(),
+                                purposes: [Purpose::Treat, Purpose::Research].into_iter().collect(),
+                                actions: [Action::Read].into_iter().collect(),
+                                valid_from: Timestamp(0),
+                                valid_until: None,
+                            }),
+                        ),
+                    );
                 }
             }
             let c = chain.commit(evs);
@@ -129,9 +148,15 @@ fn big() -> &'static Big {
             })
             .collect();
         let proposer = chain.validators[0].public();
-        let built = chain.state.build_block(proposer, chain.next_time(), reqs).unwrap();
+        let built = chain
+            .state
+            .build_block(proposer, chain.next_time(), reqs)
+            .unwrap();
         assert!(built.rejected.is_empty());
-        Big { state: chain.state, block: built.block }
+        Big {
+            state: chain.state,
+            block: built.block,
+        }
     })
 }
 
@@ -191,7 +216,9 @@ fn inclusion_verify_1m(b: Bencher<'_, '_>) {
     let idx = 777_777u64;
     let proof = t.inclusion_proof(idx, M).unwrap();
     let leaf = Blake3Tree::leaf(&idx.to_le_bytes());
-    b.bench(|| merkle::verify_inclusion::<Blake3Tree>(idx, M, &leaf, black_box(&proof), &root).unwrap());
+    b.bench(|| {
+        merkle::verify_inclusion::<Blake3Tree>(idx, M, &leaf, black_box(&proof), &root).unwrap()
+    });
 }
 
 /// Consistency proof generation between 1,000,000 and 1,048,576 leaves.
@@ -208,5 +235,8 @@ fn consistency_verify_1m(b: Bencher<'_, '_>) {
     let old = t.root_at(1_000_000).unwrap();
     let new = t.root();
     let proof = t.consistency_proof(1_000_000, M).unwrap();
-    b.bench(|| merkle::verify_consistency::<Blake3Tree>(1_000_000, M, black_box(&proof), &old, &new).unwrap());
+    b.bench(|| {
+        merkle::verify_consistency::<Blake3Tree>(1_000_000, M, black_box(&proof), &old, &new)
+            .unwrap()
+    });
 }

@@ -130,7 +130,7 @@ pub enum CertificateError {
 impl CommitCertificate {
     /// Builds a certificate from signatures (sorts them).
     pub fn new(round: u32, mut signatures: Vec<CommitSig>) -> Self {
-        signatures.sort_by(|a, b| a.validator.cmp(&b.validator));
+        signatures.sort_by_key(|s| s.validator);
         Self { round, signatures }
     }
 

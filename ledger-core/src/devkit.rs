@@ -184,7 +184,9 @@ impl DevChain {
     pub fn try_commit(&mut self, events: Vec<SignedEvent>) -> Result<Committed, BlockError> {
         let height = self.state.height() + 1;
         let set = self.state.validators_for(height).clone();
-        let proposer_key = set.validators()[(height as usize) % set.validators().len()].key;
+        // Round-robin proposer (the consensus engine of issue #4 replaces this).
+        let n = set.validators().len() as u64;
+        let proposer_key = set.validators()[usize::try_from(height % n).unwrap_or(0)].key;
         let built = self
             .state
             .build_block(proposer_key, self.next_time(), events)?;

@@ -69,20 +69,11 @@ pub enum KeyError {
 
 const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
 
-/// A public key identifying someone on the ledger. Always a valid, non-weak ed25519 point.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(VerifyingKey);
-
-impl PartialOrd for PublicKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for PublicKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.as_bytes().cmp(other.0.as_bytes())
-    }
-}
+/// A public key identifying someone on the ledger. Always a valid, non-weak ed25519 point
+/// (checked on construction and decoding). Kept as its 32 compressed bytes: small in state
+/// tables and errors; the point is decompressed when a signature is checked.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
     /// From the 32-byte compressed point; refuses invalid points and weak keys.
@@ -91,19 +82,19 @@ impl PublicKey {
         if vk.is_weak() {
             return Err(KeyError::InvalidPoint);
         }
-        Ok(Self(vk))
+        Ok(Self(*bytes))
     }
 
     /// The 32-byte compressed point.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
 
     /// `did:key:z6Mk...`
     pub fn to_did(&self) -> String {
         let mut raw = Vec::with_capacity(34);
         raw.extend_from_slice(&ED25519_MULTICODEC);
-        raw.extend_from_slice(self.0.as_bytes());
+        raw.extend_from_slice(&self.0);
         format!("did:key:z{}", bs58::encode(raw).into_string())
     }
 
@@ -147,14 +138,14 @@ impl PublicKey {
     /// Verifies a signature over an already-built signing message.
     pub fn verify_raw(&self, msg: &[u8], signature: &Signature) -> Result<(), KeyError> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.0
+        self.verifying_key()
             .verify_strict(msg, &sig)
             .map_err(|_| KeyError::BadSignature)
     }
 
-    /// The dalek key, for batch verification.
-    pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.0
+    /// The dalek key (decompresses the point).
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey::from_bytes(&self.0).expect("a PublicKey is a valid point by construction")
     }
 }
 
@@ -274,7 +265,7 @@ impl Keypair {
     /// The public identity. A random seed yields a weak key with negligible probability; the
     /// caller's key generator should retry in that case (`PublicKey::from_ed25519_bytes`).
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        PublicKey(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `signing_message(domain, chain_id, body)`.
@@ -293,7 +284,7 @@ pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usi
         .iter()
         .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
         .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| k.0).collect();
+    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| k.verifying_key()).collect();
     if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
         return Ok(());
     }

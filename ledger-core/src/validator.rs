@@ -56,7 +56,7 @@ pub enum ValidatorSetError {
 impl ValidatorSet {
     /// Builds a set, sorting by key and refusing duplicates, bad powers, empty or oversized sets.
     pub fn new(mut validators: Vec<Validator>) -> Result<Self, ValidatorSetError> {
-        validators.sort_by(|a, b| a.key.cmp(&b.key));
+        validators.sort_by_key(|v| v.key);
         let set = Self { validators };
         set.validate()?;
         Ok(set)

@@ -569,7 +569,7 @@ fn rule_6_6_twin_anchor_history() {
             twin: TwinId([4; 32]),
             patient: alice,
             version: v,
-            state_hash: Hash([v as u8; 32]),
+            state_hash: Hash([u8::try_from(v).unwrap(); 32]),
         })
     };
     let ev = w.chain.event(&phys, anchor(1));
@@ -663,7 +663,7 @@ fn rule_6_8_governance() {
             .iter()
             .map(|k| Governance::approve(&chain_id, seq, &action, k))
             .collect();
-        a.sort_by(|x, y| x.validator.cmp(&y.validator));
+        a.sort_by_key(|x| x.validator);
         a
     };
     // 2 of 4 is not more than two thirds.
@@ -716,7 +716,7 @@ fn rule_6_8_governance() {
         .iter()
         .map(|k| Governance::approve(&chain_id, 1, &action, k))
         .collect();
-    a.sort_by(|x, y| x.validator.cmp(&y.validator));
+    a.sort_by_key(|x| x.validator);
     let ev = w.chain.event(
         &vals[0],
         EventPayload::Governance(Governance {

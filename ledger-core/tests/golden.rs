@@ -145,7 +145,7 @@ fn build() -> (DevChain, BTreeMap<&'static str, SignedEvent>) {
         .iter()
         .map(|k| Governance::approve(&chain_id, 0, &action, k))
         .collect();
-    approvals.sort_by(|a, b| a.validator.cmp(&b.validator));
+    approvals.sort_by_key(|a| a.validator);
     let gov = chain.event(
         &v0,
         EventPayload::Governance(Governance {

@@ -679,11 +679,11 @@ impl State {
 
     fn start_block(&self, height: u64) -> Self {
         let mut st = self.clone();
-        if let Some((at, set)) = &st.pending_validators {
-            if *at <= height {
-                st.validators = set.clone();
-                st.pending_validators = None;
-            }
+        if let Some((at, set)) = &st.pending_validators
+            && *at <= height
+        {
+            st.validators = set.clone();
+            st.pending_validators = None;
         }
         st
     }
