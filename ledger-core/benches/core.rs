@@ -10,6 +10,7 @@ use twinledger_core::devkit::{DevChain, dev_key};
 use twinledger_core::event::MAX_EVENT_BYTES;
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::consent::{ConsentGrant, Grantee};
+use twinledger_core::event::delegation::Scope;
 use twinledger_core::keys::verify_batch;
 use twinledger_core::merkle::{self, Blake3Tree, Frontier, MemoryTree, TreeHasher};
 use twinledger_core::*;
@@ -117,11 +118,15 @@ fn big() -> &'static Big {
                             EventPayload::ConsentGrant(ConsentGrant {
                                 patient: p.public(),
                                 grantee,
-                                categories: [cats[g % cats.len()], DataCategory::VitalSigns]
-                                    .into_iter()
-                                    .collect(),
-                                purposes: [Purpose::Treat, Purpose::Research].into_iter().collect(),
-                                actions: [Action::Read].into_iter().collect(),
+                                scope: Scope {
+                                    categories: [cats[g % cats.len()], DataCategory::VitalSigns]
+                                        .into_iter()
+                                        .collect(),
+                                    purposes: [Purpose::Treat, Purpose::Research]
+                                        .into_iter()
+                                        .collect(),
+                                    actions: [Action::Read].into_iter().collect(),
+                                },
                                 valid_from: Timestamp(0),
                                 valid_until: None,
                             }),

@@ -15,6 +15,7 @@ use twinledger_core::devkit::{Committed, DevChain, dev_key};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::{BreakGlassRequest, BreakGlassReview, Finding};
 use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
+use twinledger_core::event::delegation::Scope;
 use twinledger_core::merkle::{self, Blake3Tree};
 use twinledger_core::*;
 
@@ -75,11 +76,13 @@ fn main() {
         EventPayload::ConsentGrant(ConsentGrant {
             patient: alice.public(),
             grantee: Grantee::Organisation(chain.institute.public()),
-            categories: [DataCategory::VitalSigns, DataCategory::Activity]
-                .into_iter()
-                .collect(),
-            purposes: [Purpose::Research].into_iter().collect(),
-            actions: [Action::Read].into_iter().collect(),
+            scope: Scope {
+                categories: [DataCategory::VitalSigns, DataCategory::Activity]
+                    .into_iter()
+                    .collect(),
+                purposes: [Purpose::Research].into_iter().collect(),
+                actions: [Action::Read].into_iter().collect(),
+            },
             valid_from: Timestamp(0),
             valid_until: None,
         }),

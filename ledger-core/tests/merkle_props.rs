@@ -11,40 +11,18 @@
 //! verifier must agree exactly with a reference verifier that evaluates the RFC's recursive
 //! proof structure for the claimed sizes.
 
+mod common;
+
+use common::Sha256Tree;
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::{ConsistencyProof, InclusionProof};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use twinledger_core::merkle::{
     Blake3Tree, Frontier, MemoryTree, NodeId, NodeSource, TreeHasher, mth, root_at,
     verify_consistency, verify_inclusion,
 };
-
-/// RFC 9162 section 2.1.1 with SHA-256.
-#[derive(Debug)]
-struct Sha256Tree;
-
-impl TreeHasher for Sha256Tree {
-    fn empty() -> [u8; 32] {
-        Sha256::digest(b"").into()
-    }
-
-    fn leaf(data: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0x00]);
-        h.update(data);
-        h.finalize().into()
-    }
-
-    fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0x01]);
-        h.update(left);
-        h.update(right);
-        h.finalize().into()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reference: RFC 9162 section 2.1, transcribed.

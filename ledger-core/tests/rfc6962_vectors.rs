@@ -10,40 +10,17 @@
 //! Verification must succeed exactly when `wantErr` is false; for those vectors the proof our
 //! generator builds from the eight `tree.json` leaves must equal the published one.
 
+mod common;
+
+use common::Sha256Tree;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use twinledger_core::merkle::{
     Frontier, MemoryTree, TreeHasher, mth, root_at, verify_consistency, verify_inclusion,
 };
-
-/// RFC 9162 section 2.1.1 with SHA-256, the hash of the published vectors.
-#[derive(Debug)]
-struct Sha256Tree;
-
-impl TreeHasher for Sha256Tree {
-    fn empty() -> [u8; 32] {
-        Sha256::digest(b"").into()
-    }
-
-    fn leaf(data: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0x00]);
-        h.update(data);
-        h.finalize().into()
-    }
-
-    fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0x01]);
-        h.update(left);
-        h.update(right);
-        h.finalize().into()
-    }
-}
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/rfc6962");
 

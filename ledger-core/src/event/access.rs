@@ -40,10 +40,8 @@ pub fn decide(
 ) -> Decision {
     for (id, g) in state.patient_grants(&req.patient) {
         let covers = g.active_at(time)
-            && g.grantee.covers(actor_key, actor)
-            && g.categories.contains(req.category)
-            && g.purposes.contains(req.purpose)
-            && g.actions.contains(req.action);
+            && g.grant.grantee.covers(actor_key, actor)
+            && g.grant.scope.covers(req.category, req.purpose, req.action);
         if !covers {
             continue;
         }

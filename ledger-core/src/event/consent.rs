@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::Outcome;
-use crate::codes::{Actions, Categories, Purposes, Role};
+use crate::codes::Role;
 use crate::event::delegation::Scope;
 use crate::hash::EventId;
 use crate::keys::PublicKey;
@@ -49,12 +49,8 @@ pub struct ConsentGrant {
     pub patient: PublicKey,
     /// Who may access.
     pub grantee: Grantee,
-    /// Data categories (non-empty).
-    pub categories: Categories,
-    /// Purposes of use (non-empty).
-    pub purposes: Purposes,
-    /// Actions (non-empty).
-    pub actions: Actions,
+    /// Data categories, purposes of use and actions covered (each non-empty).
+    pub scope: Scope,
     /// Start of validity.
     pub valid_from: Timestamp,
     /// End of validity (exclusive), or none.
@@ -62,25 +58,8 @@ pub struct ConsentGrant {
 }
 
 impl ConsentGrant {
-    /// The scope a delegate needs to make this grant.
-    pub fn scope(&self) -> Scope {
-        Scope {
-            categories: self.categories,
-            purposes: self.purposes,
-            actions: self.actions,
-        }
-    }
-
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        if self.categories.is_empty() {
-            return Err(RejectReason::EmptyScope("categories"));
-        }
-        if self.purposes.is_empty() {
-            return Err(RejectReason::EmptyScope("purposes"));
-        }
-        if self.actions.is_empty() {
-            return Err(RejectReason::EmptyScope("actions"));
-        }
+        self.scope.check_not_empty()?;
         if let Some(until) = self.valid_until {
             if until <= self.valid_from {
                 return Err(RejectReason::InvalidWindow(
@@ -91,7 +70,7 @@ impl ConsentGrant {
                 return Err(RejectReason::InvalidWindow("grant has already expired"));
             }
         }
-        let granted_by = tx.acting_for(cx, &self.patient, Some(&self.scope()))?;
+        let granted_by = tx.acting_for(cx, &self.patient, Some(&self.scope))?;
         match self.grantee {
             Grantee::Actor(k) => {
                 if !tx.st.actors.get(&k).is_some_and(|a| a.live) {
@@ -126,13 +105,7 @@ impl ConsentGrant {
         }
         patient.grants += 1;
         let rec = GrantRecord {
-            patient: self.patient,
-            grantee: self.grantee,
-            categories: self.categories,
-            purposes: self.purposes,
-            actions: self.actions,
-            valid_from: self.valid_from,
-            valid_until: self.valid_until,
+            grant: self.clone(),
             granted_by,
             height: cx.height,
             revoked_at: None,
@@ -159,7 +132,7 @@ pub struct ConsentRevoke {
 impl ConsentRevoke {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         let mut g = match tx.st.grants.get(&self.grant) {
-            Some(g) if g.patient == self.patient => g.clone(),
+            Some(g) if g.grant.patient == self.patient => g.clone(),
             _ => {
                 return Err(RejectReason::UnknownReference {
                     what: "grant",
@@ -174,12 +147,7 @@ impl ConsentRevoke {
                 done: "revoked",
             });
         }
-        let scope = Scope {
-            categories: g.categories,
-            purposes: g.purposes,
-            actions: g.actions,
-        };
-        tx.acting_for(cx, &self.patient, Some(&scope))?;
+        tx.acting_for(cx, &self.patient, Some(&g.grant.scope))?;
         g.revoked_at = Some(cx.height);
         let mut patient = tx
             .st

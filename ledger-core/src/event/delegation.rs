@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::Outcome;
-use crate::codes::{Actions, Categories, Purposes};
+use crate::codes::{Action, Actions, Categories, DataCategory, Purpose, Purposes};
 use crate::hash::EventId;
 use crate::keys::PublicKey;
 use crate::state::records::DelegationRecord;
@@ -23,6 +23,27 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether the scope holds this category, purpose and action.
+    pub fn covers(&self, category: DataCategory, purpose: Purpose, action: Action) -> bool {
+        self.categories.contains(category)
+            && self.purposes.contains(purpose)
+            && self.actions.contains(action)
+    }
+
+    /// Refuses a scope with an empty set, naming it.
+    pub fn check_not_empty(&self) -> Result<(), RejectReason> {
+        if self.categories.is_empty() {
+            return Err(RejectReason::EmptyScope("categories"));
+        }
+        if self.purposes.is_empty() {
+            return Err(RejectReason::EmptyScope("purposes"));
+        }
+        if self.actions.is_empty() {
+            return Err(RejectReason::EmptyScope("actions"));
+        }
+        Ok(())
+    }
+
     /// Whether every code of `self` is in `outer`.
     pub fn is_within(&self, outer: &Scope) -> bool {
         self.categories.is_subset(outer.categories)
@@ -47,12 +68,7 @@ pub struct DelegateGrant {
 impl DelegateGrant {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         tx.acting_for(cx, &self.patient, None)?;
-        if self.scope.categories.is_empty()
-            || self.scope.purposes.is_empty()
-            || self.scope.actions.is_empty()
-        {
-            return Err(RejectReason::EmptyScope("delegation scope"));
-        }
+        self.scope.check_not_empty()?;
         if self.valid_until.is_some_and(|u| u <= cx.time) {
             return Err(RejectReason::InvalidWindow(
                 "delegation has already expired",

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codes::{Action, Actions, Categories, DataCategory, Purposes, Role};
+use crate::codes::{Action, DataCategory, Role};
 use crate::event::break_glass::Finding;
-use crate::event::consent::Grantee;
+use crate::event::consent::ConsentGrant;
 use crate::hash::{EventId, Hash};
 use crate::keys::PublicKey;
 use crate::time::Timestamp;
@@ -59,20 +59,8 @@ pub enum GrantedBy {
 /// A consent grant as the state holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRecord {
-    /// The patient id.
-    pub patient: PublicKey,
-    /// Who may access.
-    pub grantee: Grantee,
-    /// Covered categories.
-    pub categories: Categories,
-    /// Covered purposes.
-    pub purposes: Purposes,
-    /// Covered actions.
-    pub actions: Actions,
-    /// Start of validity (inclusive).
-    pub valid_from: Timestamp,
-    /// End of validity (exclusive); none = until revoked.
-    pub valid_until: Option<Timestamp>,
+    /// The grant as the patient (or delegate) signed it.
+    pub grant: ConsentGrant,
     /// Patient or delegate.
     pub granted_by: GrantedBy,
     /// Height of the block holding the grant.
@@ -84,7 +72,9 @@ pub struct GrantRecord {
 impl GrantRecord {
     /// Whether the grant is in its validity window at `t` and not revoked.
     pub fn active_at(&self, t: Timestamp) -> bool {
-        self.revoked_at.is_none() && self.valid_from <= t && self.valid_until.is_none_or(|u| t < u)
+        self.revoked_at.is_none()
+            && self.grant.valid_from <= t
+            && self.grant.valid_until.is_none_or(|u| t < u)
     }
 }
 

@@ -6,6 +6,7 @@ use twinledger_core::devkit::{Committed, DevChain, dev_key};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::BreakGlassRequest;
 use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
+use twinledger_core::event::delegation::Scope;
 use twinledger_core::*;
 
 pub fn patient(label: &str) -> Keypair {
@@ -32,9 +33,11 @@ pub fn grant_payload(
     EventPayload::ConsentGrant(ConsentGrant {
         patient: *patient,
         grantee,
-        categories: cats(c),
-        purposes: purposes(p),
-        actions: actions(a),
+        scope: Scope {
+            categories: cats(c),
+            purposes: purposes(p),
+            actions: actions(a),
+        },
         valid_from: Timestamp(0),
         valid_until: None,
     })
@@ -105,4 +108,32 @@ pub fn refuse_one(chain: &mut DevChain, ev: SignedEvent) -> RejectReason {
         hash::hash_in(hash::domain::STATE, before_state.as_bytes())
     );
     c.rejected.into_iter().next().expect("one refusal").1
+}
+
+/// RFC 9162 section 2.1.1 with SHA-256, the hash of the published RFC 6962 vectors.
+#[derive(Debug)]
+pub struct Sha256Tree;
+
+impl twinledger_core::merkle::TreeHasher for Sha256Tree {
+    fn empty() -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"").into()
+    }
+
+    fn leaf(data: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update([0x00]);
+        h.update(data);
+        h.finalize().into()
+    }
+
+    fn node(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update([0x01]);
+        h.update(left);
+        h.update(right);
+        h.finalize().into()
+    }
 }
