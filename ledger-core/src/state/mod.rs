@@ -543,6 +543,14 @@ impl State {
     pub fn delegation(&self, id: &EventId) -> Option<&DelegationRecord> {
         self.delegations.get(id)
     }
+    /// Whether `key` holds a live delegation from `patient` at `time`.
+    pub fn is_live_delegate(&self, patient: &PublicKey, key: &PublicKey, time: Timestamp) -> bool {
+        let lo = (*patient, *key, EventId::ZERO);
+        let hi = (*patient, *key, EventId([0xff; 32]));
+        self.patient_delegates
+            .range(lo..=hi)
+            .any(|((_, _, id), ())| self.delegations.get(id).is_some_and(|d| d.live_at(time)))
+    }
     /// A patient by id.
     pub fn patient(&self, id: &PublicKey) -> Option<&PatientRecord> {
         self.patients.get(id)
@@ -582,12 +590,14 @@ impl State {
 
     /// Checks and applies one event at block `height` and `time`; on refusal nothing changes.
     /// `writes` receives the state-hash write log of the event.
+    #[allow(clippy::too_many_arguments)]
     fn apply_event(
         &mut self,
         ev: &SignedEvent,
         encoded_len: usize,
         height: u64,
         time: Timestamp,
+        sigs: SignatureCheck,
         writes: &mut Vec<u8>,
     ) -> Result<(EventId, Outcome), RejectReason> {
         let e = &ev.event;
@@ -629,8 +639,10 @@ impl State {
             return Err(RejectReason::RetiredKey(e.author));
         }
         // Signature last among the cheap checks: it is the expensive one.
-        ev.verify_signature()
-            .map_err(|_| RejectReason::BadSignature(e.author))?;
+        if sigs == SignatureCheck::Verify {
+            ev.verify_signature()
+                .map_err(|_| RejectReason::BadSignature(e.author))?;
+        }
 
         let id = ev.id();
         let cx = Ctx {
@@ -670,10 +682,21 @@ impl State {
     /// Checks one event against this state as if it were put in the next block at `time`,
     /// without changing anything: what a node runs on submission and on mempool entry.
     pub fn check_event(&self, ev: &SignedEvent, time: Timestamp) -> Result<EventId, RejectReason> {
-        let len = ev.to_bytes().len();
         let mut scratch = self.clone();
-        scratch
-            .apply_event(ev, len, self.height + 1, time, &mut Vec::new())
+        scratch.admit(ev, time, SignatureCheck::Verify)
+    }
+
+    /// Applies one event to this state as if it were put in the next block at `time`: what a
+    /// node's mempool does to a scratch copy of the committed state, so that a second event of
+    /// the same author is checked after the first. On refusal nothing changes.
+    pub fn admit(
+        &mut self,
+        ev: &SignedEvent,
+        time: Timestamp,
+        sigs: SignatureCheck,
+    ) -> Result<EventId, RejectReason> {
+        let len = ev.to_bytes().len();
+        self.apply_event(ev, len, self.height + 1, time, sigs, &mut Vec::new())
             .map(|(id, _)| id)
     }
 
@@ -756,6 +779,17 @@ impl State {
     /// derived header field (events root, log root and size, results hash, state hash,
     /// validators hash). Returns the new state and the block's results; `self` is unchanged.
     pub fn apply_block(&self, block: &Block) -> Result<(State, BlockResults), BlockError> {
+        self.apply_block_with(block, SignatureCheck::Verify)
+    }
+
+    /// [`State::apply_block`] with a choice of event-signature checking. `AlreadyVerified` is
+    /// for a node replaying blocks it verified before it stored them (their integrity anchored by
+    /// the hash chain and a verified certificate); everything else is still checked.
+    pub fn apply_block_with(
+        &self,
+        block: &Block,
+        sigs: SignatureCheck,
+    ) -> Result<(State, BlockResults), BlockError> {
         let h = &block.header;
         codec::check_version("block", h.version, BLOCK_VERSION)?;
         self.check_block_frame(h, block.events.len())?;
@@ -774,7 +808,7 @@ impl State {
         for (index, ev) in block.events.iter().enumerate() {
             let bytes = ev.to_bytes();
             let (_, outcome) = st
-                .apply_event(ev, bytes.len(), h.height, h.time, &mut writes)
+                .apply_event(ev, bytes.len(), h.height, h.time, sigs, &mut writes)
                 .map_err(|reason| BlockError::InvalidEvent {
                     height: h.height,
                     index,
@@ -830,6 +864,18 @@ impl State {
         time: Timestamp,
         candidates: impl IntoIterator<Item = SignedEvent>,
     ) -> Result<BuiltBlock, BlockError> {
+        self.build_block_with(proposer, time, candidates, SignatureCheck::Verify)
+    }
+
+    /// [`State::build_block`] for candidates whose signatures the caller already verified
+    /// (`AlreadyVerified`), e.g. on mempool admission.
+    pub fn build_block_with(
+        &self,
+        proposer: PublicKey,
+        time: Timestamp,
+        candidates: impl IntoIterator<Item = SignedEvent>,
+        sigs: SignatureCheck,
+    ) -> Result<BuiltBlock, BlockError> {
         let height = self.height + 1;
         let mut header = BlockHeader {
             version: BLOCK_VERSION,
@@ -859,7 +905,7 @@ impl State {
                 break;
             }
             let bytes = ev.to_bytes();
-            match st.apply_event(&ev, bytes.len(), height, time, &mut writes) {
+            match st.apply_event(&ev, bytes.len(), height, time, sigs, &mut writes) {
                 Ok((_, outcome)) => {
                     let leaf = Blake3Tree::leaf(&bytes);
                     st.log.push::<Blake3Tree>(leaf);
@@ -881,6 +927,15 @@ impl State {
             rejected,
         })
     }
+}
+
+/// Whether event signatures are checked while applying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// Verify every event signature (validators re-executing a proposal, auditors).
+    Verify,
+    /// The caller verified them already (mempool admission, replay of the node's own store).
+    AlreadyVerified,
 }
 
 /// A block made by [`State::build_block`].
