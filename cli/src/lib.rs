@@ -1,3 +1,135 @@
 //! `twinledger-cli` (binary `twinctl`): patient, hospital, auditor and genesis commands.
 //!
-//! Stub: issues #3, #5 and #6 fill this crate.
+//! The library holds the command line (clap derive) and the commands; `main.rs` only parses,
+//! runs, prints and exits. A command returns an [`Output`] (text for people, JSON for
+//! scripts, chosen by the global `--json`) or a [`CliError`], whose [`CliError::exit_code`]
+//! is one of the codes in [`exit`].
+//!
+//! Today: `twinctl genesis` (build, show and verify a genesis file). The patient, hospital
+//! and auditor commands (issues #5 and #6) add subcommands here.
+
+pub mod exit;
+pub mod genesis;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use twinledger_genesis::GenesisFileError;
+
+/// `twinctl`: the command line of Twinledger.
+#[derive(Debug, Parser)]
+#[command(
+    name = "twinctl",
+    version,
+    about = "Twinledger command line: build, show and verify genesis files",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build, show and verify a genesis file.
+    Genesis(genesis::GenesisArgs),
+}
+
+/// What a command prints on success.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// For people (printed without `--json`); ends with a newline.
+    pub text: String,
+    /// For scripts (printed, pretty, with `--json`).
+    pub json: serde_json::Value,
+}
+
+/// Why a command failed. The message names the problem and the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading, parsing, validating or writing a genesis file failed.
+    #[error(transparent)]
+    Genesis(#[from] GenesisFileError),
+    /// A change to a genesis file was refused; the file is unchanged.
+    #[error("cannot add {what} to {}: {source}", path.display())]
+    Refused {
+        /// What was being added.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: GenesisFileError,
+    },
+    /// Any other invalid input.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CliError {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Genesis(e) | Self::Refused { source: e, .. } if e.is_io() => exit::IO_ERROR,
+            Self::Genesis(_) | Self::Refused { .. } | Self::Invalid(_) => exit::INVALID_INPUT,
+        }
+    }
+}
+
+/// The clap command, with the exit codes in the help of every (sub)command.
+pub fn command() -> clap::Command {
+    fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+        cmd.after_help(exit::help())
+            .mut_subcommands(with_exit_codes)
+    }
+    with_exit_codes(Cli::command())
+}
+
+/// Parses the command line (the first item is the program name).
+pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// Runs a parsed command.
+pub fn run(cli: &Cli) -> Result<Output, CliError> {
+    match &cli.command {
+        Command::Genesis(args) => genesis::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let help = command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        let sub = command()
+            .find_subcommand_mut("genesis")
+            .unwrap()
+            .find_subcommand_mut("add-validator")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for (code, _) in exit::ALL {
+            assert!(sub.contains(&format!("  {code}  ")), "{sub}");
+        }
+    }
+}
