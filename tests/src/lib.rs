@@ -1,3 +1,127 @@
-//! `twinledger-tests`: the multi-node harness and end-to-end scenarios over real processes.
-//!
-//! Stub: issues #3 and #4 fill this crate. The ledger-core tests live in `ledger-core/tests/`.
+//! `twinledger-tests`: a harness that runs real `twinledger-node` processes, and the
+//! multi-process scenarios in `tests/` (kill -9 under load, restart, verify).
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// The `twinledger-node` binary of this build profile, built once per test process.
+pub fn node_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/<test binary>
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .ok_or("cannot locate the target directory")?
+                .to_path_buf();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "-q",
+                "-p",
+                "twinledger-node",
+                "--bin",
+                "twinledger-node",
+            ]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("building twinledger-node failed: {status}"));
+            }
+            Ok(profile_dir.join("twinledger-node"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// A running node process.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// Its API address.
+    pub addr: SocketAddr,
+}
+
+impl NodeProcess {
+    /// Starts `twinledger-node --dev` on `data_dir` with the API on an OS-chosen loopback port,
+    /// and waits (deadline 60 s) for it to print its API address.
+    pub fn start_dev(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(node_binary()?)
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning twinledger-node")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("API") {
+                    let _ = tx.send(url.trim().trim_start_matches("http://").to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a.parse().context("API address")?,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the node did not print its API address within 60 s");
+            }
+        };
+        Ok(Self { child, addr })
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Whether the process has exited (and how).
+    pub fn try_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits for the process to exit (deadline), returning its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                bail!("node did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

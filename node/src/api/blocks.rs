@@ -1,0 +1,188 @@
+//! `GET /v1/blocks/{height}`, `GET /v1/checkpoint`, `GET /v1/consistency`, `GET /v1/export`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+use twinledger_core::codec;
+use twinledger_core::merkle::{self, Blake3Tree};
+
+use super::auth::{authenticate, forbidden, is_privileged};
+use super::{Api, ApiError};
+
+/// Magic bytes at the start of an export stream (PROTOCOL.md §11.2).
+pub const EXPORT_MAGIC: &[u8; 8] = b"TWLEXP01";
+/// Most blocks in one export request.
+pub const MAX_EXPORT_BLOCKS: u64 = 1_000_000;
+
+fn privileged(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), ApiError> {
+    let requester = authenticate(api, method, uri, headers, b"")?;
+    if !is_privileged(&api.chain.state(), &requester) {
+        return Err(forbidden(&requester, what));
+    }
+    Ok(())
+}
+
+/// A whole block with its results and certificate (auditors and member organisations).
+pub async fn block(
+    State(api): State<Arc<Api>>,
+    Path(height): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    privileged(&api, &method, &uri, &headers, "whole blocks")?;
+    let height: u64 = height
+        .parse()
+        .map_err(|_| ApiError::bad_request("malformed_height", "height is not a number"))?;
+    let sb = api
+        .chain
+        .store()
+        .block(height)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    Ok(Json(json!({
+        "hash": sb.block.hash(),
+        "block": sb.block,
+        "results": sb.results,
+        "certificate": sb.certificate,
+        "bytes_hex": hex::encode(codec::encode(&sb)),
+    })))
+}
+
+/// The latest checkpoint with its certificate, as data and as text. Public: it reveals no
+/// patient data.
+pub async fn checkpoint(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    let height = api.chain.state().height();
+    if height == 0 {
+        return Err(ApiError::not_found("no block yet"));
+    }
+    let sb = api
+        .chain
+        .store()
+        .block(height)?
+        .ok_or_else(|| ApiError::internal(format!("tip block {height} missing")))?;
+    let cp = sb.block.header.checkpoint();
+    Ok(Json(json!({
+        "checkpoint": cp,
+        "certificate": sb.certificate,
+        "text": cp.to_text(&sb.certificate),
+    })))
+}
+
+/// Sizes for a consistency proof.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sizes {
+    /// Older log size.
+    pub from: u64,
+    /// Newer log size (at most the current one).
+    pub to: u64,
+}
+
+/// RFC 9162 consistency proof between two log sizes. Public.
+pub async fn consistency(
+    State(api): State<Arc<Api>>,
+    Query(s): Query<Sizes>,
+) -> Result<Json<Value>, ApiError> {
+    let size = api.chain.state().log_size();
+    if s.to > size {
+        return Err(ApiError::bad_request(
+            "bad_sizes",
+            format!("to = {} is beyond the log size {size}", s.to),
+        ));
+    }
+    let store = api.chain.store();
+    let proof = merkle::consistency_proof::<Blake3Tree>(store, s.from, s.to)
+        .map_err(|e| ApiError::bad_request("bad_sizes", e.to_string()))?;
+    let root = |n| {
+        merkle::root_at::<Blake3Tree>(store, n)
+            .map_err(|e| ApiError::bad_request("bad_sizes", e.to_string()))
+    };
+    Ok(Json(json!({
+        "from": s.from, "to": s.to,
+        "from_root": hex::encode(root(s.from)?),
+        "to_root": hex::encode(root(s.to)?),
+        "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
+}
+
+/// A height range.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    /// First height (default 1).
+    pub from: Option<u64>,
+    /// Last height (default: the tip).
+    pub to: Option<u64>,
+}
+
+/// A range of stored blocks as one stream: `TWLEXP01`, then per block a u32 big-endian length
+/// and the canonical encoding of (block, results, certificate). Auditors and member
+/// organisations.
+pub async fn export(
+    State(api): State<Arc<Api>>,
+    Query(r): Query<Range>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    privileged(&api, &method, &uri, &headers, "the chain export")?;
+    let tip = api.chain.state().height();
+    let from = r.from.unwrap_or(1).max(1);
+    let to = r.to.unwrap_or(tip);
+    if to > tip || from > to || to - from >= MAX_EXPORT_BLOCKS {
+        return Err(ApiError::bad_request(
+            "bad_range",
+            format!(
+                "need 1 <= from <= to <= {tip} and at most {MAX_EXPORT_BLOCKS} blocks, got {from}..={to}"
+            ),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let store = api.chain.store().clone();
+    tokio::task::spawn_blocking(move || {
+        if tx
+            .blocking_send(Ok(Bytes::from_static(EXPORT_MAGIC)))
+            .is_err()
+        {
+            return;
+        }
+        for h in from..=to {
+            let frame = match store.block(h) {
+                Ok(Some(sb)) => {
+                    let bytes = codec::encode(&sb);
+                    let mut f = Vec::with_capacity(4 + bytes.len());
+                    f.extend_from_slice(
+                        &u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes(),
+                    );
+                    f.extend_from_slice(&bytes);
+                    Ok(Bytes::from(f))
+                }
+                Ok(None) => Err(std::io::Error::other(format!("block {h} missing"))),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let stop = frame.is_err();
+            if tx.blocking_send(frame).is_err() || stop {
+                return;
+            }
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/vnd.twinledger.export")],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}

@@ -1,0 +1,238 @@
+//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use twinledger_core::codec::CodecError;
+use twinledger_core::{RejectReason, SignedEvent};
+
+use super::auth::{authenticate, forbidden, is_privileged, may_read_patient};
+use super::{Api, ApiError, MAX_BATCH, parse_id};
+use crate::chain::SubmitError;
+
+/// One event: its canonical bytes, hex.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitEvent {
+    /// Hex of the signed event's canonical encoding.
+    pub event: String,
+}
+
+/// A batch of events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// Hex of each signed event.
+    pub events: Vec<String>,
+}
+
+/// Decodes and signature-checks one submitted event.
+pub(super) fn decode_event(api: &Api, hex_event: &str) -> Result<SignedEvent, ApiError> {
+    let max = api.chain.state().limits().max_event_bytes as usize;
+    if hex_event.len() > 2 * max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            format!(
+                "event is {} bytes, over the chain's limit of {max}",
+                hex_event.len() / 2
+            ),
+        ));
+    }
+    let bytes = hex::decode(hex_event)
+        .map_err(|e| ApiError::bad_request("malformed_event", format!("event is not hex: {e}")))?;
+    let ev = SignedEvent::from_bytes(&bytes, max).map_err(|e| match e {
+        CodecError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            e.to_string(),
+        ),
+        CodecError::UnsupportedVersion { .. } => {
+            ApiError::bad_request("unsupported_version", e.to_string())
+        }
+        _ => ApiError::bad_request("malformed_event", e.to_string()),
+    })?;
+    if ev.event.chain_id != api.chain.chain_id() {
+        return Err(reject(RejectReason::WrongChain {
+            expected: api.chain.chain_id(),
+            got: ev.event.chain_id,
+        }));
+    }
+    Ok(ev)
+}
+
+/// Checks the signature: a refused event never reaches the mempool.
+pub(super) fn check_signature(ev: &SignedEvent) -> Result<(), ApiError> {
+    ev.verify_signature()
+        .map_err(|_| reject(RejectReason::BadSignature(ev.event.author)))
+}
+
+/// The stable code of a refusal.
+fn reject_code(r: &RejectReason) -> &'static str {
+    match r {
+        RejectReason::WrongChain { .. } => "wrong_chain",
+        RejectReason::BadSignature(_) => "bad_signature",
+        RejectReason::WrongSequence { .. } => "wrong_sequence",
+        RejectReason::Expired { .. } => "expired",
+        RejectReason::DeadlineTooFar { .. } => "deadline_too_far",
+        RejectReason::TooLarge { .. } => "event_too_large",
+        RejectReason::UnknownAuthor { .. } => "unknown_author",
+        RejectReason::RevokedAuthor(_) => "revoked_author",
+        RejectReason::RetiredKey(_) => "retired_key",
+        RejectReason::NotAuthorisedForPatient { .. } => "not_authorised_for_patient",
+        RejectReason::NotPermitted { .. } => "not_permitted",
+        RejectReason::UnknownReference { .. } => "unknown_reference",
+        RejectReason::AlreadyDone { .. } => "already_done",
+        RejectReason::EmptyScope(_) => "empty_scope",
+        RejectReason::InvalidWindow(_) => "invalid_window",
+        RejectReason::OutsideDelegation => "outside_delegation",
+        RejectReason::KeyInUse(_) => "key_in_use",
+        RejectReason::UnknownGrantee(_) => "unknown_grantee",
+        RejectReason::LimitReached { .. } => "limit_reached",
+        RejectReason::TwinAnchor(_) => "twin_anchor",
+        RejectReason::Governance(_) => "governance",
+        RejectReason::InvalidField(_) => "invalid_field",
+    }
+}
+
+/// A ledger-rule refusal as an API error (422).
+pub(super) fn reject(r: RejectReason) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        reject_code(&r),
+        r.to_string(),
+    )
+}
+
+pub(super) fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Rejected(r) => reject(r),
+        SubmitError::Duplicate(_) => {
+            ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string())
+        }
+        SubmitError::MempoolFull(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mempool_full",
+            e.to_string(),
+        ),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))
+}
+
+/// Submits one signed event; 202 with its id once it is checked and pending.
+pub async fn submit(
+    State(api): State<Arc<Api>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: SubmitEvent = parse_json(&body)?;
+    let ev = decode_event(&api, &req.event)?;
+    check_signature(&ev)?;
+    let id = api.chain.submit_verified(ev, None).map_err(submit_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "status": "pending"})),
+    ))
+}
+
+/// Submits up to [`MAX_BATCH`] events in order; each gets its own status.
+pub async fn submit_batch(
+    State(api): State<Arc<Api>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: SubmitBatch = parse_json(&body)?;
+    if req.events.is_empty() || req.events.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "bad_batch",
+            format!(
+                "a batch holds 1..={MAX_BATCH} events, got {}",
+                req.events.len()
+            ),
+        ));
+    }
+    // Decode and verify signatures off the async workers, in parallel over the cores.
+    let api2 = api.clone();
+    let checked: Vec<Result<SignedEvent, ApiError>> = tokio::task::spawn_blocking(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = req.events.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = req
+                .events
+                .chunks(chunk)
+                .map(|part| {
+                    let api = &api2;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|h| {
+                                let ev = decode_event(api, h)?;
+                                check_signature(&ev)?;
+                                Ok(ev)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("verifier thread"))
+                .collect()
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let mut results = Vec::with_capacity(checked.len());
+    for r in checked {
+        let item = match r.and_then(|ev| api.chain.submit_verified(ev, None).map_err(submit_error))
+        {
+            Ok(id) => json!({"id": id, "status": "pending"}),
+            Err(e) => json!({"status": "refused", "error": {"code": e.code, "message": e.message}}),
+        };
+        results.push(item);
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+/// An event by id with its receipt; readable by its author, the patient it concerns (or a live
+/// delegate), auditors and member organisations.
+pub async fn get(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
+    let id = parse_id(&id)?;
+    let receipt = api
+        .chain
+        .receipt(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no final event {id}")))?;
+    let state = api.chain.state();
+    let patient = patient_of(&state, &receipt.event);
+    let allowed = receipt.event.event.author == requester
+        || patient.is_some_and(|p| may_read_patient(&state, &requester, &p))
+        || is_privileged(&state, &requester);
+    if !allowed {
+        return Err(forbidden(&requester, &format!("event {id}")));
+    }
+    Ok(Json(json!({
+        "id": id,
+        "outcome": receipt.results.outcomes[receipt.index as usize],
+        "receipt": receipt,
+    })))
+}
+
+/// The patient an event concerns.
+pub(super) fn patient_of(
+    state: &twinledger_core::State,
+    ev: &SignedEvent,
+) -> Option<twinledger_core::PublicKey> {
+    crate::chain::concerned_patient(state, ev)
+}

@@ -1,0 +1,161 @@
+//! `GET /v1/patients/{did}/consents` and `GET /v1/patients/{did}/accesses`: a patient's
+//! consents and who accessed their twin. Signed reads: the patient, a live delegate, auditors
+//! and member organisations only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use twinledger_core::event::EventPayload;
+use twinledger_core::{PublicKey, Purpose};
+
+use super::auth::{authenticate, forbidden, may_read_patient};
+use super::{Api, ApiError};
+use crate::chain::now;
+use crate::store::{Index, StoredBlock};
+
+/// Paging: from a log position, at most `limit` (1..=1000, default 100) entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// First log position (leaf index) to include.
+    #[serde(default)]
+    pub from: u64,
+    /// Most entries.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+fn authorised_patient(
+    api: &Api,
+    did: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    page: &Page,
+) -> Result<(PublicKey, twinledger_core::State), ApiError> {
+    let requester = authenticate(api, method, uri, headers, b"")?;
+    let patient = PublicKey::from_did(did)
+        .map_err(|e| ApiError::bad_request("malformed_did", format!("patient: {e}")))?;
+    if page.limit == 0 || page.limit > 1000 {
+        return Err(ApiError::bad_request("bad_limit", "limit must be 1..=1000"));
+    }
+    let state = api.chain.state();
+    if !may_read_patient(&state, &requester, &patient) {
+        return Err(forbidden(
+            &requester,
+            &format!("the records of patient {patient}"),
+        ));
+    }
+    Ok((patient, state))
+}
+
+/// The patient's consent grants (active, future, expired and revoked) and delegations.
+pub async fn consents(
+    State(api): State<Arc<Api>>,
+    Path(did): Path<String>,
+    Query(page): Query<Page>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (patient, state) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
+    let t = now();
+    let mut grants = Vec::new();
+    let mut delegations = Vec::new();
+    let entries = api
+        .chain
+        .store()
+        .index(Index::Patient, &patient, page.from, page.limit)?;
+    let next = entries.last().map(|(leaf, _)| leaf + 1);
+    for (leaf, id) in entries {
+        if let Some(g) = state.grant(&id) {
+            let status = if g.revoked_at.is_some() {
+                "revoked"
+            } else if g.active_at(t) {
+                "active"
+            } else if g.grant.valid_from > t {
+                "future"
+            } else {
+                "expired"
+            };
+            grants.push(json!({
+                "id": id, "leaf": leaf, "status": status, "grant": g.grant,
+                "granted_by": g.granted_by, "height": g.height, "revoked_at": g.revoked_at,
+            }));
+        } else if let Some(d) = state.delegation(&id) {
+            let status = if d.revoked_at.is_some() {
+                "revoked"
+            } else if d.live_at(t) {
+                "active"
+            } else {
+                "expired"
+            };
+            delegations.push(json!({"id": id, "leaf": leaf, "status": status, "delegation": d}));
+        }
+    }
+    Ok(Json(json!({
+        "patient": patient, "grants": grants, "delegations": delegations, "next_from": next,
+    })))
+}
+
+/// Who accessed (or tried to access) the patient's twin: access and break-glass requests with
+/// the ledger's decision, in log order.
+pub async fn accesses(
+    State(api): State<Arc<Api>>,
+    Path(did): Path<String>,
+    Query(page): Query<Page>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (patient, state) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
+    let store = api.chain.store();
+    let entries = store.index(Index::Patient, &patient, page.from, page.limit)?;
+    let next = entries.last().map(|(leaf, _)| leaf + 1);
+    let mut blocks: HashMap<u64, StoredBlock> = HashMap::new();
+    let mut out = Vec::new();
+    for (leaf, id) in entries {
+        if state.grant(&id).is_some() || state.delegation(&id).is_some() {
+            continue;
+        }
+        let Some(loc) = store.event(&id)? else {
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(e) = blocks.entry(loc.height) {
+            let sb = store.block(loc.height)?.ok_or_else(|| {
+                ApiError::internal(format!("block {} indexed but missing", loc.height))
+            })?;
+            e.insert(sb);
+        }
+        let sb = &blocks[&loc.height];
+        let ev = &sb.block.events[loc.index as usize];
+        let (kind, category, purpose, action) = match &ev.event.payload {
+            EventPayload::AccessRequest(a) => ("access", a.category, a.purpose, a.action),
+            EventPayload::BreakGlassRequest(b) => {
+                ("break_glass", b.category, Purpose::EmergencyTreat, b.action)
+            }
+            _ => continue,
+        };
+        let actor = ev.event.author;
+        out.push(json!({
+            "id": id, "leaf": leaf, "height": loc.height, "time": sb.block.header.time,
+            "actor": actor,
+            "organisation": state.actor(&actor).map(|a| a.organisation),
+            "kind": kind, "category": category, "purpose": purpose, "action": action,
+            "outcome": sb.results.outcomes[loc.index as usize],
+            "break_glass_review": state.break_glass(&id).and_then(|b| b.review),
+        }));
+    }
+    Ok(Json(
+        json!({"patient": patient, "accesses": out, "next_from": next}),
+    ))
+}

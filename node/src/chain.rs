@@ -1,0 +1,574 @@
+//! The node's ledger: committed state, mempool, block production through the consensus seam,
+//! persistence, and notification of finality.
+//!
+//! One lock guards the committed state, the mempool and its scratch state. Signature checks
+//! happen before the lock (in parallel, on the caller's task); applying to the scratch state,
+//! building a block and re-deriving state are the only work under it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, oneshot};
+use twinledger_core::checkpoint::{CertificateError, CommitVote};
+use twinledger_core::event::EventPayload;
+use twinledger_core::merkle::{Blake3Tree, Frontier};
+use twinledger_core::state::{BlockError, SignatureCheck};
+use twinledger_core::{
+    Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey,
+    Receipt, RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
+};
+
+use crate::metrics::Metrics;
+use crate::store::{BlockWrite, EventLocation, Index, Store, StoreError, StoredBlock};
+
+/// Node-local policy from the genesis file.
+#[derive(Clone, Copy, Debug)]
+pub struct NodePolicy {
+    /// Time between blocks.
+    pub block_interval: Duration,
+    /// Most events waiting in the mempool.
+    pub mempool_size: usize,
+}
+
+/// The consensus seam: turns a proposed block into a commit certificate. The single-validator
+/// implementation signs it; the BFT engine (issue #4) replaces it behind this interface.
+pub trait Consensus: Send + Sync + 'static {
+    /// Decides `block` (already built and executed by this node) and returns its certificate.
+    fn commit<'a>(
+        &'a self,
+        block: &'a Block,
+    ) -> Pin<Box<dyn Future<Output = Result<CommitCertificate, ConsensusError>> + Send + 'a>>;
+    /// The validator key that proposes blocks.
+    fn proposer(&self) -> PublicKey;
+}
+
+/// Why consensus could not commit a block.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// The certificate made does not verify (e.g. this node's key holds too little power).
+    #[error("commit certificate does not verify: {0}")]
+    Certificate(#[from] CertificateError),
+}
+
+/// One validator holding more than two thirds of the power: it signs its own blocks.
+#[derive(Debug)]
+pub struct SoloValidator {
+    key: Keypair,
+    set: ValidatorSet,
+}
+
+impl SoloValidator {
+    /// A solo validator with `key`, checked against the genesis set.
+    pub fn new(key: Keypair, set: ValidatorSet) -> Self {
+        Self { key, set }
+    }
+}
+
+impl Consensus for SoloValidator {
+    fn commit<'a>(
+        &'a self,
+        block: &'a Block,
+    ) -> Pin<Box<dyn Future<Output = Result<CommitCertificate, ConsensusError>> + Send + 'a>> {
+        Box::pin(async move {
+            let vote = CommitVote {
+                checkpoint: block.header.checkpoint(),
+                round: 0,
+            };
+            let cert = CommitCertificate::new(0, vec![vote.sign(&self.key)]);
+            cert.verify(&vote.checkpoint, &self.set)?;
+            Ok(cert)
+        })
+    }
+
+    fn proposer(&self) -> PublicKey {
+        self.key.public()
+    }
+}
+
+/// Why a submitted event was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The ledger rules refuse it.
+    #[error("{0}")]
+    Rejected(#[from] RejectReason),
+    /// Already waiting in the mempool.
+    #[error("event {0} is already pending")]
+    Duplicate(EventId),
+    /// The mempool is full: try again later.
+    #[error("mempool is full ({0} events); try again later")]
+    MempoolFull(usize),
+}
+
+/// What a waiter learns about its event.
+#[derive(Clone, Debug)]
+pub enum Finality {
+    /// Final in a committed block.
+    Final {
+        /// Where.
+        location: EventLocation,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+    /// Dropped from the mempool (e.g. it expired before a block could take it).
+    Dropped(RejectReason),
+}
+
+/// Why the store does not verify on start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store is unusable for this genesis.
+    #[error(transparent)]
+    Init(#[from] crate::store::InitError),
+    /// I/O or a corrupt record.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A block is missing.
+    #[error("store does not verify: block {0} is missing")]
+    Missing(u64),
+    /// A block does not re-execute.
+    #[error("store does not verify at height {height}: {error}")]
+    Block {
+        /// First bad height.
+        height: u64,
+        /// Why.
+        error: BlockError,
+    },
+    /// Stored results differ from the re-derived ones.
+    #[error("store does not verify at height {0}: stored results differ from re-execution")]
+    Results(u64),
+    /// A certificate does not verify.
+    #[error("store does not verify at height {height}: certificate: {error}")]
+    Certificate {
+        /// Height.
+        height: u64,
+        /// Why.
+        error: CertificateError,
+    },
+    /// The stored Merkle nodes disagree with the log root.
+    #[error("store does not verify: stored event-log nodes give another root than block {0}")]
+    LogNodes(u64),
+    /// Genesis invalid.
+    #[error("genesis: {0}")]
+    Genesis(String),
+}
+
+struct Inner {
+    committed: State,
+    /// Committed state plus every mempool event, in order: where new events are checked.
+    pending: State,
+    mempool: VecDeque<SignedEvent>,
+    ids: HashSet<EventId>,
+    waiters: HashMap<EventId, Vec<oneshot::Sender<Finality>>>,
+}
+
+/// The node's ledger.
+pub struct Chain {
+    genesis: Genesis,
+    chain_id: ChainId,
+    store: Store,
+    consensus: Arc<dyn Consensus>,
+    policy: NodePolicy,
+    inner: Mutex<Inner>,
+    commits: broadcast::Sender<u64>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chain({})", self.chain_id)
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the node's clock (the only clock reader).
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+impl Chain {
+    /// Opens the chain on `store`: binds the store to the genesis, replays and checks every
+    /// stored block (hash links, every derived header field, the log's stored nodes, the tip's
+    /// certificate; with `verify_all` also every event signature and every certificate), and
+    /// refuses a store that does not verify, naming the first bad height.
+    pub fn open(
+        genesis: Genesis,
+        store: Store,
+        consensus: Arc<dyn Consensus>,
+        policy: NodePolicy,
+        verify_all: bool,
+        metrics: Metrics,
+    ) -> Result<Self, OpenError> {
+        let chain_id = genesis.chain_id();
+        store.init(chain_id)?;
+        let mut state =
+            State::from_genesis(&genesis).map_err(|e| OpenError::Genesis(e.to_string()))?;
+        let tip = store.tip()?;
+        let started = Instant::now();
+        let mut last: Option<StoredBlock> = None;
+        for h in 1..=tip {
+            let sb = store.block(h)?.ok_or(OpenError::Missing(h))?;
+            let set = state.validators_for(h).clone();
+            let sigs = if verify_all {
+                SignatureCheck::Verify
+            } else {
+                SignatureCheck::AlreadyVerified
+            };
+            let (next, results) = state
+                .apply_block_with(&sb.block, sigs)
+                .map_err(|error| OpenError::Block { height: h, error })?;
+            if results != sb.results {
+                return Err(OpenError::Results(h));
+            }
+            if verify_all || h == tip {
+                sb.certificate
+                    .verify(&sb.block.header.checkpoint(), &set)
+                    .map_err(|error| OpenError::Certificate { height: h, error })?;
+            }
+            state = next;
+            if h % 10_000 == 0 {
+                tracing::info!(height = h, tip, "verifying store");
+            }
+            last = Some(sb);
+        }
+        if let Some(sb) = &last {
+            let size = state.log_size();
+            let root = Frontier::from_source(&store, size)
+                .map(|f| f.root::<Blake3Tree>())
+                .map_err(|_| OpenError::LogNodes(sb.block.header.height))?;
+            if root != state.log_root().0 {
+                return Err(OpenError::LogNodes(sb.block.header.height));
+            }
+        }
+        tracing::info!(
+            height = tip,
+            events = state.log_size(),
+            verify_all,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "store verified"
+        );
+        metrics.height.set(i64::try_from(tip).unwrap_or(i64::MAX));
+        let (commits, _) = broadcast::channel(1024);
+        Ok(Self {
+            genesis,
+            chain_id,
+            store,
+            consensus,
+            policy,
+            inner: Mutex::new(Inner {
+                pending: state.clone(),
+                committed: state,
+                mempool: VecDeque::new(),
+                ids: HashSet::new(),
+                waiters: HashMap::new(),
+            }),
+            commits,
+            metrics,
+        })
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> ChainId {
+        self.chain_id
+    }
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    /// A copy of the committed state (O(1)).
+    pub fn state(&self) -> State {
+        self.inner.lock().expect("chain lock").committed.clone()
+    }
+    /// Events waiting.
+    pub fn mempool_len(&self) -> usize {
+        self.inner.lock().expect("chain lock").mempool.len()
+    }
+    /// Subscribe to committed heights.
+    pub fn subscribe(&self) -> broadcast::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Admits an event whose signature the caller has verified: checks it against the
+    /// committed state plus the mempool and queues it. `waiter`, if given, learns its finality.
+    pub fn submit_verified(
+        &self,
+        ev: SignedEvent,
+        waiter: Option<oneshot::Sender<Finality>>,
+    ) -> Result<EventId, SubmitError> {
+        let id = ev.id();
+        let mut inner = self.inner.lock().expect("chain lock");
+        if inner.ids.contains(&id) {
+            return Err(SubmitError::Duplicate(id));
+        }
+        if inner.mempool.len() >= self.policy.mempool_size {
+            return Err(SubmitError::MempoolFull(self.policy.mempool_size));
+        }
+        inner
+            .pending
+            .admit(&ev, now(), SignatureCheck::AlreadyVerified)?;
+        inner.ids.insert(id);
+        inner.mempool.push_back(ev);
+        if let Some(w) = waiter {
+            inner.waiters.entry(id).or_default().push(w);
+        }
+        self.metrics
+            .mempool
+            .set(i64::try_from(inner.mempool.len()).unwrap_or(i64::MAX));
+        Ok(id)
+    }
+
+    /// Produces one block from the mempool if it holds anything: builds it on the committed
+    /// state, gets it committed by consensus, writes and flushes it, then makes it visible.
+    /// Returns the new height, or `None` if there was nothing to do.
+    pub async fn produce(&self) -> anyhow::Result<Option<u64>> {
+        let (base, batch) = {
+            let mut inner = self.inner.lock().expect("chain lock");
+            if inner.mempool.is_empty() {
+                return Ok(None);
+            }
+            let max = inner.committed.limits().max_block_events as usize;
+            let n = inner.mempool.len().min(max);
+            let batch: Vec<SignedEvent> = inner.mempool.drain(..n).collect();
+            (inner.committed.clone(), batch)
+        };
+        match self.commit_batch(base, batch.clone()).await {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => {
+                // Nothing was made visible: put the batch back in front, in order, so that the
+                // events are retried (they are still valid on the unchanged committed state).
+                let mut inner = self.inner.lock().expect("chain lock");
+                for ev in batch.into_iter().rev() {
+                    inner.mempool.push_front(ev);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit_batch(&self, base: State, batch: Vec<SignedEvent>) -> anyhow::Result<u64> {
+        let time = Timestamp(now().0.max(base.last_time().0 + 1));
+        let proposer = self.consensus.proposer();
+        let base2 = base.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            base2.build_block_with(proposer, time, batch, SignatureCheck::AlreadyVerified)
+        })
+        .await??;
+        let cert = self.consensus.commit(&built.block).await?;
+        let height = built.block.header.height;
+        let write = block_write(&base, &built.block, &built.state);
+        let stored = StoredBlock {
+            block: built.block,
+            results: built.results,
+            certificate: cert,
+        };
+        let store = self.store.clone();
+        let to_store = stored.clone();
+        tokio::task::spawn_blocking(move || store.commit_block(&to_store, write)).await??;
+
+        // Durable: now make it visible and tell waiters.
+        let mut inner = self.inner.lock().expect("chain lock");
+        inner.committed = built.state;
+        let first_leaf = stored.block.header.log_size - stored.block.events.len() as u64;
+        for (i, (ev, outcome)) in stored
+            .block
+            .events
+            .iter()
+            .zip(&stored.results.outcomes)
+            .enumerate()
+        {
+            let id = ev.id();
+            inner.ids.remove(&id);
+            self.metrics.count_outcome(outcome);
+            if let Some(ws) = inner.waiters.remove(&id) {
+                let location = EventLocation {
+                    height,
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    leaf: first_leaf + i as u64,
+                };
+                for w in ws {
+                    let _ = w.send(Finality::Final {
+                        location,
+                        outcome: *outcome,
+                    });
+                }
+            }
+        }
+        for (id, reason) in &built.rejected {
+            inner.ids.remove(id);
+            if let Some(ws) = inner.waiters.remove(id) {
+                for w in ws {
+                    let _ = w.send(Finality::Dropped(reason.clone()));
+                }
+            }
+        }
+        // The scratch state was committed + batch + rest; if the block dropped anything, or
+        // time moved, re-derive it from the new committed state.
+        let mut pending = inner.committed.clone();
+        let rest: Vec<SignedEvent> = inner.mempool.drain(..).collect();
+        let t = now();
+        for ev in rest {
+            match pending.admit(&ev, t, SignatureCheck::AlreadyVerified) {
+                Ok(_) => inner.mempool.push_back(ev),
+                Err(reason) => {
+                    let id = ev.id();
+                    inner.ids.remove(&id);
+                    if let Some(ws) = inner.waiters.remove(&id) {
+                        for w in ws {
+                            let _ = w.send(Finality::Dropped(reason.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        inner.pending = pending;
+        self.metrics
+            .mempool
+            .set(i64::try_from(inner.mempool.len()).unwrap_or(i64::MAX));
+        drop(inner);
+        self.metrics
+            .height
+            .set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.metrics.events.inc_by(stored.block.events.len() as u64);
+        let _ = self.commits.send(height);
+        tracing::debug!(height, events = stored.block.events.len(), "block final");
+        Ok(height)
+    }
+
+    /// Runs block production until `shutdown` resolves; the block in flight is finished.
+    pub async fn run_producer(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.policy.block_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(e) = self.produce().await {
+                tracing::error!(error = %e, "block production failed");
+            }
+        }
+        // Finish what was admitted before shutdown, so nothing acknowledged as pending is lost
+        // silently; whatever cannot be committed now stays unacknowledged (never reported final).
+        if let Err(e) = self.produce().await {
+            tracing::error!(error = %e, "final block failed");
+        }
+        tracing::info!("block producer stopped");
+    }
+
+    /// A receipt for a committed event: its block's header, results, certificate and the
+    /// inclusion proof in that block's log.
+    pub fn receipt(&self, id: &EventId) -> Result<Option<Receipt>, StoreError> {
+        let Some(loc) = self.store.event(id)? else {
+            return Ok(None);
+        };
+        let sb = self
+            .store
+            .block(loc.height)?
+            .ok_or(StoreError::CorruptBlock {
+                height: loc.height,
+                why: "indexed but missing".into(),
+            })?;
+        let event = sb.block.events[loc.index as usize].clone();
+        let proof = twinledger_core::merkle::inclusion_proof::<Blake3Tree>(
+            &self.store,
+            loc.leaf,
+            sb.block.header.log_size,
+        )
+        .map_err(|e| StoreError::Corrupt {
+            what: "event log nodes",
+            why: e.to_string(),
+        })?;
+        Ok(Some(Receipt {
+            event,
+            index: loc.index,
+            leaf_index: loc.leaf,
+            inclusion_proof: proof.into_iter().map(twinledger_core::Hash).collect(),
+            header: sb.block.header,
+            results: sb.results,
+            certificate: sb.certificate,
+        }))
+    }
+
+    /// The validator set of the genesis (what receipts are checked against until governance
+    /// changes it).
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.genesis.validators
+    }
+}
+
+/// The patient an event concerns, if any.
+pub fn concerned_patient(state: &State, ev: &SignedEvent) -> Option<PublicKey> {
+    match &ev.event.payload {
+        EventPayload::ConsentGrant(p) => Some(p.patient),
+        EventPayload::ConsentRevoke(p) => Some(p.patient),
+        EventPayload::DelegateGrant(p) => Some(p.patient),
+        EventPayload::DelegateRevoke(p) => Some(p.patient),
+        EventPayload::KeyRotation(p) => Some(p.patient),
+        EventPayload::AccessRequest(p) => Some(p.patient),
+        EventPayload::BreakGlassRequest(p) => Some(p.patient),
+        EventPayload::BreakGlassReview(p) => state.break_glass(&p.request).map(|b| b.patient),
+        EventPayload::TwinAnchor(p) => Some(p.patient),
+        EventPayload::ActorEnrol(_)
+        | EventPayload::ActorRevoke(_)
+        | EventPayload::Governance(_) => None,
+    }
+}
+
+/// Who an event concerns, for the indexes: the patient, and the author with its organisation
+/// if the author is an actor.
+fn concerned(
+    state: &State,
+    ev: &SignedEvent,
+) -> (Option<PublicKey>, Option<(PublicKey, PublicKey)>) {
+    let author = ev.event.author;
+    let actor = state.actor(&author).map(|a| (author, a.organisation));
+    (concerned_patient(state, ev), actor)
+}
+
+/// Everything the store records for a block besides the block itself.
+fn block_write(base: &State, block: &Block, after: &State) -> BlockWrite {
+    let mut w = BlockWrite::default();
+    let mut frontier = base.log_frontier().clone();
+    let first = base.log_size();
+    for (i, ev) in block.events.iter().enumerate() {
+        let leaf = first + i as u64;
+        let id = ev.id();
+        w.nodes.extend(frontier.push::<Blake3Tree>(ev.leaf_hash()));
+        w.events.push((
+            id,
+            EventLocation {
+                height: block.header.height,
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                leaf,
+            },
+        ));
+        // Index with the state after the block so that enrolments in this block are known.
+        let (patient, actor) = concerned(after, ev);
+        if let Some(p) = patient {
+            w.index.push((Index::Patient, p, leaf, id));
+        }
+        if let Some((a, org)) = actor {
+            w.index.push((Index::Actor, a, leaf, id));
+            w.index.push((Index::Organisation, org, leaf, id));
+        }
+    }
+    w
+}
+
+/// The results of a stored block, for the API.
+pub fn outcome_of(results: &BlockResults, index: u32) -> Option<Outcome> {
+    results.outcomes.get(index as usize).copied()
+}

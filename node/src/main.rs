@@ -1,0 +1,158 @@
+//! `twinledger-node`: run a Twinledger node.
+//!
+//! `twinledger-node --dev` starts a local dev chain (keys and genesis created in the data dir on
+//! first start, reused after). Otherwise: `--genesis FILE --validator-key FILE --data-dir DIR`.
+//! Every flag can come from the environment (`TWINLEDGER_*`) or a TOML config file (`--config`);
+//! flags win over the environment, which wins over the file.
+#![allow(clippy::print_stdout)] // the startup banner is the dev mode's interface
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde::Deserialize;
+use twinledger_genesis::GenesisFile;
+use twinledger_node::{dev, keyfile, open_chain, open_store, run};
+
+#[derive(Debug, Parser)]
+#[command(name = "twinledger-node", version, about = "Run a Twinledger node")]
+struct Cli {
+    /// Start (or continue) a local dev chain in the data dir, with no other setup.
+    #[arg(long)]
+    dev: bool,
+    /// Where the node keeps its store (and, in dev mode, its keys and genesis).
+    #[arg(long, env = "TWINLEDGER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The genesis file (not needed with --dev).
+    #[arg(long, env = "TWINLEDGER_GENESIS")]
+    genesis: Option<PathBuf>,
+    /// This validator's key file (not needed with --dev).
+    #[arg(long, env = "TWINLEDGER_VALIDATOR_KEY")]
+    validator_key: Option<PathBuf>,
+    /// HTTP API address (loopback by default).
+    #[arg(long, env = "TWINLEDGER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Re-check every signature and certificate of the store at start-up.
+    #[arg(long, env = "TWINLEDGER_VERIFY_ALL")]
+    verify_all: bool,
+    /// Log as JSON lines.
+    #[arg(long, env = "TWINLEDGER_LOG_JSON")]
+    log_json: bool,
+    /// A TOML config file with the same keys as the long flags (data_dir, genesis, ...).
+    #[arg(long, env = "TWINLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    genesis: Option<PathBuf>,
+    validator_key: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    verify_all: Option<bool>,
+    log_json: Option<bool>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let file: FileConfig = match &cli.config {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("config file {}", p.display()))?,
+        None => FileConfig::default(),
+    };
+    let log_json = cli.log_json || file.log_json.unwrap_or(false);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| {
+        PathBuf::from(if cli.dev {
+            ".twinledger-dev"
+        } else {
+            "twinledger-data"
+        })
+    });
+    let listen = cli
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:7600".parse().expect("valid default"));
+    let verify_all = cli.verify_all || file.verify_all.unwrap_or(false);
+
+    let (genesis, key, banner) = if cli.dev {
+        let s = dev::setup(&data_dir)?;
+        (s.genesis.clone(), s.validator.clone(), Some(s))
+    } else {
+        let gpath = cli
+            .genesis
+            .or(file.genesis)
+            .context("--genesis is required (or use --dev)")?;
+        let kpath = cli
+            .validator_key
+            .or(file.validator_key)
+            .context("--validator-key is required (or use --dev)")?;
+        (GenesisFile::load(&gpath)?, keyfile::read(&kpath)?, None)
+    };
+    let store = open_store(&data_dir)?;
+    let chain = open_chain(&genesis, store, key, verify_all)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(s) = banner {
+        let st = chain.state();
+        println!(
+            "Twinledger dev chain {} ({})",
+            chain.chain_id(),
+            if s.created { "created" } else { "continued" }
+        );
+        println!("  data dir   {}", data_dir.display());
+        println!("  genesis    {}", s.genesis_path.display());
+        println!(
+            "  keys       {} ({})",
+            s.keys_dir.display(),
+            dev::DEV_KEYS.join(", ")
+        );
+        println!("  height     {} ({} events)", st.height(), st.log_size());
+        println!("  API        http://{addr}");
+        println!();
+        println!("Try:  curl http://{addr}/health");
+        println!("      curl http://{addr}/v1/checkpoint");
+        println!("      curl http://{addr}/metrics");
+        println!("Stop with Ctrl-C; start again with the same command to continue this chain.");
+    }
+    run(listener, chain, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing the block in flight");
+}

@@ -1,0 +1,454 @@
+//! Storage: blocks, certificates, the event log's Merkle nodes and the indexes, behind a small
+//! key-value trait ([`Kv`]) with a sled implementation and an in-memory one for tests.
+//!
+//! A block and everything derived from it are written in one atomic batch and flushed before
+//! the node reports the block final. Every stored block carries a blake3 checksum of its bytes,
+//! checked on every read; the bytes are decoded with the canonical decoder (PROTOCOL.md §1).
+//! There is no delete: the store only ever appends blocks and their derived records.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use twinledger_core::block::MAX_BLOCK_BYTES;
+use twinledger_core::merkle::{NodeId, NodeSource};
+use twinledger_core::{Block, BlockResults, ChainId, CommitCertificate, EventId, PublicKey, codec};
+
+/// Format of the store's records; a store of another format is refused.
+pub const STORE_FORMAT: u8 = 1;
+
+/// Storage failures. Each names what was being read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying database failed.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// A stored record does not verify (checksum or decoding).
+    #[error("stored block {height} is corrupt: {why}")]
+    CorruptBlock {
+        /// Height of the block.
+        height: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// A stored record other than a block does not verify.
+    #[error("stored {what} is corrupt: {why}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An ordered key-value store with atomic, durable batches.
+pub trait Kv: Send + Sync + 'static {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies every write atomically and makes it durable (flushed) before returning.
+    fn commit(&self, writes: Entries) -> Result<(), StoreError>;
+    /// Up to `limit` entries whose key starts with `prefix`, in key order, from `start` (a full
+    /// key, inclusive) if given.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
+}
+
+/// sled 0.34 (the one stable release; see ADR 0005).
+#[derive(Debug)]
+pub struct SledKv {
+    db: sled::Db,
+}
+
+impl SledKv {
+    /// Opens (or creates) a database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))?;
+        Ok(Self { db })
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn commit(&self, writes: Entries) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            batch.insert(k, v);
+        }
+        self.db.apply_batch(batch).map_err(io)?;
+        // Group commit: one flush per block, never per event.
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        let iter = match start {
+            Some(s) => self.db.range(s.to_vec()..),
+            None => self.db.range(prefix.to_vec()..),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// The in-memory twin of [`SledKv`], for tests.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl Kv for MemoryKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.lock().expect("memory kv lock").get(key).cloned())
+    }
+
+    fn commit(&self, writes: Entries) -> Result<(), StoreError> {
+        let mut m = self.map.lock().expect("memory kv lock");
+        for (k, v) in writes {
+            m.insert(k, v);
+        }
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        let m = self.map.lock().expect("memory kv lock");
+        let from = start.unwrap_or(prefix).to_vec();
+        Ok(m.range(from..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+/// A committed block as stored: the block, its results and its commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBlock {
+    /// The block.
+    pub block: Block,
+    /// Its results (decisions).
+    pub results: BlockResults,
+    /// The certificate that made it final.
+    pub certificate: CommitCertificate,
+}
+
+/// Where an event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+    /// Position in the event log (its leaf index).
+    pub leaf: u64,
+}
+
+/// The secondary indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Index {
+    /// Events concerning a patient (by patient id).
+    Patient,
+    /// Events authored by an actor.
+    Actor,
+    /// Events by actors of an organisation.
+    Organisation,
+}
+
+impl Index {
+    fn prefix(self) -> &'static [u8] {
+        match self {
+            Index::Patient => b"p/",
+            Index::Actor => b"a/",
+            Index::Organisation => b"o/",
+        }
+    }
+}
+
+const META_CHAIN: &[u8] = b"m/chain_id";
+const META_FORMAT: &[u8] = b"m/format";
+const META_TIP: &[u8] = b"m/tip";
+
+fn block_key(h: u64) -> Vec<u8> {
+    let mut k = b"b/".to_vec();
+    k.extend_from_slice(&h.to_be_bytes());
+    k
+}
+fn event_key(id: &EventId) -> Vec<u8> {
+    let mut k = b"e/".to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+fn node_key(id: NodeId) -> Vec<u8> {
+    let mut k = b"n/".to_vec();
+    k.push(id.level);
+    k.extend_from_slice(&id.index.to_be_bytes());
+    k
+}
+fn index_key(ix: Index, key: &PublicKey, leaf: u64) -> Vec<u8> {
+    let mut k = ix.prefix().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k.extend_from_slice(&leaf.to_be_bytes());
+    k
+}
+
+/// Everything one block adds to the store.
+#[derive(Debug, Default)]
+pub struct BlockWrite {
+    /// Merkle nodes completed by the block's leaves.
+    pub nodes: Vec<(NodeId, [u8; 32])>,
+    /// Event locations.
+    pub events: Vec<(EventId, EventLocation)>,
+    /// Index entries: (index, key, leaf, event id).
+    pub index: Vec<(Index, PublicKey, u64, EventId)>,
+}
+
+/// The node's store: the record layout over a [`Kv`].
+#[derive(Clone)]
+pub struct Store {
+    kv: Arc<dyn Kv>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// A store over any [`Kv`].
+    pub fn new(kv: Arc<dyn Kv>) -> Self {
+        Self { kv }
+    }
+
+    /// A sled store in `dir`.
+    pub fn open_sled(dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(SledKv::open(dir)?)))
+    }
+
+    /// An in-memory store.
+    pub fn memory() -> Self {
+        Self::new(Arc::new(MemoryKv::default()))
+    }
+
+    /// The raw key-value store (for tools and tests that inspect or damage it).
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
+    }
+
+    /// The chain this store belongs to, if initialised.
+    pub fn chain_id(&self) -> Result<Option<ChainId>, StoreError> {
+        match self.kv.get(META_CHAIN)? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 32] = v.try_into().map_err(|_| StoreError::Corrupt {
+                    what: "chain id",
+                    why: "not 32 bytes".into(),
+                })?;
+                Ok(Some(ChainId(b)))
+            }
+        }
+    }
+
+    /// Binds an empty store to a chain, or checks that it is bound to this one and of this
+    /// format.
+    pub fn init(&self, chain_id: ChainId) -> Result<(), InitError> {
+        match self.chain_id()? {
+            Some(c) if c != chain_id => Err(InitError::OtherChain {
+                store: c,
+                genesis: chain_id,
+            }),
+            Some(_) => {
+                let f = self.kv.get(META_FORMAT)?;
+                if f.as_deref() != Some(&[STORE_FORMAT][..]) {
+                    return Err(InitError::Format(f));
+                }
+                Ok(())
+            }
+            None => Ok(self.kv.commit(vec![
+                (META_CHAIN.to_vec(), chain_id.0.to_vec()),
+                (META_FORMAT.to_vec(), vec![STORE_FORMAT]),
+                (META_TIP.to_vec(), 0u64.to_be_bytes().to_vec()),
+            ])?),
+        }
+    }
+
+    /// Height of the last committed block (0 if none).
+    pub fn tip(&self) -> Result<u64, StoreError> {
+        match self.kv.get(META_TIP)? {
+            None => Ok(0),
+            Some(v) => Ok(u64::from_be_bytes(v.try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "tip",
+                    why: "not 8 bytes".into(),
+                }
+            })?)),
+        }
+    }
+
+    /// Writes a block and everything derived from it in one atomic, flushed batch, and moves
+    /// the tip. Checks the block's bytes decode back to the same block before writing.
+    pub fn commit_block(&self, sb: &StoredBlock, w: BlockWrite) -> Result<(), StoreError> {
+        let height = sb.block.header.height;
+        let bytes = codec::encode(sb);
+        // Check before writing: what we store must read back as what we meant.
+        let back: StoredBlock =
+            codec::decode("stored block", &bytes, MAX_BLOCK_BYTES).map_err(|e| {
+                StoreError::CorruptBlock {
+                    height,
+                    why: e.to_string(),
+                }
+            })?;
+        if &back != sb {
+            return Err(StoreError::CorruptBlock {
+                height,
+                why: "does not round-trip".into(),
+            });
+        }
+        let mut value = blake3::hash(&bytes).as_bytes().to_vec();
+        value.extend_from_slice(&bytes);
+        let mut writes = Vec::with_capacity(2 + w.nodes.len() + w.events.len() + w.index.len());
+        writes.push((block_key(height), value));
+        for (id, hash) in w.nodes {
+            writes.push((node_key(id), hash.to_vec()));
+        }
+        for (id, loc) in w.events {
+            writes.push((event_key(&id), codec::encode(&loc)));
+        }
+        for (ix, key, leaf, id) in w.index {
+            writes.push((index_key(ix, &key, leaf), id.0.to_vec()));
+        }
+        writes.push((META_TIP.to_vec(), height.to_be_bytes().to_vec()));
+        self.kv.commit(writes)
+    }
+
+    /// Reads a block, checking its checksum and canonical decoding.
+    pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, StoreError> {
+        let Some(v) = self.kv.get(&block_key(height))? else {
+            return Ok(None);
+        };
+        Self::decode_block(height, &v).map(Some)
+    }
+
+    fn decode_block(height: u64, v: &[u8]) -> Result<StoredBlock, StoreError> {
+        let corrupt = |why: String| StoreError::CorruptBlock { height, why };
+        if v.len() < 32 {
+            return Err(corrupt("shorter than its checksum".into()));
+        }
+        let (sum, bytes) = v.split_at(32);
+        if blake3::hash(bytes).as_bytes() != sum {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let sb: StoredBlock = codec::decode("stored block", bytes, MAX_BLOCK_BYTES)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if sb.block.header.height != height {
+            return Err(corrupt(format!(
+                "record holds height {}",
+                sb.block.header.height
+            )));
+        }
+        Ok(sb)
+    }
+
+    /// Where an event is.
+    pub fn event(&self, id: &EventId) -> Result<Option<EventLocation>, StoreError> {
+        match self.kv.get(&event_key(id))? {
+            None => Ok(None),
+            Some(v) => codec::decode("event location", &v, 64)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    what: "event location",
+                    why: e.to_string(),
+                }),
+        }
+    }
+
+    /// Event ids in an index for `key`, in log order, from leaf `from`, at most `limit`.
+    pub fn index(
+        &self,
+        ix: Index,
+        key: &PublicKey,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventId)>, StoreError> {
+        let mut prefix = ix.prefix().to_vec();
+        prefix.extend_from_slice(key.as_bytes());
+        let start = index_key(ix, key, from);
+        self.kv
+            .scan(&prefix, Some(&start), limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let leaf = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
+                let id: [u8; 32] = v.try_into().map_err(|_| StoreError::Corrupt {
+                    what: "index entry",
+                    why: "not 32 bytes".into(),
+                })?;
+                Ok((leaf, EventId(id)))
+            })
+            .collect()
+    }
+}
+
+impl NodeSource for Store {
+    fn node(&self, id: NodeId) -> Option<[u8; 32]> {
+        self.kv
+            .get(&node_key(id))
+            .ok()
+            .flatten()
+            .and_then(|v| v.try_into().ok())
+    }
+}
+
+/// Why a store cannot be used for a genesis.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// Written by another chain.
+    #[error(
+        "the data dir holds chain {store}, but the genesis is chain {genesis}: refusing to mix chains"
+    )]
+    OtherChain {
+        /// The store's chain.
+        store: ChainId,
+        /// The genesis's chain.
+        genesis: ChainId,
+    },
+    /// Another store format.
+    #[error("the data dir has store format {0:?}, this node reads format {STORE_FORMAT}")]
+    Format(Option<Vec<u8>>),
+    /// I/O.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,516 @@
+//! The HTTP API over real HTTP on 127.0.0.1:0: each endpoint's happy path and its bad inputs,
+//! who may read what, persistence across restart, tamper detection at start-up.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use twinledger_core::checkpoint::Checkpoint;
+use twinledger_core::codes::{Action, DataCategory, Purpose};
+use twinledger_core::event::access::AccessRequest;
+use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
+use twinledger_core::event::delegation::Scope;
+use twinledger_core::merkle::{self, Blake3Tree};
+use twinledger_core::{
+    ChainId, Commitment, EventPayload, Keypair, Outcome, Receipt, State, Timestamp, codec,
+};
+use twinledger_node::chain::now;
+use twinledger_node::store::{Store, StoredBlock};
+
+fn grant(patient: &Keypair, to: Grantee, cats: &[DataCategory]) -> EventPayload {
+    EventPayload::ConsentGrant(ConsentGrant {
+        patient: patient.public(),
+        grantee: to,
+        scope: Scope {
+            categories: cats.iter().copied().collect(),
+            purposes: [Purpose::Treat, Purpose::Research].into_iter().collect(),
+            actions: [Action::Read].into_iter().collect(),
+        },
+        valid_from: Timestamp(0),
+        valid_until: None,
+    })
+}
+
+fn access(patient: &Keypair, cat: DataCategory) -> EventPayload {
+    EventPayload::AccessRequest(AccessRequest {
+        patient: patient.public(),
+        category: cat,
+        purpose: Purpose::Treat,
+        action: Action::Read,
+        resource: Commitment::new(&[1; 32], b"twin://x"),
+    })
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_authorise_read_and_verify_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+
+    let (s, v) = node.get("/health").await;
+    assert_eq!((s, v["height"].as_u64()), (200, Some(0)));
+    let (s, v) = node.get("/v1/checkpoint").await;
+    assert_eq!((s, code(&v)), (404, "not_found"));
+
+    // Alice grants the physician her vital signs (not her genome).
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    let (s, v) = node.submit(&g).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["id"].as_str().unwrap(), g.id().to_hex());
+    node.wait_log(1).await;
+
+    // Authorise: permitted, with a receipt that verifies offline against the genesis set.
+    let req = node.event(&k.physician, 0, access(&alice, DataCategory::VitalSigns));
+    let (s, v) = node
+        .post("/v1/access", json!({"event": hex::encode(req.to_bytes())}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let receipt: Receipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+    let outcome = receipt.verify(node.chain.validators()).unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Access(twinledger_core::Decision::Permit { grant: g.id() })
+    );
+    // Any change to the receipt breaks it.
+    let mut bad = receipt.clone();
+    bad.results.outcomes[bad.index as usize] = Outcome::Access(twinledger_core::Decision::Deny {
+        reason: twinledger_core::DenyReason::NoCoveringGrant,
+    });
+    assert!(bad.verify(node.chain.validators()).is_err());
+    let mut bad = receipt.clone();
+    assert!(
+        !bad.inclusion_proof.is_empty(),
+        "two leaves: the proof has a sibling"
+    );
+    bad.inclusion_proof[0].0[0] ^= 1;
+    assert!(bad.verify(node.chain.validators()).is_err());
+    let mut bad = receipt.clone();
+    bad.event.signature.0[9] ^= 1;
+    assert!(bad.verify(node.chain.validators()).is_err());
+
+    // Denied: the genome was never granted.
+    let req2 = node.event(&k.physician, 1, access(&alice, DataCategory::Genetic));
+    let (s, v) = node
+        .post("/v1/access", json!({"event": hex::encode(req2.to_bytes())}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["outcome"]["access"]["deny"]["reason"], "no_covering_grant",
+        "{v}"
+    );
+
+    // Reads: the patient reads her consents and accesses; the event with its receipt.
+    let path = format!("/v1/patients/{}/consents", alice.public());
+    let (s, v) = node.signed_get(&alice, &path).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["grants"][0]["status"], "active");
+    let path = format!("/v1/patients/{}/accesses", alice.public());
+    let (s, v) = node.signed_get(&alice, &path).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accesses"].as_array().unwrap().len(), 2);
+    assert_eq!(v["accesses"][0]["actor"], k.physician.public().to_did());
+    let (s, v) = node
+        .signed_get(&alice, &format!("/v1/events/{}", req.id()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = node
+        .signed_get(&k.auditor, &format!("/v1/events/{}", req.id()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Checkpoint and consistency proof (public).
+    let (s, cp1) = node.get("/v1/checkpoint").await;
+    assert_eq!(s, 200);
+    let (cp, cert) = Checkpoint::from_text(cp1["text"].as_str().unwrap()).unwrap();
+    cert.verify(&cp, node.chain.validators()).unwrap();
+    let (s, v) = node
+        .get(&format!("/v1/consistency?from=1&to={}", cp.log_size))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let proof: Vec<Vec<u8>> = v["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hex::decode(h.as_str().unwrap()).unwrap())
+        .collect();
+    let old_root = hex::decode(v["from_root"].as_str().unwrap()).unwrap();
+    merkle::verify_consistency::<Blake3Tree>(
+        1,
+        cp.log_size,
+        &proof,
+        &old_root,
+        cp.log_root.as_bytes(),
+    )
+    .unwrap();
+    let (s, v) = node.get("/v1/consistency?from=0&to=1").await;
+    assert_eq!((s, code(&v)), (400, "bad_sizes"));
+    let (s, v) = node.get("/v1/consistency?from=1&to=999").await;
+    assert_eq!((s, code(&v)), (400, "bad_sizes"));
+
+    // Blocks and export: auditors yes, patients no.
+    let (s, v) = node.signed_get(&k.auditor, "/v1/blocks/1").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = node.signed_get(&alice, "/v1/blocks/1").await;
+    assert_eq!((s, code(&v)), (403, "forbidden"));
+    let (s, v) = node.signed_get(&k.auditor, "/v1/blocks/999").await;
+    assert_eq!((s, code(&v)), (404, "not_found"));
+    let auth = node.sign(&k.auditor, "/v1/export", now(), fresh_nonce());
+    let mut r = node.http.get(node.url("/v1/export"));
+    for (h, val) in auth.headers() {
+        r = r.header(h, val);
+    }
+    let bytes = r.send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..8], b"TWLEXP01");
+    // Replay the export from genesis alone: every block verifies.
+    let mut state = State::from_genesis(node.chain.genesis()).unwrap();
+    let mut rest = &bytes[8..];
+    let mut blocks = 0;
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let sb: StoredBlock = codec::decode("stored block", &rest[4..4 + len], 1 << 26).unwrap();
+        let set = state.validators_for(sb.block.header.height).clone();
+        sb.certificate
+            .verify(&sb.block.header.checkpoint(), &set)
+            .unwrap();
+        let (next, results) = state.apply_block(&sb.block).unwrap();
+        assert_eq!(results, sb.results);
+        state = next;
+        rest = &rest[4 + len..];
+        blocks += 1;
+    }
+    assert_eq!(blocks, node.chain.state().height());
+
+    // Metrics count what happened.
+    let text = node
+        .http
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("twinledger_events_committed_total 3"),
+        "{text}"
+    );
+    assert!(text.contains("outcome=\"permit\""), "{text}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    let good = hex::encode(g.to_bytes());
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"evnt": good}), 400, "malformed_json"),
+        (json!({"event": "zz"}), 400, "malformed_event"),
+        (json!({"event": "0102"}), 400, "malformed_event"),
+        (
+            json!({"event": format!("{good}00")}),
+            400,
+            "malformed_event",
+        ),
+        (json!({"event": "00".repeat(5000)}), 413, "event_too_large"),
+        (
+            json!({"event": hex::encode({
+                let mut b = g.clone(); b.event.chain_id = ChainId([9; 32]); b.to_bytes()
+            })}),
+            422,
+            "wrong_chain",
+        ),
+        (
+            json!({"event": hex::encode({
+                let mut b = g.clone(); b.signature.0[0] ^= 1; b.to_bytes()
+            })}),
+            422,
+            "bad_signature",
+        ),
+        (
+            json!({"event": hex::encode(node.event(&alice, 7, grant(&alice, Grantee::Actor(k.physician.public()), &[DataCategory::VitalSigns])).to_bytes())}),
+            422,
+            "wrong_sequence",
+        ),
+        (
+            json!({"event": hex::encode(node.event(&patient("stranger"), 0, access(&alice, DataCategory::VitalSigns)).to_bytes())}),
+            422,
+            "unknown_author",
+        ),
+    ];
+    for (body, status, want) in cases {
+        let (s, v) = node.post("/v1/events", body.clone()).await;
+        assert_eq!((s, code(&v)), (status, want), "{body} -> {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    assert_eq!(
+        node.chain.mempool_len(),
+        0,
+        "nothing refused reached the mempool"
+    );
+
+    // Duplicate while pending, replay once final.
+    let (s, _) = node.submit(&g).await;
+    assert_eq!(s, 202);
+    let (s, v) = node.submit(&g).await;
+    if s != 422 {
+        assert_eq!((s, code(&v)), (409, "duplicate"));
+    }
+    node.wait_log(1).await;
+    let (s, v) = node.submit(&g).await;
+    assert_eq!(
+        (s, code(&v)),
+        (422, "wrong_sequence"),
+        "replay after commit"
+    );
+
+    // /v1/access takes only access requests, and a sane timeout.
+    let (s, v) = node.post("/v1/access", json!({"event": good})).await;
+    assert_eq!((s, code(&v)), (400, "wrong_event_kind"));
+    let req = node.event(&k.physician, 0, access(&alice, DataCategory::VitalSigns));
+    let (s, v) = node
+        .post(
+            "/v1/access",
+            json!({"event": hex::encode(req.to_bytes()), "timeout_ms": 0}),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "bad_timeout"));
+
+    // Batches: each event gets its own status.
+    let e1 = node.event(
+        &alice,
+        1,
+        grant(
+            &alice,
+            Grantee::Organisation(k.hospital.public()),
+            &[DataCategory::Imaging],
+        ),
+    );
+    let (s, v) = node
+        .post(
+            "/v1/events/batch",
+            json!({"events": [hex::encode(e1.to_bytes()), "zz"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "pending");
+    assert_eq!(v["results"][1]["error"]["code"], "malformed_event");
+    let (s, v) = node.post("/v1/events/batch", json!({"events": []})).await;
+    assert_eq!((s, code(&v)), (400, "bad_batch"));
+    let (s, v) = node.get("/v1/nowhere").await;
+    assert_eq!((s, code(&v)), (404, "not_found"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_a_fresh_signature_of_someone_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let bob = patient("bob");
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    node.submit(&g).await;
+    let gb = node.event(
+        &bob,
+        0,
+        grant(
+            &bob,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    node.submit(&gb).await;
+    node.wait_log(2).await;
+    let path = format!("/v1/patients/{}/consents", alice.public());
+
+    // Allowed: the patient, an auditor, a member organisation.
+    for key in [&alice, &k.auditor, &k.hospital] {
+        let (s, v) = node.signed_get(key, &path).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // Refused: another patient, an unknown key, an actor that is not an organisation.
+    for key in [&bob, &patient("unknown"), &k.physician] {
+        let (s, v) = node.signed_get(key, &path).await;
+        assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    }
+    // Unsigned, stale, replayed, forged, signed for another path.
+    let (s, v) = node.get(&path).await;
+    assert_eq!((s, code(&v)), (401, "unsigned_request"));
+    let stale = node.sign(&alice, &path, Timestamp(now().0 - 120_000), fresh_nonce());
+    let (s, v) = node.get_with(&path, &stale).await;
+    assert_eq!((s, code(&v)), (401, "stale_request"));
+    let once = node.sign(&alice, &path, now(), fresh_nonce());
+    assert_eq!(node.get_with(&path, &once).await.0, 200);
+    let (s, v) = node.get_with(&path, &once).await;
+    assert_eq!((s, code(&v)), (401, "replayed_request"));
+    let mut forged = node.sign(&alice, &path, now(), fresh_nonce());
+    forged.signature.0[3] ^= 1;
+    let (s, v) = node.get_with(&path, &forged).await;
+    assert_eq!((s, code(&v)), (401, "bad_signature"));
+    let other = node.sign(&alice, "/v1/checkpoint", now(), fresh_nonce());
+    let (s, v) = node.get_with(&path, &other).await;
+    assert_eq!((s, code(&v)), (401, "bad_signature"));
+    // Bob cannot read Alice's grant event either.
+    let (s, v) = node
+        .signed_get(&bob, &format!("/v1/events/{}", g.id()))
+        .await;
+    assert_eq!((s, code(&v)), (403, "forbidden"));
+    let (s, v) = node
+        .signed_get(&bob, "/v1/patients/not-a-did/consents")
+        .await;
+    assert_eq!((s, code(&v)), (400, "malformed_did"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_everything_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let (grant_id, tip) = {
+        let node = TestNode::start(dir.path()).await.unwrap();
+        let g = node.event(
+            &alice,
+            0,
+            grant(
+                &alice,
+                Grantee::Actor(k.physician.public()),
+                &[DataCategory::VitalSigns],
+            ),
+        );
+        node.submit(&g).await;
+        node.wait_log(1).await;
+        let r = node.event(
+            &alice,
+            1,
+            EventPayload::ConsentRevoke(ConsentRevoke {
+                patient: alice.public(),
+                grant: g.id(),
+            }),
+        );
+        node.submit(&r).await;
+        node.wait_log(2).await;
+        let tip = node.chain.state().height();
+        node.stop().await;
+        (g.id(), tip)
+    };
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let st = node.chain.state();
+    assert_eq!((st.height(), st.log_size()), (tip, 2));
+    assert!(st.grant(&grant_id).unwrap().revoked_at.is_some());
+    let (s, v) = node
+        .signed_get(&alice, &format!("/v1/events/{grant_id}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let receipt: Receipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+    receipt.verify(node.chain.validators()).unwrap();
+    // The chain continues: Alice's next sequence number is 2.
+    let g2 = node.event(
+        &alice,
+        2,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::Imaging],
+        ),
+    );
+    assert_eq!(node.submit(&g2).await.0, 202);
+    node.wait_log(3).await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_store_is_refused_naming_the_height() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    {
+        let node = TestNode::start(dir.path()).await.unwrap();
+        for seq in 0..3 {
+            let g = node.event(
+                &alice,
+                seq,
+                grant(
+                    &alice,
+                    Grantee::Actor(k.physician.public()),
+                    &[DataCategory::VitalSigns],
+                ),
+            );
+            node.submit(&g).await;
+            node.wait_log(seq + 1).await;
+        }
+        node.stop().await;
+    }
+    // Flip one byte inside stored block 2 (a byte of its event), keeping the record's checksum
+    // consistent, as a careful attacker with disk access would.
+    {
+        let store = Store::open_sled(&dir.path().join("db")).unwrap();
+        let mut key = b"b/".to_vec();
+        key.extend_from_slice(&2u64.to_be_bytes());
+        let value = store.kv().get(&key).unwrap().unwrap();
+        let mut bytes = value[32..].to_vec();
+        let n = bytes.len();
+        bytes[n - 200] ^= 0x01;
+        let mut tampered = blake3::hash(&bytes).as_bytes().to_vec();
+        tampered.extend_from_slice(&bytes);
+        store.kv().commit(vec![(key, tampered)]).unwrap();
+    }
+    let err = match TestNode::start(dir.path()).await {
+        Ok(_) => panic!("a tampered store was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("height 2") || err.contains("block 2"), "{err}");
+
+    // A store of another genesis is refused too.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let node = TestNode::start(other.path()).await.unwrap();
+        node.stop().await;
+    }
+    let mut g = genesis(&k);
+    g.chain_name = "another-chain".into();
+    let store = twinledger_node::open_store(other.path()).unwrap();
+    let err = twinledger_node::open_chain(&g, store, k.validator, false).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("refusing to mix chains"),
+        "{err:#}"
+    );
+}
