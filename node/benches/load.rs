@@ -58,7 +58,10 @@ fn grant(chain: twinledger_core::ChainId, i: u64, org: &Keypair) -> SignedEvent 
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    // divan-style `--bench` argument from cargo is ignored.
+    // cargo's `--bench` argument is ignored. RUST_LOG=twinledger_node=debug shows block timings.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let n = env("LOAD_EVENTS", 100_000);
     let rate = env("LOAD_RATE", 2_000);
     let seconds = env("LOAD_SECONDS", 5);

@@ -359,6 +359,7 @@ impl Chain {
     }
 
     async fn commit_batch(&self, base: State, batch: Vec<SignedEvent>) -> anyhow::Result<u64> {
+        let t0 = Instant::now();
         let time = Timestamp(now().0.max(base.last_time().0 + 1));
         let proposer = self.consensus.proposer();
         let base2 = base.clone();
@@ -366,6 +367,7 @@ impl Chain {
             base2.build_block_with(proposer, time, batch, SignatureCheck::AlreadyVerified)
         })
         .await??;
+        let t_build = t0.elapsed();
         let cert = self.consensus.commit(&built.block).await?;
         let height = built.block.header.height;
         let write = block_write(&base, &built.block, &built.state);
@@ -376,7 +378,9 @@ impl Chain {
         };
         let store = self.store.clone();
         let to_store = stored.clone();
+        let t_store0 = Instant::now();
         tokio::task::spawn_blocking(move || store.commit_block(&to_store, write)).await??;
+        let t_store = t_store0.elapsed();
 
         // Durable: now make it visible and tell waiters.
         let mut inner = self.inner.lock().expect("chain lock");
@@ -414,8 +418,34 @@ impl Chain {
                 }
             }
         }
-        // The scratch state was committed + batch + rest; if the block dropped anything, or
-        // time moved, re-derive it from the new committed state.
+        // The scratch state is committed + batch + rest. If the block took the whole batch, it
+        // is still exactly the new committed state + rest; otherwise re-derive it.
+        if !built.rejected.is_empty() {
+            self.rebuild_pending(&mut inner);
+        }
+        self.metrics
+            .mempool
+            .set(i64::try_from(inner.mempool.len()).unwrap_or(i64::MAX));
+        drop(inner);
+        self.metrics
+            .height
+            .set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.metrics.events.inc_by(stored.block.events.len() as u64);
+        let _ = self.commits.send(height);
+        tracing::debug!(
+            height,
+            events = stored.block.events.len(),
+            build_ms = u64::try_from(t_build.as_millis()).unwrap_or(u64::MAX),
+            store_ms = u64::try_from(t_store.as_millis()).unwrap_or(u64::MAX),
+            total_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "block final"
+        );
+        Ok(height)
+    }
+
+    /// Re-derives the scratch state from the committed state and the mempool, dropping (and
+    /// telling the waiters of) events that no longer pass.
+    fn rebuild_pending(&self, inner: &mut Inner) {
         let mut pending = inner.committed.clone();
         let rest: Vec<SignedEvent> = inner.mempool.drain(..).collect();
         let t = now();
@@ -434,17 +464,6 @@ impl Chain {
             }
         }
         inner.pending = pending;
-        self.metrics
-            .mempool
-            .set(i64::try_from(inner.mempool.len()).unwrap_or(i64::MAX));
-        drop(inner);
-        self.metrics
-            .height
-            .set(i64::try_from(height).unwrap_or(i64::MAX));
-        self.metrics.events.inc_by(stored.block.events.len() as u64);
-        let _ = self.commits.send(height);
-        tracing::debug!(height, events = stored.block.events.len(), "block final");
-        Ok(height)
     }
 
     /// Runs block production until `shutdown` resolves; the block in flight is finished.
