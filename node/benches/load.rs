@@ -25,7 +25,7 @@ use twinledger_core::event::delegation::Scope;
 use twinledger_core::{Event, EventId, EventPayload, Keypair, Role, SignedEvent, Timestamp};
 use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
 use twinledger_node::chain::now;
-use twinledger_node::{open_chain, open_store, run};
+use twinledger_node::{ApiOptions, open_chain, open_store, run_with};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -92,7 +92,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, chain.clone(), async move {
+    // One client sends everything: no per-client rate limit in the benchmark.
+    let options = ApiOptions {
+        rate_limit_per_client: 0,
+    };
+    let server = tokio::spawn(run_with(listener, chain.clone(), options, async move {
         let _ = stop_rx.await;
     }));
     let http = reqwest::Client::new();

@@ -60,11 +60,36 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
     Ok(Store::open_sled(&dir)?)
 }
 
-/// Serves the API on `listener` and produces blocks until `shutdown` resolves; then stops
-/// accepting requests, finishes the block in flight, and returns.
+/// API options.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiOptions {
+    /// Requests a second per client IP address (bursts of twice that); 0 = no limit.
+    pub rate_limit_per_client: u32,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_client: 5000,
+        }
+    }
+}
+
+/// [`run_with`] with default options.
 pub async fn run(
     listener: TcpListener,
     chain: Arc<Chain>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(listener, chain, ApiOptions::default(), shutdown).await
+}
+
+/// Serves the API on `listener` and produces blocks until `shutdown` resolves; then stops
+/// accepting requests, finishes the block in flight, and returns.
+pub async fn run_with(
+    listener: TcpListener,
+    chain: Arc<Chain>,
+    options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -73,13 +98,17 @@ pub async fn run(
         chain: chain.clone(),
         nonces: NonceCache::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(api::MAX_CONCURRENT)),
+        rate: api::RateLimiter::new(options.rate_limit_per_client),
     });
     let app = api::router(api);
     tracing::info!(addr = %listener.local_addr()?, chain = %chain.chain_id(), "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server")?;
     let _ = stop_tx.send(true);
     producer.await.context("block producer")?;
     Ok(())

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use serde::Deserialize;
 use twinledger_genesis::GenesisFile;
-use twinledger_node::{dev, keyfile, open_chain, open_store, run};
+use twinledger_node::{ApiOptions, dev, keyfile, open_chain, open_store, run_with};
 
 #[derive(Debug, Parser)]
 #[command(name = "twinledger-node", version, about = "Run a Twinledger node")]
@@ -36,6 +36,9 @@ struct Cli {
     /// Re-check every signature and certificate of the store at start-up.
     #[arg(long, env = "TWINLEDGER_VERIFY_ALL")]
     verify_all: bool,
+    /// API requests a second per client IP address (bursts of twice that); 0 = no limit.
+    #[arg(long, env = "TWINLEDGER_RATE_LIMIT")]
+    rate_limit: Option<u32>,
     /// Log as JSON lines.
     #[arg(long, env = "TWINLEDGER_LOG_JSON")]
     log_json: bool,
@@ -53,6 +56,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     verify_all: Option<bool>,
     log_json: Option<bool>,
+    rate_limit: Option<u32>,
 }
 
 #[tokio::main]
@@ -131,7 +135,13 @@ async fn main() -> anyhow::Result<()> {
         println!("      curl http://{addr}/metrics");
         println!("Stop with Ctrl-C; start again with the same command to continue this chain.");
     }
-    run(listener, chain, shutdown_signal()).await
+    let options = ApiOptions {
+        rate_limit_per_client: cli
+            .rate_limit
+            .or(file.rate_limit)
+            .unwrap_or(ApiOptions::default().rate_limit_per_client),
+    };
+    run_with(listener, chain, options, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

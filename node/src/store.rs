@@ -72,6 +72,10 @@ impl SledKv {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            // Blocks are flushed explicitly, once per block (group commit); sled's own periodic
+            // flush would only add writes. Large sequential batches favour throughput mode.
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| StoreError::Io(format!("opening {}: {e}", dir.display())))?;
         Ok(Self { db })
@@ -519,7 +523,10 @@ mod tests {
         let mut mem = MemoryTree::<Blake3Tree>::new();
         let mut frontier = Frontier::new();
         let mut leaf = 0u64;
-        for (height, size) in [1u64, 255, 1, 300, 7, 1000, 3000, 33].into_iter().enumerate() {
+        for (height, size) in [1u64, 255, 1, 300, 7, 1000, 3000, 33]
+            .into_iter()
+            .enumerate()
+        {
             let mut nodes = Vec::new();
             for _ in 0..size {
                 let h = Blake3Tree::leaf(&leaf.to_le_bytes());
@@ -548,6 +555,9 @@ mod tests {
             merkle::consistency_proof::<Blake3Tree>(&store, 300, n).unwrap(),
             mem.consistency_proof(300, n).unwrap()
         );
-        assert_eq!(merkle::root_at::<Blake3Tree>(&store, n).unwrap(), mem.root());
+        assert_eq!(
+            merkle::root_at::<Blake3Tree>(&store, n).unwrap(),
+            mem.root()
+        );
     }
 }

@@ -514,3 +514,26 @@ async fn a_tampered_store_is_refused_naming_the_height() {
         "{err:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(
+        dir.path(),
+        twinledger_node::ApiOptions {
+            rate_limit_per_client: 5,
+        },
+    )
+    .await
+    .unwrap();
+    // A burst of twice the rate passes, the next request is refused with 429.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(node.get("/health").await.0);
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[10..].contains(&429), "{statuses:?}");
+    let (s, v) = node.get("/health").await;
+    assert_eq!((s, code(&v)), (429, "rate_limited"));
+    node.stop().await;
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -46,6 +46,52 @@ pub struct Api {
     pub nonces: NonceCache,
     /// Request slots.
     pub slots: Arc<Semaphore>,
+    /// Per-client request rate limit.
+    pub rate: RateLimiter,
+}
+
+/// Most clients tracked by the rate limiter; idle ones are forgotten first.
+pub const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// A token bucket per client IP address: `per_second` requests a second, bursts of twice that.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` = 0 disables the limit.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes a token for `ip`; false if the client is over its rate.
+    fn allow(&self, ip: std::net::IpAddr) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let rate = f64::from(self.per_second);
+        let burst = 2.0 * rate;
+        let now = Instant::now();
+        let mut b = self.buckets.lock().expect("rate lock");
+        if b.len() >= MAX_TRACKED_CLIENTS && !b.contains_key(&ip) {
+            // Forget clients whose bucket has refilled: they are idle.
+            b.retain(|_, (tokens, at)| *tokens + at.elapsed().as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = b.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// An API error: status, stable code, message naming the problem.
@@ -127,8 +173,22 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Concurrency limit and latency metrics around every request.
+/// Rate limit, concurrency limit and latency metrics around every request.
 async fn guard(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>()
+        && !api.rate.allow(peer.ip())
+    {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} requests a second from {}; slow down",
+                api.rate.per_second,
+                peer.ip()
+            ),
+        )
+        .into_response();
+    }
     let Ok(_permit) = api.slots.clone().try_acquire_owned() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

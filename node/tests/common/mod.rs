@@ -12,7 +12,7 @@ use twinledger_core::request::RequestAuth;
 use twinledger_core::{ChainId, Event, EventPayload, Keypair, Role, SignedEvent, Timestamp};
 use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
 use twinledger_node::chain::{Chain, now};
-use twinledger_node::{open_chain, open_store, run};
+use twinledger_node::{open_chain, open_store};
 
 pub struct Keys {
     pub validator: Keypair,
@@ -74,6 +74,13 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, twinledger_node::ApiOptions::default()).await
+    }
+
+    pub async fn start_with(
+        dir: &Path,
+        options: twinledger_node::ApiOptions,
+    ) -> anyhow::Result<Self> {
         let k = keys();
         let g = genesis(&k);
         let store = open_store(dir)?;
@@ -81,9 +88,14 @@ impl TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, chain.clone(), async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(twinledger_node::run_with(
+            listener,
+            chain.clone(),
+            options,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Ok(Self {
             addr,
             chain,
@@ -94,10 +106,20 @@ impl TestNode {
         })
     }
 
-    /// Graceful stop: finishes the block in flight.
+    /// Graceful stop: finishes the block in flight, then waits (deadline 10 s) until every
+    /// connection task has let go of the chain, so the store is closed and can be reopened.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
+        drop(std::mem::take(&mut self.http));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.chain) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the server still holds the chain"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
