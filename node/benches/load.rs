@@ -23,8 +23,9 @@ use twinledger_core::devkit::dev_key;
 use twinledger_core::event::consent::{ConsentGrant, Grantee};
 use twinledger_core::event::delegation::Scope;
 use twinledger_core::{Event, EventId, EventPayload, Keypair, Role, SignedEvent, Timestamp};
-use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
+use twinledger_genesis::ActorEntry;
 use twinledger_node::chain::now;
+use twinledger_node::dev::solo_genesis;
 use twinledger_node::{ApiOptions, open_chain, open_store, run_with};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -70,18 +71,10 @@ async fn main() -> anyhow::Result<()> {
     let validator = dev_key("load/validator");
     let hospital = dev_key("load/hospital");
     let physician = dev_key("load/physician");
-    let mut g = GenesisFile::new("load", now().0);
+    let mut g = solo_genesis("load", now().0, "Load Hospital", &hospital, &validator)?;
     g.limits.block_interval_ms = block_ms;
     g.limits.max_events_per_block = 10_000;
     g.limits.mempool_size = 1_000_000;
-    g.add_org("Load Hospital", hospital.public())?;
-    g.add_validator(ValidatorEntry {
-        organisation: hospital.public(),
-        consensus_key: validator.public(),
-        power: 1,
-        peer_id: peer_id_from_ed25519(&validator.public()),
-        listen_addr: "/ip4/127.0.0.1/tcp/7700".into(),
-    })?;
     g.add_actor(ActorEntry {
         key: physician.public(),
         organisation: hospital.public(),
@@ -228,5 +221,27 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = stop_tx.send(());
     server.await??;
+
+    // Phase 3: start-up verification of the store just written (the node replays it).
+    let events = chain.state().log_size();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&chain) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(chain);
+    for verify_all in [false, true] {
+        let t = Instant::now();
+        let reopened = open_chain(
+            &g,
+            open_store(dir.path())?,
+            dev_key("load/validator"),
+            verify_all,
+        )?;
+        println!(
+            "start-up: replayed and checked {} blocks / {events} events in {:.2} s (verify_all = {verify_all})",
+            reopened.state().height(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }

@@ -34,6 +34,27 @@ const NOTE: &str = "DEV ONLY: unencrypted key of a local dev chain";
 /// Names of the dev key files.
 pub const DEV_KEYS: [&str; 5] = ["validator", "hospital", "auditor", "physician", "patient"];
 
+/// A genesis in which one organisation runs the one validator (dev chains, tests, benchmarks).
+/// Its peer-to-peer address is a placeholder until the transport of issue #4 uses it.
+pub fn solo_genesis(
+    chain_name: &str,
+    genesis_time_ms: u64,
+    org_name: &str,
+    org: &Keypair,
+    validator: &Keypair,
+) -> anyhow::Result<GenesisFile> {
+    let mut g = GenesisFile::new(chain_name, genesis_time_ms);
+    g.add_org(org_name, org.public())?;
+    g.add_validator(ValidatorEntry {
+        organisation: org.public(),
+        consensus_key: validator.public(),
+        power: 1,
+        peer_id: peer_id_from_ed25519(&validator.public()),
+        listen_addr: "/ip4/127.0.0.1/tcp/7700".into(),
+    })?;
+    Ok(g)
+}
+
 /// Creates (first start) or loads (later starts) the dev chain in `data_dir`.
 pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     let genesis_path = data_dir.join("genesis.json");
@@ -58,17 +79,14 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     let [validator, hospital, auditor, physician, _patient] = &keys[..] else {
         unreachable!("five keys");
     };
-    let mut g = GenesisFile::new("twinledger-dev", now().0);
+    let mut g = solo_genesis(
+        "twinledger-dev",
+        now().0,
+        "Dev Hospital",
+        hospital,
+        validator,
+    )?;
     g.limits.block_interval_ms = 200;
-    g.add_org("Dev Hospital", hospital.public())?;
-    g.add_validator(ValidatorEntry {
-        organisation: hospital.public(),
-        consensus_key: validator.public(),
-        power: 1,
-        peer_id: peer_id_from_ed25519(&validator.public()),
-        // Peer-to-peer transport arrives with issue #4; a dev chain has one validator.
-        listen_addr: "/ip4/127.0.0.1/tcp/7700".into(),
-    })?;
     g.add_auditor("Dev Auditor", auditor.public())?;
     g.add_actor(ActorEntry {
         key: physician.public(),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use twinledger_core::devkit::dev_key;
 use twinledger_core::request::RequestAuth;
 use twinledger_core::{ChainId, Event, EventPayload, Keypair, Role, SignedEvent, Timestamp};
-use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
+use twinledger_genesis::{ActorEntry, GenesisFile};
 use twinledger_node::chain::{Chain, now};
 use twinledger_node::{open_chain, open_store};
 
@@ -35,18 +35,16 @@ pub fn keys() -> Keys {
 }
 
 pub fn genesis(k: &Keys) -> GenesisFile {
-    let mut g = GenesisFile::new("node-test", 1_767_225_600_000);
-    g.limits.block_interval_ms = 50;
-    g.add_org("Test Hospital", k.hospital.public()).unwrap();
-    g.add_org("Test Institute", k.institute.public()).unwrap();
-    g.add_validator(ValidatorEntry {
-        organisation: k.hospital.public(),
-        consensus_key: k.validator.public(),
-        power: 1,
-        peer_id: peer_id_from_ed25519(&k.validator.public()),
-        listen_addr: "/ip4/127.0.0.1/tcp/7700".into(),
-    })
+    let mut g = twinledger_node::dev::solo_genesis(
+        "node-test",
+        1_767_225_600_000,
+        "Test Hospital",
+        &k.hospital,
+        &k.validator,
+    )
     .unwrap();
+    g.limits.block_interval_ms = 50;
+    g.add_org("Test Institute", k.institute.public()).unwrap();
     g.add_auditor("Test Auditor", k.auditor.public()).unwrap();
     g.add_actor(ActorEntry {
         key: k.physician.public(),
