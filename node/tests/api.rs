@@ -454,6 +454,25 @@ async fn restart_keeps_everything_and_verifies() {
     );
     assert_eq!(node.submit(&g2).await.0, 202);
     node.wait_log(3).await;
+    // Graceful shutdown right after an acceptance: the producer's last block takes it.
+    let g3 = node.event(
+        &alice,
+        3,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::Laboratory],
+        ),
+    );
+    assert_eq!(node.submit(&g3).await.0, 202);
+    node.stop().await;
+    let node = TestNode::start(dir.path()).await.unwrap();
+    assert_eq!(
+        node.chain.state().log_size(),
+        4,
+        "the event accepted before shutdown is final"
+    );
+    assert!(node.chain.state().grant(&g3.id()).is_some());
     node.stop().await;
 }
 
