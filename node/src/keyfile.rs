@@ -88,3 +88,37 @@ pub fn read(path: &Path) -> anyhow::Result<Keypair> {
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.key");
+        let key = generate().unwrap();
+        write(&path, &key, "test").unwrap();
+        assert_eq!(read(&path).unwrap().public(), key.public());
+        // Never overwritten.
+        assert!(write(&path, &key, "test").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = read(&path).unwrap_err().to_string();
+            assert!(err.contains("readable by others"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // A did that does not match the secret.
+        let other = generate().unwrap();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&key.public().to_did(), &other.public().to_did());
+        std::fs::write(&path, text).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("does not match"), "{err}");
+        std::fs::write(&path, "{").unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("malformed"));
+    }
+}
