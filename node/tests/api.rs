@@ -556,3 +556,93 @@ async fn a_client_over_its_rate_is_refused() {
     assert_eq!((s, code(&v)), (429, "rate_limited"));
     node.stop().await;
 }
+
+/// A store whose writes fail on demand, as a full disk does.
+#[derive(Default)]
+struct FlakyKv {
+    inner: twinledger_node::store::MemoryKv,
+    fail: std::sync::atomic::AtomicBool,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl twinledger_node::store::Kv for FlakyKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, twinledger_node::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn commit(
+        &self,
+        writes: twinledger_node::store::Entries,
+    ) -> Result<(), twinledger_node::store::StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(twinledger_node::store::StoreError::Io(
+                "No space left on device".into(),
+            ));
+        }
+        self.inner.commit(writes)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<twinledger_node::store::Entries, twinledger_node::store::StoreError> {
+        self.inner.scan(prefix, start, limit)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_reports_nothing_final_and_loses_nothing() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let kv = std::sync::Arc::new(FlakyKv::default());
+    let store = Store::new(kv.clone());
+    let node = TestNode::start_on(dir.path(), store, twinledger_node::ApiOptions::default())
+        .await
+        .unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    kv.fail.store(true, Ordering::SeqCst);
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    assert_eq!(node.submit(&g).await.0, 202);
+    // Wait (deadline) until the producer has tried and failed twice.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kv.failures.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer never tried to write"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        node.chain.state().log_size(),
+        0,
+        "nothing is final while the disk fails"
+    );
+    let (s, _) = node
+        .signed_get(&alice, &format!("/v1/events/{}", g.id()))
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        node.chain.mempool_len(),
+        1,
+        "the event waits, it is not dropped"
+    );
+    // The disk recovers: the event becomes final.
+    kv.fail.store(false, Ordering::SeqCst);
+    node.wait_log(1).await;
+    let (s, v) = node
+        .signed_get(&alice, &format!("/v1/events/{}", g.id()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    node.stop().await;
+}

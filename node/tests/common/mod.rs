@@ -79,9 +79,17 @@ impl TestNode {
         dir: &Path,
         options: twinledger_node::ApiOptions,
     ) -> anyhow::Result<Self> {
+        Self::start_on(dir, open_store(dir)?, options).await
+    }
+
+    /// A node on a given store (e.g. one that fails on purpose).
+    pub async fn start_on(
+        dir: &Path,
+        store: twinledger_node::store::Store,
+        options: twinledger_node::ApiOptions,
+    ) -> anyhow::Result<Self> {
         let k = keys();
         let g = genesis(&k);
-        let store = open_store(dir)?;
         let chain = open_chain(&g, store, k.validator, false)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
