@@ -10,6 +10,8 @@
 
 pub mod exit;
 pub mod genesis;
+pub mod key;
+pub mod keystore;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use twinledger_genesis::GenesisFileError;
 #[command(
     name = "twinctl",
     version,
-    about = "Twinledger command line: build, show and verify genesis files",
+    about = "Twinledger command line: genesis files and keys",
     propagate_version = true
 )]
 pub struct Cli {
@@ -39,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Build, show and verify a genesis file.
     Genesis(genesis::GenesisArgs),
+    /// Create, show and export keys in encrypted key files.
+    Key(key::KeyArgs),
 }
 
 /// What a command prints on success.
@@ -66,6 +70,9 @@ pub enum CliError {
         /// Why.
         source: GenesisFileError,
     },
+    /// A key file cannot be created or opened.
+    #[error(transparent)]
+    Key(#[from] keystore::KeyFileError),
     /// Any other invalid input.
     #[error("{0}")]
     Invalid(String),
@@ -76,7 +83,10 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Genesis(e) | Self::Refused { source: e, .. } if e.is_io() => exit::IO_ERROR,
-            Self::Genesis(_) | Self::Refused { .. } | Self::Invalid(_) => exit::INVALID_INPUT,
+            Self::Key(keystore::KeyFileError::Io { .. }) => exit::IO_ERROR,
+            Self::Genesis(_) | Self::Refused { .. } | Self::Invalid(_) | Self::Key(_) => {
+                exit::INVALID_INPUT
+            }
         }
     }
 }
@@ -105,6 +115,7 @@ where
 pub fn run(cli: &Cli) -> Result<Output, CliError> {
     match &cli.command {
         Command::Genesis(args) => genesis::run(args),
+        Command::Key(args) => key::run(args),
     }
 }
 
