@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -17,6 +16,7 @@ use twinledger_genesis::{
     ActorEntry, GenesisFile, GenesisFileError, ValidatorEntry, peer_id_from_ed25519,
 };
 
+use crate::time::{now_ms, time_text};
 use crate::{CliError, Output};
 
 /// `twinctl genesis [--file PATH] <command>`.
@@ -344,55 +344,4 @@ fn verify(path: &Path) -> Result<Output, CliError> {
             "chain_id": id.to_string(),
         }),
     })
-}
-
-/// The current time, ms since the Unix epoch.
-fn now_ms() -> Result<u64, CliError> {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| CliError::Invalid("the system clock is before 1970".into()))?;
-    u64::try_from(since.as_millis())
-        .map_err(|_| CliError::Invalid("the system clock is out of range".into()))
-}
-
-/// `1767225600000 ms (2026-01-01T00:00:00Z)`.
-fn time_text(ms: u64) -> String {
-    format!("{ms} ms ({})", utc(ms))
-}
-
-/// RFC 3339 UTC form of a time in ms since the Unix epoch (days to civil date: H. Hinnant's
-/// algorithm).
-fn utc(ms: u64) -> String {
-    let (secs, milli) = (ms / 1000, ms % 1000);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (hour, min, sec) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    let frac = if milli == 0 {
-        String::new()
-    } else {
-        format!(".{milli:03}")
-    };
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{min:02}:{sec:02}{frac}Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_767_225_600_000), "2026-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(utc(4_102_444_800_000), "2100-01-01T00:00:00Z");
-    }
 }

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod genesis;
 pub mod key;
 pub mod keystore;
+pub mod time;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

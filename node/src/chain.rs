@@ -296,6 +296,13 @@ impl Chain {
     pub fn mempool_len(&self) -> usize {
         self.inner.lock().expect("chain lock").mempool.len()
     }
+    /// A key's next sequence number: on the committed state, and counting the mempool (what
+    /// its next event must use).
+    pub fn next_seq(&self, key: &PublicKey) -> (u64, u64) {
+        let inner = self.inner.lock().expect("chain lock");
+        (inner.committed.next_seq(key), inner.pending.next_seq(key))
+    }
+
     /// Subscribe to committed heights.
     pub fn subscribe(&self) -> broadcast::Receiver<u64> {
         self.commits.subscribe()

@@ -112,6 +112,13 @@ async fn submit_authorise_read_and_verify_receipts() {
         "{v}"
     );
 
+    // A key reads its own next sequence number, nobody else's.
+    let path = format!("/v1/keys/{}/sequence", k.physician.public());
+    let (s, v) = node.signed_get(&k.physician, &path).await;
+    assert_eq!((s, v["next_seq"].as_u64()), (200, Some(2)), "{v}");
+    let (s, v) = node.signed_get(&alice, &path).await;
+    assert_eq!((s, code(&v)), (403, "forbidden"));
+
     // Reads: the patient reads her consents and accesses; the event with its receipt.
     let path = format!("/v1/patients/{}/consents", alice.public());
     let (s, v) = node.signed_get(&alice, &path).await;

@@ -236,3 +236,24 @@ pub(super) fn patient_of(
 ) -> Option<twinledger_core::PublicKey> {
     crate::chain::concerned_patient(state, ev)
 }
+
+/// A key's next sequence number (committed, and counting pending events): what a client needs
+/// to sign its next event. Readable by that key only (a signed request).
+pub async fn sequence(
+    State(api): State<Arc<Api>>,
+    Path(did): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
+    let key = twinledger_core::PublicKey::from_did(&did)
+        .map_err(|e| ApiError::bad_request("malformed_did", e.to_string()))?;
+    if key != requester {
+        return Err(forbidden(&requester, &format!("the sequence of {key}")));
+    }
+    let (committed, pending) = api.chain.next_seq(&key);
+    Ok(Json(
+        json!({"key": key, "next_seq": pending, "committed_next_seq": committed}),
+    ))
+}

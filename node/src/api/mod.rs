@@ -163,6 +163,10 @@ pub fn router(api: Arc<Api>) -> Router {
             "/v1/patients/{did}/accesses",
             axum::routing::get(patients::accesses),
         )
+        .route(
+            "/v1/keys/{did}/sequence",
+            axum::routing::get(events::sequence),
+        )
         .route("/v1/blocks/{height}", axum::routing::get(blocks::block))
         .route("/v1/checkpoint", axum::routing::get(blocks::checkpoint))
         .route("/v1/consistency", axum::routing::get(blocks::consistency))
