@@ -16,7 +16,7 @@ pub fn now_ms() -> Result<u64, CliError> {
 /// RFC 3339 UTC form of a time in ms since the Unix epoch (milliseconds shown when not zero).
 pub fn utc(ms: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         humantime::format_rfc3339_seconds(t).to_string()
     } else {
         humantime::format_rfc3339_millis(t).to_string()
