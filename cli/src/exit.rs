@@ -8,9 +8,10 @@ pub const OK: u8 = 0;
 pub const INVALID_INPUT: u8 = 2;
 /// I/O error: a file cannot be read or written.
 pub const IO_ERROR: u8 = 3;
-/// Denied: the node refused the request (reserved for the node commands).
+/// Denied: an access decision was deny, the node refused the requester (401/403), or a receipt
+/// is valid but not a permit.
 pub const DENIED: u8 = 4;
-/// The node cannot be reached (reserved for the node commands).
+/// The node cannot be reached, or failed (5xx).
 pub const NODE_UNREACHABLE: u8 = 5;
 
 /// Every code with its meaning, in the order `--help` lists them.
@@ -21,8 +22,11 @@ pub const ALL: [(u8, &str); 5] = [
         "invalid input: bad arguments, a malformed key, a malformed or invalid genesis file",
     ),
     (IO_ERROR, "I/O error: a file cannot be read or written"),
-    (DENIED, "denied by the node (reserved)"),
-    (NODE_UNREACHABLE, "node unreachable (reserved)"),
+    (
+        DENIED,
+        "denied: access denied, requester refused, or a receipt that is not a permit",
+    ),
+    (NODE_UNREACHABLE, "node unreachable or failing"),
 ];
 
 /// The exit-code section of `--help`.

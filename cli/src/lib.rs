@@ -8,10 +8,14 @@
 //! Today: `twinctl genesis` (build, show and verify a genesis file). The patient, hospital
 //! and auditor commands (issues #5 and #6) add subcommands here.
 
+pub mod access;
+pub mod client;
+pub mod consent;
 pub mod exit;
 pub mod genesis;
 pub mod key;
 pub mod keystore;
+pub mod receipt;
 pub mod time;
 
 use std::ffi::OsString;
@@ -32,6 +36,9 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The node's API address.
+    #[arg(long, global = true, env = "TWINCTL_NODE", default_value = client::DEFAULT_NODE)]
+    pub node: String,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -44,6 +51,12 @@ pub enum Command {
     Genesis(genesis::GenesisArgs),
     /// Create, show and export keys in encrypted key files.
     Key(key::KeyArgs),
+    /// Grant, revoke and list consent (patients and delegates).
+    Consent(consent::ConsentArgs),
+    /// Ask for access to a twin and keep the receipt (clinician systems).
+    Access(access::AccessArgs),
+    /// Verify receipts offline.
+    Receipt(receipt::ReceiptArgs),
 }
 
 /// What a command prints on success.
@@ -74,6 +87,22 @@ pub enum CliError {
     /// A key file cannot be created or opened.
     #[error(transparent)]
     Key(#[from] keystore::KeyFileError),
+    /// The node refused the request.
+    #[error("node refused ({status} {code}): {message}")]
+    Node {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// The node's message.
+        message: String,
+    },
+    /// The node cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Denied (an access decision, or a receipt that is not a permit).
+    #[error("{0}")]
+    Denied(String),
     /// Any other invalid input.
     #[error("{0}")]
     Invalid(String),
@@ -85,6 +114,13 @@ impl CliError {
         match self {
             Self::Genesis(e) | Self::Refused { source: e, .. } if e.is_io() => exit::IO_ERROR,
             Self::Key(keystore::KeyFileError::Io { .. }) => exit::IO_ERROR,
+            Self::Node {
+                status: 401 | 403, ..
+            }
+            | Self::Denied(_) => exit::DENIED,
+            Self::Node { status, .. } if *status >= 500 => exit::NODE_UNREACHABLE,
+            Self::Unreachable(_) => exit::NODE_UNREACHABLE,
+            Self::Node { .. } => exit::INVALID_INPUT,
             Self::Genesis(_) | Self::Refused { .. } | Self::Invalid(_) | Self::Key(_) => {
                 exit::INVALID_INPUT
             }
@@ -117,6 +153,9 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
     match &cli.command {
         Command::Genesis(args) => genesis::run(args),
         Command::Key(args) => key::run(args),
+        Command::Consent(args) => consent::run(args, &cli.node),
+        Command::Access(args) => access::run(args, &cli.node),
+        Command::Receipt(args) => receipt::run(args),
     }
 }
 

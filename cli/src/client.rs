@@ -1,0 +1,153 @@
+//! A blocking client of a node's HTTP API: signed reads, event submission, waiting for finality.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use twinledger_core::request::RequestAuth;
+use twinledger_core::{ChainId, Event, EventId, EventPayload, Keypair, SignedEvent, Timestamp};
+
+use crate::CliError;
+use crate::time::now_ms;
+
+/// Default node address.
+pub const DEFAULT_NODE: &str = "http://127.0.0.1:7600";
+
+/// How long a signed event stays valid if no block takes it.
+const EVENT_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// A connection to one node.
+#[derive(Debug)]
+pub struct NodeClient {
+    base: String,
+    http: reqwest::blocking::Client,
+    /// The node's chain.
+    pub chain_id: ChainId,
+}
+
+fn unreachable(base: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Unreachable(format!("node {base}: {e}"))
+}
+
+impl NodeClient {
+    /// Connects and learns the chain id from `/health`.
+    pub fn connect(base: &str) -> Result<Self, CliError> {
+        let base = base.trim_end_matches('/').to_string();
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(70))
+            .build()
+            .map_err(|e| unreachable(&base, e))?;
+        let v: Value = http
+            .get(format!("{base}/health"))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .map_err(|e| unreachable(&base, e))?;
+        let chain_id = v["chain_id"]
+            .as_str()
+            .and_then(|c| ChainId::from_hex(c).ok())
+            .ok_or_else(|| unreachable(&base, "/health gave no chain id"))?;
+        Ok(Self {
+            base,
+            http,
+            chain_id,
+        })
+    }
+
+    fn answer(&self, r: reqwest::blocking::Response) -> Result<(u16, Value), CliError> {
+        let status = r.status().as_u16();
+        let v: Value = r.json().map_err(|e| unreachable(&self.base, e))?;
+        if status >= 400 {
+            let code = v["error"]["code"].as_str().unwrap_or("unknown").to_string();
+            let message = v["error"]["message"].as_str().unwrap_or("").to_string();
+            return Err(CliError::Node {
+                status,
+                code,
+                message,
+            });
+        }
+        Ok((status, v))
+    }
+
+    /// A GET signed by `key`.
+    pub fn signed_get(&self, key: &Keypair, path: &str) -> Result<Value, CliError> {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
+        let auth = RequestAuth::sign(
+            key,
+            &self.chain_id,
+            "GET",
+            path,
+            b"",
+            Timestamp(now_ms()?),
+            nonce,
+        );
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (h, v) in auth.headers() {
+            req = req.header(h, v);
+        }
+        let r = req.send().map_err(|e| unreachable(&self.base, e))?;
+        self.answer(r).map(|(_, v)| v)
+    }
+
+    /// Signs `payload` as `key` with its next sequence number.
+    pub fn sign(&self, key: &Keypair, payload: EventPayload) -> Result<SignedEvent, CliError> {
+        let v = self.signed_get(key, &format!("/v1/keys/{}/sequence", key.public()))?;
+        let seq = v["next_seq"]
+            .as_u64()
+            .ok_or_else(|| CliError::Invalid("the node gave no sequence number".into()))?;
+        let deadline = Timestamp(now_ms()? + EVENT_TTL_MS);
+        Ok(Event::new(self.chain_id, key.public(), seq, deadline, payload).sign(key))
+    }
+
+    /// Submits a signed event; returns its id once the node accepted it as pending.
+    pub fn submit(&self, ev: &SignedEvent) -> Result<EventId, CliError> {
+        let r = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .json(&json!({"event": hex::encode(ev.to_bytes())}))
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
+        self.answer(r)?;
+        Ok(ev.id())
+    }
+
+    /// Waits (up to `timeout`) until the event is final; returns the node's answer with the
+    /// receipt. Reads it as `key` (the author may always read its own events).
+    pub fn wait_final(
+        &self,
+        key: &Keypair,
+        id: &EventId,
+        timeout: Duration,
+    ) -> Result<Value, CliError> {
+        let end = Instant::now() + timeout;
+        loop {
+            match self.signed_get(key, &format!("/v1/events/{id}")) {
+                Ok(v) => return Ok(v),
+                Err(CliError::Node { status: 404, .. }) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(CliError::Node { status: 404, .. }) => {
+                    return Err(CliError::Invalid(format!(
+                        "event {id} was not final within {} s; it may still be committed",
+                        timeout.as_secs()
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Submits an access or break-glass request and waits for its decision and receipt.
+    pub fn authorise(&self, ev: &SignedEvent, timeout: Duration) -> Result<Value, CliError> {
+        let r = self
+            .http
+            .post(format!("{}/v1/access", self.base))
+            .json(&json!({
+                "event": hex::encode(ev.to_bytes()),
+                "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(60_000),
+            }))
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
+        self.answer(r).map(|(_, v)| v)
+    }
+}

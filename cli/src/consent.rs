@@ -1,0 +1,261 @@
+//! `twinctl consent`: a patient (or a delegate) grants, revokes and lists consent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use twinledger_core::codes::{Action, Code, CodeSet, DataCategory, Purpose, Role};
+use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
+use twinledger_core::event::delegation::Scope;
+use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
+
+use crate::client::NodeClient;
+use crate::key::{PassphraseArgs, open_key};
+use crate::time::{parse_time, utc};
+use crate::{CliError, Output};
+
+/// `twinctl consent ...`
+#[derive(Debug, Args)]
+pub struct ConsentArgs {
+    /// The consent command.
+    #[command(subcommand)]
+    pub command: ConsentCommand,
+}
+
+/// Who signs and for which patient.
+#[derive(Debug, Args)]
+pub struct Signer {
+    /// The signer's key file (the patient's, or a delegate's).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The patient (did:key); default: the signer.
+    #[arg(long)]
+    pub patient: Option<String>,
+    /// Passphrase source.
+    #[command(flatten)]
+    pub pass: PassphraseArgs,
+}
+
+/// Consent commands.
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Grant consent and wait until it is final; prints the grant id.
+    Grant {
+        /// Signer.
+        #[command(flatten)]
+        signer: Signer,
+        /// Who: `did:key:...` (an actor), `org:did:key:...` (every actor of an organisation),
+        /// `role:physician` or `role:researcher@did:key:...` (a role, optionally in one
+        /// organisation).
+        #[arg(long)]
+        to: String,
+        /// Data categories, comma-separated (vital-signs, laboratory, imaging, activity, GDIS, ...).
+        #[arg(long, value_delimiter = ',', required = true)]
+        category: Vec<String>,
+        /// Purposes of use, comma-separated HL7 codes (TREAT, HRESCH, ...).
+        #[arg(long, value_delimiter = ',', required = true)]
+        purpose: Vec<String>,
+        /// Actions, comma-separated (read, update, use, disclose, collect); default read.
+        #[arg(long, value_delimiter = ',', default_value = "read")]
+        action: Vec<String>,
+        /// Start of validity (2027-01-31, RFC 3339, or ms); default now.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of validity (exclusive); default: until revoked.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Revoke a grant by id and wait until the revocation is final.
+    Revoke {
+        /// Signer.
+        #[command(flatten)]
+        signer: Signer,
+        /// The grant's id (hex).
+        grant: String,
+    },
+    /// List the patient's grants (active, future, expired, revoked) and delegations.
+    List {
+        /// Signer (the patient, a delegate, an auditor or a member organisation).
+        #[command(flatten)]
+        signer: Signer,
+    },
+}
+
+fn code_set<T: Code + std::str::FromStr<Err = twinledger_core::codes::UnknownCode>>(
+    items: &[String],
+    alias: fn(&str) -> &str,
+) -> Result<CodeSet<T>, CliError> {
+    items
+        .iter()
+        .map(|s| {
+            s.trim()
+                .parse::<T>()
+                .or_else(|_| alias(s.trim()).parse::<T>())
+                .map_err(|e| CliError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// Friendly action names for the FHIR consent action codes.
+pub fn action_alias(s: &str) -> &str {
+    match s {
+        "read" => "access",
+        "update" => "correct",
+        other => other,
+    }
+}
+
+fn no_alias(s: &str) -> &str {
+    s
+}
+
+/// Parses a grantee spec.
+pub fn parse_grantee(s: &str) -> Result<Grantee, CliError> {
+    let key =
+        |d: &str| PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--to {s:?}: {e}")));
+    if let Some(rest) = s.strip_prefix("org:") {
+        return Ok(Grantee::Organisation(key(rest)?));
+    }
+    if let Some(rest) = s.strip_prefix("role:") {
+        let (role, org) = match rest.split_once('@') {
+            Some((r, o)) => (r, Some(key(o)?)),
+            None => (rest, None),
+        };
+        let role: Role = role
+            .parse()
+            .map_err(|e: twinledger_core::codes::UnknownCode| {
+                CliError::Invalid(format!("--to {s:?}: {e}"))
+            })?;
+        return Ok(Grantee::Role {
+            role,
+            organisation: org,
+        });
+    }
+    Ok(Grantee::Actor(key(s)?))
+}
+
+fn patient_of(signer: &Signer, key: &twinledger_core::Keypair) -> Result<PublicKey, CliError> {
+    match &signer.patient {
+        Some(d) => PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--patient: {e}"))),
+        None => Ok(key.public()),
+    }
+}
+
+/// Runs a consent command against the node at `node`.
+pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
+    match &args.command {
+        ConsentCommand::Grant {
+            signer,
+            to,
+            category,
+            purpose,
+            action,
+            from,
+            until,
+        } => {
+            let grantee = parse_grantee(to)?;
+            let scope = Scope {
+                categories: code_set::<DataCategory>(category, no_alias)?,
+                purposes: code_set::<Purpose>(purpose, no_alias)?,
+                actions: code_set::<Action>(action, action_alias)?,
+            };
+            let valid_from = Timestamp(from.as_deref().map(parse_time).transpose()?.unwrap_or(0));
+            let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
+            let key = open_key(&signer.key, &signer.pass)?;
+            let patient = patient_of(signer, &key)?;
+            let client = NodeClient::connect(node)?;
+            let ev = client.sign(
+                &key,
+                EventPayload::ConsentGrant(ConsentGrant {
+                    patient,
+                    grantee,
+                    scope,
+                    valid_from,
+                    valid_until,
+                }),
+            )?;
+            let id = client.submit(&ev)?;
+            let v = client.wait_final(&key, &id, Duration::from_secs(30))?;
+            let height = v["receipt"]["header"]["height"].as_u64().unwrap_or(0);
+            Ok(Output {
+                text: format!("granted: {id}\nfinal in block {height}\n"),
+                json: json!({"id": id, "height": height, "patient": patient}),
+            })
+        }
+        ConsentCommand::Revoke { signer, grant } => {
+            let grant = EventId::from_hex(grant).map_err(|e| CliError::Invalid(e.to_string()))?;
+            let key = open_key(&signer.key, &signer.pass)?;
+            let patient = patient_of(signer, &key)?;
+            let client = NodeClient::connect(node)?;
+            let ev = client.sign(
+                &key,
+                EventPayload::ConsentRevoke(ConsentRevoke { patient, grant }),
+            )?;
+            let id = client.submit(&ev)?;
+            let v = client.wait_final(&key, &id, Duration::from_secs(30))?;
+            let height = v["receipt"]["header"]["height"].as_u64().unwrap_or(0);
+            Ok(Output {
+                text: format!("revoked {grant}: denied from block {height} on\n"),
+                json: json!({"id": id, "revoked": grant, "height": height}),
+            })
+        }
+        ConsentCommand::List { signer } => {
+            let key = open_key(&signer.key, &signer.pass)?;
+            let patient = patient_of(signer, &key)?;
+            let client = NodeClient::connect(node)?;
+            let v =
+                client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;
+            Ok(Output {
+                text: consent_table(&v),
+                json: v,
+            })
+        }
+    }
+}
+
+fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn consent_table(v: &Value) -> String {
+    let mut out = format!(
+        "{:<14} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
+        "GRANT", "STATUS", "GRANTEE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL"
+    );
+    for g in v["grants"].as_array().into_iter().flatten() {
+        let grant = &g["grant"];
+        let grantee = match &grant["grantee"] {
+            Value::Object(m) => m
+                .iter()
+                .next()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}:{}", &s[..s.len().min(20)]),
+                    other => format!("{k}:{other}"),
+                })
+                .unwrap_or_default(),
+            other => other.to_string(),
+        };
+        let until = grant["valid_until"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), utc);
+        out.push_str(&format!(
+            "{:<14} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
+            g["id"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            g["status"].as_str().unwrap_or(""),
+            grantee,
+            list(&grant["scope"]["categories"]),
+            list(&grant["scope"]["purposes"]),
+            list(&grant["scope"]["actions"]),
+            until
+        ));
+    }
+    out
+}

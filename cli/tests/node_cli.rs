@@ -1,0 +1,285 @@
+//! twinctl against a real node (in-process, 127.0.0.1:0): the heart-not-genome scenario,
+//! revoke then deny, receipts that verify offline and fail after any change.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use twinledger_core::devkit::dev_key;
+use twinledger_core::{Keypair, Role};
+use twinledger_genesis::ActorEntry;
+
+const PASS: &str = "a long enough passphrase";
+
+fn twinctl(node: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_twinctl"))
+        .args(args)
+        .env("TWINCTL_NODE", node)
+        .env("TWINCTL_PASSPHRASE", PASS)
+        .output()
+        .unwrap()
+}
+
+async fn run(node: &str, args: &[&str]) -> Output {
+    let (node, args): (String, Vec<String>) =
+        (node.into(), args.iter().map(|s| s.to_string()).collect());
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        twinctl(&node, &a)
+    })
+    .await
+    .unwrap()
+}
+
+fn err(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn key_file(dir: &Path, name: &str) -> (String, Keypair) {
+    let path = dir.join(format!("{name}.key"));
+    let key = twinledger_cli::keystore::generate().unwrap();
+    // A cheap key-derivation cost keeps the test fast; twinctl honours the file's cost.
+    twinledger_cli::keystore::write_with_cost(&path, &key, PASS.as_bytes(), 1024, 1).unwrap();
+    (path.to_str().unwrap().to_string(), key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_and_clinician_flows_against_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (patient_file, patient) = key_file(dir.path(), "patient");
+    let (phys_file, physician) = key_file(dir.path(), "physician");
+    let hospital = dev_key("cli-test/hospital");
+    let validator = dev_key("cli-test/validator");
+    let mut g = twinledger_node::dev::solo_genesis(
+        "cli-test",
+        1_767_225_600_000,
+        "Hospital",
+        &hospital,
+        &validator,
+    )
+    .unwrap();
+    g.limits.block_interval_ms = 50;
+    g.add_actor(ActorEntry {
+        key: physician.public(),
+        organisation: hospital.public(),
+        role: Role::Physician,
+    })
+    .unwrap();
+    let genesis_path = dir.path().join("genesis.json");
+    g.save(&genesis_path).unwrap();
+    let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
+    let chain = twinledger_node::open_chain(&g, store, validator, false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(twinledger_node::run(listener, chain, async move {
+        let _ = stopped.await;
+    }));
+    let did = patient.public().to_did();
+    let phys_did = physician.public().to_did();
+    let genesis = genesis_path.to_str().unwrap();
+
+    // Heart, not genome: one command.
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &phys_did,
+            "--category",
+            "vital-signs,activity",
+            "--purpose",
+            "TREAT,HRESCH",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let grant: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let grant_id = grant["id"].as_str().unwrap().to_string();
+
+    let heart = dir.path().join("heart.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "request",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "vital-signs",
+            "--purpose",
+            "TREAT",
+            "--resource",
+            "twin://alice/vitals",
+            "--receipt-out",
+            heart.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let genome = dir.path().join("genome.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "request",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "GDIS",
+            "--purpose",
+            "TREAT",
+            "--resource",
+            "twin://alice/genome",
+            "--receipt-out",
+            genome.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "genome denied: {}", err(&o));
+
+    // Receipts verify offline; a permit is a permit, a deny is not.
+    let o = run(
+        &node,
+        &[
+            "receipt",
+            "verify",
+            heart.to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--require-permit",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&grant_id),
+        "{}",
+        err(&o)
+    );
+    let o = run(
+        &node,
+        &[
+            "receipt",
+            "verify",
+            genome.to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--require-permit",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    // Any change to the receipt: refused.
+    let text = std::fs::read_to_string(&heart).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let root = v["receipt"]["header"]["log_root"].as_str().unwrap();
+    let flipped = format!(
+        "{}{}",
+        if &root[..1] == "0" { "1" } else { "0" },
+        &root[1..]
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, text.replace(root, &flipped)).unwrap();
+    let o = run(
+        &node,
+        &[
+            "receipt",
+            "verify",
+            bad.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+
+    // Revoke: denied from the next block on; the list shows it revoked.
+    let o = run(
+        &node,
+        &["consent", "revoke", "--key", &patient_file, &grant_id],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let again = dir.path().join("again.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "request",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "vital-signs",
+            "--purpose",
+            "TREAT",
+            "--resource",
+            "twin://alice/vitals",
+            "--receipt-out",
+            again.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let o = run(
+        &node,
+        &["--json", "consent", "list", "--key", &patient_file],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["grants"][0]["status"], "revoked", "{v}");
+
+    // Bad input: names the problem, exit 2; an unreachable node: exit 5; someone else's
+    // consents: exit 4.
+    let o = run(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &phys_did,
+            "--category",
+            "heart",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("unknown DataCategory code \"heart\""),
+        "{}",
+        err(&o)
+    );
+    let o = run(
+        "http://127.0.0.1:9",
+        &["consent", "list", "--key", &patient_file],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    let o = run(
+        &node,
+        &["consent", "list", "--key", &phys_file, "--patient", &did],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
