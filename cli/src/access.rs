@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use twinledger_core::codes::{Action, DataCategory, Purpose};
 use twinledger_core::event::access::AccessRequest;
+use twinledger_core::event::break_glass::BreakGlassRequest;
 use twinledger_core::{Commitment, EventPayload, PublicKey};
 
 use crate::client::NodeClient;
@@ -56,11 +57,39 @@ pub enum AccessCommand {
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
+    /// Emergency access: permitted for clinical roles, always flagged and queued for review.
+    /// The written reason stays off the ledger (its salted commitment is recorded).
+    BreakGlass {
+        /// The actor's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// The patient (did:key).
+        #[arg(long)]
+        patient: String,
+        /// Data category.
+        #[arg(long)]
+        category: String,
+        /// Action (read, update, ...).
+        #[arg(long, default_value = "read")]
+        action: String,
+        /// The twin resource.
+        #[arg(long)]
+        resource: String,
+        /// A file holding the written justification.
+        #[arg(long)]
+        reason_file: PathBuf,
+        /// Where to write the receipt (JSON).
+        #[arg(long)]
+        receipt_out: PathBuf,
+    },
 }
 
 /// Runs an access command.
 pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
-    let AccessCommand::Request {
+    let (
         key,
         pass,
         patient,
@@ -70,7 +99,60 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
         resource,
         receipt_out,
         timeout_secs,
-    } = &args.command;
+        reason,
+    ) = match &args.command {
+        AccessCommand::Request {
+            key,
+            pass,
+            patient,
+            category,
+            purpose,
+            action,
+            resource,
+            receipt_out,
+            timeout_secs,
+        } => (
+            key,
+            pass,
+            patient,
+            category,
+            purpose.as_str(),
+            action,
+            resource,
+            receipt_out,
+            *timeout_secs,
+            None,
+        ),
+        AccessCommand::BreakGlass {
+            key,
+            pass,
+            patient,
+            category,
+            action,
+            resource,
+            reason_file,
+            receipt_out,
+        } => {
+            let reason = std::fs::read(reason_file)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", reason_file.display())))?;
+            if reason.is_empty() {
+                return Err(CliError::Invalid("the break-glass reason is empty".into()));
+            }
+            (
+                key,
+                pass,
+                patient,
+                category,
+                "ETREAT",
+                action,
+                resource,
+                receipt_out,
+                20,
+                Some(reason),
+            )
+        }
+    };
+    let timeout_secs = &timeout_secs;
     let inv = |e: twinledger_core::codes::UnknownCode| CliError::Invalid(e.to_string());
     let patient =
         PublicKey::from_did(patient).map_err(|e| CliError::Invalid(format!("--patient: {e}")))?;
@@ -90,19 +172,35 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
     let mut salt = [0u8; 32];
     getrandom::fill(&mut salt).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
     let client = NodeClient::connect(node)?;
-    let ev = client.sign(
-        &key,
-        EventPayload::AccessRequest(AccessRequest {
+    let resource = Commitment::new(&salt, resource.as_bytes());
+    let mut reason_salt = [0u8; 32];
+    let payload = match &reason {
+        None => EventPayload::AccessRequest(AccessRequest {
             patient,
             category,
             purpose,
             action,
-            resource: Commitment::new(&salt, resource.as_bytes()),
+            resource,
         }),
-    )?;
+        Some(text) => {
+            getrandom::fill(&mut reason_salt)
+                .map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
+            EventPayload::BreakGlassRequest(BreakGlassRequest {
+                patient,
+                category,
+                action,
+                resource,
+                reason: Commitment::new(&reason_salt, text),
+            })
+        }
+    };
+    let ev = client.sign(&key, payload)?;
     let mut v = client.authorise(&ev, Duration::from_secs(*timeout_secs))?;
-    // The opening of the resource commitment stays with the requester and the twin store.
+    // The openings of the commitments stay with the requester and the twin store.
     v["resource_salt"] = json!(hex::encode(salt));
+    if reason.is_some() {
+        v["reason_salt"] = json!(hex::encode(reason_salt));
+    }
     std::fs::write(receipt_out, serde_json::to_string_pretty(&v).expect("json"))
         .map_err(|e| CliError::Invalid(format!("{}: {e}", receipt_out.display())))?;
     let outcome = &v["outcome"]["access"];

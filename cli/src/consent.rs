@@ -1,7 +1,6 @@
 //! `twinctl consent`: a patient (or a delegate) grants, revokes and lists consent.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -12,6 +11,7 @@ use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
 
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
+use crate::submit::submit_and_wait;
 use crate::time::{parse_time, utc};
 use crate::{CliError, Output};
 
@@ -97,6 +97,19 @@ fn code_set<T: Code + std::str::FromStr<Err = twinledger_core::codes::UnknownCod
         .collect()
 }
 
+/// Parses comma-separated categories, purposes and actions into a scope.
+pub fn parse_scope(
+    category: &[String],
+    purpose: &[String],
+    action: &[String],
+) -> Result<Scope, CliError> {
+    Ok(Scope {
+        categories: code_set::<DataCategory>(category, no_alias)?,
+        purposes: code_set::<Purpose>(purpose, no_alias)?,
+        actions: code_set::<Action>(action, action_alias)?,
+    })
+}
+
 /// Friendly action names for the FHIR consent action codes.
 pub fn action_alias(s: &str) -> &str {
     match s {
@@ -155,29 +168,19 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             until,
         } => {
             let grantee = parse_grantee(to)?;
-            let scope = Scope {
-                categories: code_set::<DataCategory>(category, no_alias)?,
-                purposes: code_set::<Purpose>(purpose, no_alias)?,
-                actions: code_set::<Action>(action, action_alias)?,
-            };
+            let scope = parse_scope(category, purpose, action)?;
             let valid_from = Timestamp(from.as_deref().map(parse_time).transpose()?.unwrap_or(0));
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(&signer.key, &signer.pass)?;
             let patient = patient_of(signer, &key)?;
-            let client = NodeClient::connect(node)?;
-            let ev = client.sign(
-                &key,
-                EventPayload::ConsentGrant(ConsentGrant {
-                    patient,
-                    grantee,
-                    scope,
-                    valid_from,
-                    valid_until,
-                }),
-            )?;
-            let id = client.submit(&ev)?;
-            let v = client.wait_final(&key, &id, Duration::from_secs(30))?;
-            let height = v["receipt"]["header"]["height"].as_u64().unwrap_or(0);
+            let payload = EventPayload::ConsentGrant(ConsentGrant {
+                patient,
+                grantee,
+                scope,
+                valid_from,
+                valid_until,
+            });
+            let (id, height) = submit_and_wait(node, &key, payload)?;
             Ok(Output {
                 text: format!("granted: {id}\nfinal in block {height}\n"),
                 json: json!({"id": id, "height": height, "patient": patient}),
@@ -187,14 +190,8 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             let grant = EventId::from_hex(grant).map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(&signer.key, &signer.pass)?;
             let patient = patient_of(signer, &key)?;
-            let client = NodeClient::connect(node)?;
-            let ev = client.sign(
-                &key,
-                EventPayload::ConsentRevoke(ConsentRevoke { patient, grant }),
-            )?;
-            let id = client.submit(&ev)?;
-            let v = client.wait_final(&key, &id, Duration::from_secs(30))?;
-            let height = v["receipt"]["header"]["height"].as_u64().unwrap_or(0);
+            let payload = EventPayload::ConsentRevoke(ConsentRevoke { patient, grant });
+            let (id, height) = submit_and_wait(node, &key, payload)?;
             Ok(Output {
                 text: format!("revoked {grant}: denied from block {height} on\n"),
                 json: json!({"id": id, "revoked": grant, "height": height}),

@@ -48,6 +48,22 @@ pub enum KeyCommand {
         #[command(flatten)]
         pass: PassphraseArgs,
     },
+    /// Move a patient to a new key: the old key signs the rotation, the new key proves
+    /// possession; consents and history follow the patient. Writes the new key file.
+    Rotate {
+        /// The patient's current key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The new key file to create (same passphrase).
+        #[arg(long)]
+        out: PathBuf,
+        /// The patient id (the first did:key), if the current key is already a rotated one.
+        #[arg(long)]
+        patient: Option<String>,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+    },
     /// Print the public did:key of a key file (no passphrase needed).
     ExportPublic {
         /// The key file.
@@ -98,7 +114,7 @@ pub fn open_key(file: &Path, pass: &PassphraseArgs) -> Result<twinledger_core::K
 }
 
 /// Runs a key command.
-pub fn run(args: &KeyArgs) -> Result<Output, CliError> {
+pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
     match &args.command {
         KeyCommand::New { out, pass } => {
             if out.exists() {
@@ -122,6 +138,49 @@ pub fn run(args: &KeyArgs) -> Result<Output, CliError> {
             Ok(Output {
                 text: format!("{did}\n{}: opens with this passphrase\n", file.display()),
                 json: json!({"did": did, "file": file, "opens": true}),
+            })
+        }
+        KeyCommand::Rotate {
+            key,
+            out,
+            patient,
+            pass,
+        } => {
+            if out.exists() {
+                return Err(KeyFileError::Exists(out.display().to_string()).into());
+            }
+            keystore::public(key)?;
+            let p = passphrase(pass, false)?;
+            let old = keystore::open(key, p.as_bytes())?;
+            let patient = match patient {
+                Some(d) => twinledger_core::PublicKey::from_did(d)
+                    .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?,
+                None => old.public(),
+            };
+            let new = keystore::generate()?;
+            let client = crate::client::NodeClient::connect(node)?;
+            let proof = new.sign(
+                twinledger_core::keys::sig_domain::KEY_ROTATION,
+                &client.chain_id,
+                &twinledger_core::event::rotation::KeyRotation::proof_body(&patient, &new.public()),
+            );
+            // Write the new key first: a rotation whose new key was lost would lock the patient out.
+            keystore::write(out, &new, p.as_bytes())?;
+            let payload = twinledger_core::EventPayload::KeyRotation(
+                twinledger_core::event::rotation::KeyRotation {
+                    patient,
+                    new_key: new.public(),
+                    new_key_proof: proof,
+                },
+            );
+            let (id, height) = crate::submit::submit_and_wait(node, &old, payload)?;
+            let did = new.public().to_did();
+            Ok(Output {
+                text: format!(
+                    "rotated in block {height}: the patient {patient} now signs with {did} ({})\n",
+                    out.display()
+                ),
+                json: json!({"id": id, "height": height, "patient": patient, "new_did": did, "file": out}),
             })
         }
         KeyCommand::ExportPublic { file } => {

@@ -11,11 +11,15 @@
 pub mod access;
 pub mod client;
 pub mod consent;
+pub mod delegate;
 pub mod exit;
 pub mod genesis;
 pub mod key;
 pub mod keystore;
+pub mod org;
 pub mod receipt;
+pub mod review;
+pub mod submit;
 pub mod time;
 
 use std::ffi::OsString;
@@ -57,6 +61,12 @@ pub enum Command {
     Access(access::AccessArgs),
     /// Verify receipts offline.
     Receipt(receipt::ReceiptArgs),
+    /// Name and end delegates (guardians) for a patient.
+    Delegate(delegate::DelegateArgs),
+    /// Enrol and revoke an organisation's actors.
+    Org(org::OrgArgs),
+    /// The break-glass review queue.
+    Review(review::ReviewArgs),
 }
 
 /// What a command prints on success.
@@ -152,10 +162,13 @@ where
 pub fn run(cli: &Cli) -> Result<Output, CliError> {
     match &cli.command {
         Command::Genesis(args) => genesis::run(args),
-        Command::Key(args) => key::run(args),
+        Command::Key(args) => key::run(args, &cli.node),
         Command::Consent(args) => consent::run(args, &cli.node),
         Command::Access(args) => access::run(args, &cli.node),
         Command::Receipt(args) => receipt::run(args),
+        Command::Delegate(args) => delegate::run(args, &cli.node),
+        Command::Org(args) => org::run(args, &cli.node),
+        Command::Review(args) => review::run(args, &cli.node),
     }
 }
 

@@ -280,6 +280,256 @@ async fn patient_and_clinician_flows_against_a_node() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
 
+    // Delegation: a guardian grants within scope, is refused outside it.
+    let (guardian_file, guardian) = key_file(dir.path(), "guardian");
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "delegate",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &guardian.public().to_did(),
+            "--category",
+            "imaging",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &guardian_file,
+            "--patient",
+            &did,
+            "--to",
+            &phys_did,
+            "--category",
+            "imaging",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &guardian_file,
+            "--patient",
+            &did,
+            "--to",
+            &phys_did,
+            "--category",
+            "GDIS",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("outside_delegation"), "{}", err(&o));
+    let imaging = dir.path().join("imaging.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "request",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "imaging",
+            "--purpose",
+            "TREAT",
+            "--resource",
+            "twin://alice/mri",
+            "--receipt-out",
+            imaging.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "delegate's grant permits: {}",
+        err(&o)
+    );
+
+    // Break-glass: permitted, flagged, queued until the privacy officer signs it off.
+    let (officer_file, officer) = key_file(dir.path(), "officer");
+    let (hospital_file, _) = {
+        let path = dir.path().join("hospital.key");
+        twinledger_cli::keystore::write_with_cost(&path, &hospital, PASS.as_bytes(), 1024, 1)
+            .unwrap();
+        (path.to_str().unwrap().to_string(), ())
+    };
+    let o = run(
+        &node,
+        &[
+            "org",
+            "enrol-actor",
+            "--key",
+            &hospital_file,
+            "--actor",
+            &officer.public().to_did(),
+            "--role",
+            "privacy-officer",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let reason = dir.path().join("reason.txt");
+    std::fs::write(&reason, "unconscious on arrival, suspected stroke").unwrap();
+    let bg = dir.path().join("bg.json");
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "access",
+            "break-glass",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "GDIS",
+            "--resource",
+            "twin://alice/genome",
+            "--reason-file",
+            reason.to_str().unwrap(),
+            "--receipt-out",
+            bg.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["outcome"]["access"], "break_glass", "{v}");
+    let bg_id = v["id"].as_str().unwrap().to_string();
+    assert!(
+        !std::fs::read_to_string(&bg).unwrap().contains("stroke"),
+        "the reason stays off the ledger"
+    );
+    let o = run(
+        &node,
+        &["--json", "review", "list", "--key", &hospital_file],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&bg_id));
+    let o = run(
+        &node,
+        &[
+            "review",
+            "sign-off",
+            "--key",
+            &phys_file,
+            &bg_id,
+            "--finding",
+            "justified",
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "the requester cannot review: {}",
+        err(&o)
+    );
+    let o = run(
+        &node,
+        &[
+            "review",
+            "sign-off",
+            "--key",
+            &officer_file,
+            &bg_id,
+            "--finding",
+            "justified",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &["--json", "review", "list", "--key", &hospital_file],
+    )
+    .await;
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(&bg_id),
+        "queue emptied"
+    );
+
+    // Key rotation: the new key acts for the patient, the old one is retired.
+    let new_file = dir.path().join("patient-2.key");
+    let o = run(
+        &node,
+        &[
+            "key",
+            "rotate",
+            "--key",
+            &patient_file,
+            "--out",
+            new_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "consent",
+            "list",
+            "--key",
+            new_file.to_str().unwrap(),
+            "--patient",
+            &did,
+        ],
+    )
+    .await;
+    assert!(
+        o.status.success(),
+        "history follows the patient: {}",
+        err(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["grants"].as_array().unwrap().len() >= 2, "{v}");
+    let o = run(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &phys_did,
+            "--category",
+            "laboratory",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "the old key is retired: {}",
+        err(&o)
+    );
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -186,3 +186,31 @@ pub async fn export(
     )
         .into_response())
 }
+
+/// Break-glass accesses awaiting review, with who broke the glass, whose twin and when
+/// (auditors and member organisations).
+pub async fn reviews(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    privileged(
+        &api,
+        &method,
+        &uri,
+        &headers,
+        "the break-glass review queue",
+    )?;
+    let state = api.chain.state();
+    let queue: Vec<Value> = state
+        .review_queue()
+        .take(10_000)
+        .filter_map(|id| {
+            state
+                .break_glass(id)
+                .map(|r| json!({"id": id, "access": r}))
+        })
+        .collect();
+    Ok(Json(json!({"unreviewed": queue})))
+}

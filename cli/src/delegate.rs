@@ -1,0 +1,112 @@
+//! `twinctl delegate`: a patient names a guardian who may grant and revoke within a scope.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
+use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
+
+use crate::consent::parse_scope;
+use crate::key::{PassphraseArgs, open_key};
+use crate::submit::submit_and_wait;
+use crate::time::parse_time;
+use crate::{CliError, Output};
+
+/// `twinctl delegate ...`
+#[derive(Debug, Args)]
+pub struct DelegateArgs {
+    /// The delegate command.
+    #[command(subcommand)]
+    pub command: DelegateCommand,
+}
+
+/// Delegation commands (signed by the patient).
+#[derive(Debug, Subcommand)]
+pub enum DelegateCommand {
+    /// Name a delegate (guardian) for a scope; prints the delegation id.
+    Grant {
+        /// The patient's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// The delegate's did:key.
+        #[arg(long)]
+        to: String,
+        /// Categories the delegate may grant or revoke.
+        #[arg(long, value_delimiter = ',', required = true)]
+        category: Vec<String>,
+        /// Purposes.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purpose: Vec<String>,
+        /// Actions (default read).
+        #[arg(long, value_delimiter = ',', default_value = "read")]
+        action: Vec<String>,
+        /// End of the delegation (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// End a delegation.
+    Revoke {
+        /// The patient's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// The delegation's id.
+        delegation: String,
+    },
+}
+
+/// Runs a delegate command.
+pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
+    match &args.command {
+        DelegateCommand::Grant {
+            key,
+            pass,
+            to,
+            category,
+            purpose,
+            action,
+            until,
+        } => {
+            let delegate =
+                PublicKey::from_did(to).map_err(|e| CliError::Invalid(format!("--to: {e}")))?;
+            let scope: Scope = parse_scope(category, purpose, action)?;
+            let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
+            let key = open_key(key, pass)?;
+            let payload = EventPayload::DelegateGrant(DelegateGrant {
+                patient: key.public(),
+                delegate,
+                scope,
+                valid_until,
+            });
+            let (id, height) = submit_and_wait(node, &key, payload)?;
+            Ok(Output {
+                text: format!("delegation: {id}\nfinal in block {height}\n"),
+                json: json!({"id": id, "height": height}),
+            })
+        }
+        DelegateCommand::Revoke {
+            key,
+            pass,
+            delegation,
+        } => {
+            let delegation =
+                EventId::from_hex(delegation).map_err(|e| CliError::Invalid(e.to_string()))?;
+            let key = open_key(key, pass)?;
+            let payload = EventPayload::DelegateRevoke(DelegateRevoke {
+                patient: key.public(),
+                delegation,
+            });
+            let (id, height) = submit_and_wait(node, &key, payload)?;
+            Ok(Output {
+                text: format!("delegation {delegation} ended in block {height}\n"),
+                json: json!({"id": id, "height": height, "revoked": delegation}),
+            })
+        }
+    }
+}
