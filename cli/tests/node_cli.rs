@@ -472,6 +472,136 @@ async fn patient_and_clinician_flows_against_a_node() {
         "queue emptied"
     );
 
+    // The patient's access report: who, what, when, why, under which consent, break-glass
+    // flagged with its review.
+    let o = run(
+        &node,
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[0]["decision"], "permit");
+    assert_eq!(rows[0]["consent"], grant_id.as_str());
+    assert_eq!(rows[0]["recipient"], phys_did.as_str());
+    assert_eq!(rows[0]["purpose"], "TREAT");
+    assert!(rows[1]["decision"].as_str().unwrap().starts_with("deny"));
+    assert_eq!(rows[4]["decision"], "break-glass");
+    assert_eq!(rows[4]["review"], "justified");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    let csv = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        csv.starts_with(
+            "date,recipient,organisation,category,action,purpose,decision,consent,review,event\n"
+        ),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 6);
+    let o = run(
+        &node,
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--since",
+            "2100-01-01",
+        ],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "only the header"
+    );
+    let o = run(
+        &node,
+        &["access", "report", "--key", &phys_file, "--patient", &did],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "a clinician may not read the report: {}",
+        err(&o)
+    );
+
+    // access watch: prints the next access as soon as it is final.
+    let watch = {
+        let (node, patient_file) = (node.clone(), patient_file.clone());
+        tokio::task::spawn_blocking(move || {
+            twinctl(
+                &node,
+                &["access", "watch", "--key", &patient_file, "--max", "1"],
+            )
+        })
+    };
+    // Wait (deadline) until the watcher has taken its starting position, then cause an access.
+    let mut seen = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let watch_out = loop {
+        let req = dir.path().join(format!("w{seen}.json"));
+        let o = run(
+            &node,
+            &[
+                "access",
+                "request",
+                "--key",
+                &phys_file,
+                "--patient",
+                &did,
+                "--category",
+                "imaging",
+                "--purpose",
+                "TREAT",
+                "--resource",
+                "twin://alice/mri",
+                "--receipt-out",
+                req.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        seen += 1;
+        if watch.is_finished() {
+            break watch.await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access watch printed nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if watch.is_finished() {
+            break watch.await.unwrap();
+        }
+    };
+    assert!(watch_out.status.success(), "{}", err(&watch_out));
+    assert!(
+        String::from_utf8_lossy(&watch_out.stdout).contains("imaging TREAT permit"),
+        "{}",
+        err(&watch_out)
+    );
+
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
     let o = run(
