@@ -14,8 +14,11 @@ pub const DENIED: u8 = 4;
 /// The node cannot be reached, or failed (5xx).
 pub const NODE_UNREACHABLE: u8 = 5;
 
+/// Verification failed: a twin copy does not match its anchored hash.
+pub const MISMATCH: u8 = 6;
+
 /// Every code with its meaning, in the order `--help` lists them.
-pub const ALL: [(u8, &str); 5] = [
+pub const ALL: [(u8, &str); 6] = [
     (OK, "ok"),
     (
         INVALID_INPUT,
@@ -27,6 +30,10 @@ pub const ALL: [(u8, &str); 5] = [
         "denied: access denied, requester refused, or a receipt that is not a permit",
     ),
     (NODE_UNREACHABLE, "node unreachable or failing"),
+    (
+        MISMATCH,
+        "mismatch: a twin copy does not match what was anchored",
+    ),
 ];
 
 /// The exit-code section of `--help`.
@@ -48,7 +55,7 @@ mod tests {
     fn codes_are_distinct_and_pinned() {
         assert_eq!(
             ALL.map(|(c, _)| c),
-            [0, 2, 3, 4, 5],
+            [0, 2, 3, 4, 5, 6],
             "exit codes are an interface: never renumber them"
         );
         let h = help();

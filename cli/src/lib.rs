@@ -21,6 +21,7 @@ pub mod receipt;
 pub mod review;
 pub mod submit;
 pub mod time;
+pub mod twin;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -67,6 +68,8 @@ pub enum Command {
     Org(org::OrgArgs),
     /// The break-glass review queue.
     Review(review::ReviewArgs),
+    /// Anchor twin versions and check copies against their anchors.
+    Twin(twin::TwinArgs),
 }
 
 /// What a command prints on success.
@@ -113,6 +116,9 @@ pub enum CliError {
     /// Denied (an access decision, or a receipt that is not a permit).
     #[error("{0}")]
     Denied(String),
+    /// A copy does not match what was anchored.
+    #[error("{0}")]
+    Mismatch(String),
     /// Any other invalid input.
     #[error("{0}")]
     Invalid(String),
@@ -130,6 +136,7 @@ impl CliError {
             | Self::Denied(_) => exit::DENIED,
             Self::Node { status, .. } if *status >= 500 => exit::NODE_UNREACHABLE,
             Self::Unreachable(_) => exit::NODE_UNREACHABLE,
+            Self::Mismatch(_) => exit::MISMATCH,
             Self::Node { .. } => exit::INVALID_INPUT,
             Self::Genesis(_) | Self::Refused { .. } | Self::Invalid(_) | Self::Key(_) => {
                 exit::INVALID_INPUT
@@ -169,6 +176,7 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Delegate(args) => delegate::run(args, &cli.node),
         Command::Org(args) => org::run(args, &cli.node),
         Command::Review(args) => review::run(args, &cli.node),
+        Command::Twin(args) => twin::run(args, &cli.node),
     }
 }
 

@@ -602,6 +602,78 @@ async fn patient_and_clinician_flows_against_a_node() {
         err(&watch_out)
     );
 
+    // Twin anchors: a copy matches its version, a changed copy does not (exit 6).
+    let v1 = dir.path().join("twin-v1.json");
+    std::fs::write(&v1, b"{\"heart_rate\": [61, 63, 60]}").unwrap();
+    let o = run(
+        &node,
+        &[
+            "twin",
+            "anchor",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--twin-id",
+            "alice-cardio",
+            "--version",
+            "1",
+            v1.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "twin",
+            "check",
+            "--key",
+            &patient_file,
+            "--twin-id",
+            "alice-cardio",
+            "--version",
+            "1",
+            v1.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let altered = dir.path().join("twin-v1-altered.json");
+    std::fs::write(&altered, b"{\"heart_rate\": [61, 63, 99]}").unwrap();
+    let o = run(
+        &node,
+        &[
+            "twin",
+            "check",
+            "--key",
+            &patient_file,
+            "--twin-id",
+            "alice-cardio",
+            "--version",
+            "1",
+            altered.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "twin",
+            "check",
+            "--key",
+            &patient_file,
+            "--twin-id",
+            "alice-cardio",
+            "--version",
+            "2",
+            v1.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "never anchored: {}", err(&o));
+
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
     let o = run(

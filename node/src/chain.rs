@@ -590,6 +590,9 @@ fn block_write(base: &State, block: &Block, after: &State) -> BlockWrite {
             w.index.push((Index::Actor, a, leaf, id));
             w.index.push((Index::Organisation, org, leaf, id));
         }
+        if let EventPayload::TwinAnchor(t) = &ev.event.payload {
+            w.twins.push((t.twin, t.version, id));
+        }
     }
     w
 }

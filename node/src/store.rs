@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use twinledger_core::block::MAX_BLOCK_BYTES;
 use twinledger_core::merkle::{Blake3Tree, NodeId, NodeSource, TreeHasher};
-use twinledger_core::{Block, BlockResults, ChainId, CommitCertificate, EventId, PublicKey, codec};
+use twinledger_core::{
+    Block, BlockResults, ChainId, CommitCertificate, EventId, PublicKey, TwinId, codec,
+};
 
 /// Format of the store's records; a store of another format is refused.
 pub const STORE_FORMAT: u8 = 1;
@@ -229,6 +231,13 @@ fn tile_key(t: u8, n: u64) -> Vec<u8> {
     k.extend_from_slice(&n.to_be_bytes());
     k
 }
+fn twin_key(twin: &TwinId, version: u64) -> Vec<u8> {
+    let mut k = b"w/".to_vec();
+    k.extend_from_slice(twin.as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
 fn index_key(ix: Index, key: &PublicKey, leaf: u64) -> Vec<u8> {
     let mut k = ix.prefix().to_vec();
     k.extend_from_slice(key.as_bytes());
@@ -245,6 +254,8 @@ pub struct BlockWrite {
     pub events: Vec<(EventId, EventLocation)>,
     /// Index entries: (index, key, leaf, event id).
     pub index: Vec<(Index, PublicKey, u64, EventId)>,
+    /// Twin anchors: (twin, version, event id).
+    pub twins: Vec<(TwinId, u64, EventId)>,
 }
 
 /// The node's store: the record layout over a [`Kv`].
@@ -360,6 +371,9 @@ impl Store {
         for (ix, key, leaf, id) in w.index {
             writes.push((index_key(ix, &key, leaf), id.0.to_vec()));
         }
+        for (twin, version, id) in w.twins {
+            writes.push((twin_key(&twin, version), id.0.to_vec()));
+        }
         writes.push((META_TIP.to_vec(), height.to_be_bytes().to_vec()));
         self.kv.commit(writes)
     }
@@ -436,6 +450,19 @@ impl Store {
                     what: "event location",
                     why: e.to_string(),
                 }),
+        }
+    }
+
+    /// The event that anchored `version` of `twin`.
+    pub fn twin_anchor(&self, twin: &TwinId, version: u64) -> Result<Option<EventId>, StoreError> {
+        match self.kv.get(&twin_key(twin, version))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(EventId(v.try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "twin anchor index",
+                    why: "not 32 bytes".into(),
+                }
+            })?))),
         }
     }
 

@@ -172,6 +172,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/consistency", axum::routing::get(blocks::consistency))
         .route("/v1/export", axum::routing::get(blocks::export))
         .route("/v1/reviews", axum::routing::get(blocks::reviews))
+        .route(
+            "/v1/twins/{twin}/{version}",
+            axum::routing::get(patients::twin),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
