@@ -13,6 +13,7 @@ pub mod client;
 pub mod consent;
 pub mod delegate;
 pub mod exit;
+pub mod fhir;
 pub mod genesis;
 pub mod key;
 pub mod keystore;
@@ -70,6 +71,8 @@ pub enum Command {
     Review(review::ReviewArgs),
     /// Anchor twin versions and check copies against their anchors.
     Twin(twin::TwinArgs),
+    /// Export consents and the access log as FHIR (R4 or R5).
+    Fhir(fhir::FhirArgs),
 }
 
 /// What a command prints on success.
@@ -177,6 +180,7 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Org(args) => org::run(args, &cli.node),
         Command::Review(args) => review::run(args, &cli.node),
         Command::Twin(args) => twin::run(args, &cli.node),
+        Command::Fhir(args) => fhir::run(args, &cli.node),
     }
 }
 
