@@ -295,7 +295,7 @@ pub struct AccessRow {
     pub event: String,
 }
 
-fn rows(accesses: &[Value]) -> Vec<AccessRow> {
+pub(crate) fn rows(accesses: &[Value]) -> Vec<AccessRow> {
     let s = |x: &Value| x.as_str().unwrap_or("").to_string();
     accesses
         .iter()
@@ -326,7 +326,7 @@ fn rows(accesses: &[Value]) -> Vec<AccessRow> {
         .collect()
 }
 
-fn table(rows: &[AccessRow]) -> String {
+pub(crate) fn table(rows: &[AccessRow]) -> String {
     let mut t = format!(
         "{:<24} {:<26} {:<14} {:<8} {:<8} {:<28} {}\n",
         "DATE", "RECIPIENT", "CATEGORY", "ACTION", "PURPOSE", "DECISION", "CONSENT"
@@ -351,7 +351,7 @@ fn table(rows: &[AccessRow]) -> String {
     t
 }
 
-fn csv(rows: &[AccessRow]) -> String {
+pub(crate) fn csv(rows: &[AccessRow]) -> String {
     let esc = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))

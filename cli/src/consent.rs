@@ -222,23 +222,25 @@ fn list(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn consent_table(v: &Value) -> String {
+pub(crate) fn consent_table(v: &Value) -> String {
     let mut out = format!(
         "{:<14} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
         "GRANT", "STATUS", "GRANTEE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL"
     );
     for g in v["grants"].as_array().into_iter().flatten() {
         let grant = &g["grant"];
-        let grantee = match &grant["grantee"] {
-            Value::Object(m) => m
-                .iter()
-                .next()
-                .map(|(k, v)| match v {
-                    Value::String(s) => format!("{k}:{}", &s[..s.len().min(20)]),
-                    other => format!("{k}:{other}"),
-                })
-                .unwrap_or_default(),
-            other => other.to_string(),
+        let who = &grant["grantee"];
+        let short = |d: &str| d.get(..20).unwrap_or(d).to_string();
+        let grantee = if let Some(d) = who["actor"].as_str() {
+            format!("actor:{}", short(d))
+        } else if let Some(d) = who["organisation"].as_str() {
+            format!("org:{}", short(d))
+        } else {
+            let r = &who["role"];
+            match r["organisation"].as_str() {
+                Some(o) => format!("role:{}@{}", r["role"].as_str().unwrap_or("?"), short(o)),
+                None => format!("role:{}", r["role"].as_str().unwrap_or("?")),
+            }
         };
         let until = grant["valid_until"]
             .as_u64()

@@ -24,6 +24,9 @@ pub mod submit;
 pub mod time;
 pub mod twin;
 
+#[cfg(test)]
+mod snapshots;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 
