@@ -715,6 +715,102 @@ async fn patient_and_clinician_flows_against_a_node() {
         assert!(!text.contains("stroke"), "no free text from the reason");
     }
 
+    // Every bad argument is named, exit 2, nothing sent.
+    let never = dir.path().join("never.json");
+    let never = never.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec![
+                "consent",
+                "grant",
+                "--key",
+                &patient_file,
+                "--to",
+                "did:key:zNotAKey",
+                "--category",
+                "imaging",
+                "--purpose",
+                "TREAT",
+            ],
+            "did:key",
+        ),
+        (
+            vec![
+                "consent",
+                "grant",
+                "--key",
+                &patient_file,
+                "--to",
+                &phys_did,
+                "--category",
+                "imaging",
+                "--purpose",
+                "TREAT",
+                "--until",
+                "someday",
+            ],
+            "use 2027-01-31",
+        ),
+        (
+            vec![
+                "consent",
+                "grant",
+                "--key",
+                &patient_file,
+                "--to",
+                &phys_did,
+                "--category",
+                "imaging",
+                "--purpose",
+                "TREAT",
+                "--until",
+                "2020-01-01",
+            ],
+            "invalid_window",
+        ),
+        (
+            vec!["consent", "revoke", "--key", &patient_file, "not-an-id"],
+            "malformed EventId",
+        ),
+        (
+            vec![
+                "access",
+                "request",
+                "--key",
+                &phys_file,
+                "--patient",
+                &did,
+                "--category",
+                "imaging",
+                "--purpose",
+                "CURIOSITY",
+                "--resource",
+                "x",
+                "--receipt-out",
+                never,
+            ],
+            "unknown Purpose code",
+        ),
+        (
+            vec![
+                "org",
+                "enrol-actor",
+                "--key",
+                &hospital_file,
+                "--actor",
+                &phys_did,
+                "--role",
+                "wizard",
+            ],
+            "unknown Role code",
+        ),
+    ] {
+        let o = run(&node, &args).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(want), "{args:?}: {}", err(&o));
+    }
+    assert!(!std::path::Path::new(never).exists());
+
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
     let o = run(
