@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use twinledger_core::block::MAX_BLOCK_BYTES;
 use twinledger_core::merkle::{Blake3Tree, NodeId, NodeSource, TreeHasher};
-use twinledger_core::{
-    Block, BlockResults, ChainId, CommitCertificate, EventId, PublicKey, TwinId, codec,
-};
+use twinledger_core::{ChainId, EventId, PublicKey, TwinId, codec};
 
 /// Format of the store's records; a store of another format is refused.
 pub const STORE_FORMAT: u8 = 1;
@@ -161,16 +159,9 @@ impl Kv for MemoryKv {
     }
 }
 
-/// A committed block as stored: the block, its results and its commit certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredBlock {
-    /// The block.
-    pub block: Block,
-    /// Its results (decisions).
-    pub results: BlockResults,
-    /// The certificate that made it final.
-    pub certificate: CommitCertificate,
-}
+/// A committed block as stored: the block, its results and its commit certificate (the core's
+/// [`twinledger_core::audit::CommittedBlock`], also the unit of the export stream).
+pub type StoredBlock = twinledger_core::audit::CommittedBlock;
 
 /// Where an event is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

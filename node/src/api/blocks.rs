@@ -16,8 +16,7 @@ use twinledger_core::merkle::{self, Blake3Tree};
 use super::auth::{authenticate, forbidden, is_privileged};
 use super::{Api, ApiError};
 
-/// Magic bytes at the start of an export stream (PROTOCOL.md §11.2).
-pub const EXPORT_MAGIC: &[u8; 8] = b"TWLEXP01";
+use twinledger_core::audit::{EXPORT_MAGIC, export_frame};
 /// Most blocks in one export request.
 pub const MAX_EXPORT_BLOCKS: u64 = 1_000_000;
 
@@ -161,15 +160,7 @@ pub async fn export(
         }
         for h in from..=to {
             let frame = match store.block(h) {
-                Ok(Some(sb)) => {
-                    let bytes = codec::encode(&sb);
-                    let mut f = Vec::with_capacity(4 + bytes.len());
-                    f.extend_from_slice(
-                        &u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes(),
-                    );
-                    f.extend_from_slice(&bytes);
-                    Ok(Bytes::from(f))
-                }
+                Ok(Some(sb)) => Ok(Bytes::from(export_frame(&sb))),
                 Ok(None) => Err(std::io::Error::other(format!("block {h} missing"))),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
