@@ -89,6 +89,30 @@ impl NodeClient {
         self.answer(r).map(|(_, v)| v)
     }
 
+    /// A signed GET returning the raw body (the export stream).
+    pub fn signed_get_bytes(&self, key: &Keypair, path: &str) -> Result<Vec<u8>, CliError> {
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
+        let auth = RequestAuth::sign(
+            key,
+            &self.chain_id,
+            "GET",
+            path,
+            b"",
+            Timestamp(now_ms()?),
+            nonce,
+        );
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (h, v) in auth.headers() {
+            req = req.header(h, v);
+        }
+        let r = req.send().map_err(|e| unreachable(&self.base, e))?;
+        if !r.status().is_success() {
+            return self.answer(r).map(|_| Vec::new());
+        }
+        Ok(r.bytes().map_err(|e| unreachable(&self.base, e))?.to_vec())
+    }
+
     /// Signs `payload` as `key` with its next sequence number.
     pub fn sign(&self, key: &Keypair, payload: EventPayload) -> Result<SignedEvent, CliError> {
         let v = self.signed_get(key, &format!("/v1/keys/{}/sequence", key.public()))?;

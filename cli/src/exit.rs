@@ -14,7 +14,7 @@ pub const DENIED: u8 = 4;
 /// The node cannot be reached, or failed (5xx).
 pub const NODE_UNREACHABLE: u8 = 5;
 
-/// Verification failed: a twin copy does not match its anchored hash.
+/// Verification failed: a chain does not verify, or a twin copy does not match its anchor.
 pub const MISMATCH: u8 = 6;
 
 /// Every code with its meaning, in the order `--help` lists them.

@@ -9,6 +9,7 @@
 //! and auditor commands (issues #5 and #6) add subcommands here.
 
 pub mod access;
+pub mod audit;
 pub mod client;
 pub mod consent;
 pub mod delegate;
@@ -76,6 +77,8 @@ pub enum Command {
     Twin(twin::TwinArgs),
     /// Export consents and the access log as FHIR (R4 or R5).
     Fhir(fhir::FhirArgs),
+    /// Export and verify whole chains offline (auditors).
+    Audit(audit::AuditArgs),
 }
 
 /// What a command prints on success.
@@ -184,6 +187,7 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Review(args) => review::run(args, &cli.node),
         Command::Twin(args) => twin::run(args, &cli.node),
         Command::Fhir(args) => fhir::run(args, &cli.node),
+        Command::Audit(args) => audit::run(args, &cli.node, cli.json),
     }
 }
 

@@ -68,6 +68,8 @@ async fn patient_and_clinician_flows_against_a_node() {
         role: Role::Physician,
     })
     .unwrap();
+    let auditor = dev_key("cli-test/auditor");
+    g.add_auditor("Regulator", auditor.public()).unwrap();
     let genesis_path = dir.path().join("genesis.json");
     g.save(&genesis_path).unwrap();
     let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
@@ -810,6 +812,82 @@ async fn patient_and_clinician_flows_against_a_node() {
         assert!(err(&o).contains(want), "{args:?}: {}", err(&o));
     }
     assert!(!std::path::Path::new(never).exists());
+
+    // Auditors: export the chain and verify it offline, batch and strict; a changed byte fails.
+    let auditor_file = {
+        let path = dir.path().join("auditor.key");
+        twinledger_cli::keystore::write_with_cost(&path, &auditor, PASS.as_bytes(), 1024, 1)
+            .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let chain_file = dir.path().join("chain.twl");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "export",
+            "--key",
+            &auditor_file,
+            "--out",
+            chain_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    for strict in [false, true] {
+        let mut args = vec![
+            "--json",
+            "audit",
+            "verify",
+            chain_file.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ];
+        if strict {
+            args.push("--strict");
+        }
+        let o = run(&node, &args).await;
+        assert!(o.status.success(), "{}", err(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["summary"]["break_glass"], 1, "{v}");
+        assert!(v["summary"]["denied"].as_u64().unwrap() >= 2, "{v}");
+    }
+    let mut bytes = std::fs::read(&chain_file).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    let bad_chain = dir.path().join("bad.twl");
+    std::fs::write(&bad_chain, &bytes).unwrap();
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "verify",
+            bad_chain.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(err(&o).contains("does not verify"), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "export",
+            "--key",
+            &patient_file,
+            "--out",
+            dir.path().join("nope.twl").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "patients cannot export the chain: {}",
+        err(&o)
+    );
 
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");

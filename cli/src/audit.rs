@@ -1,0 +1,248 @@
+//! `twinctl audit`: export a chain and verify it offline, trusting only the genesis file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use twinledger_core::audit::{
+    AuditFailure, Auditor, CommittedBlock, first_bad_signature, read_export,
+};
+use twinledger_core::state::SignatureCheck;
+use twinledger_genesis::GenesisFile;
+
+use crate::client::NodeClient;
+use crate::key::{PassphraseArgs, open_key};
+use crate::{CliError, Output};
+
+/// `twinctl audit ...`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The audit command.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Audit commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Download the chain (or a range of heights) as one file.
+    Export {
+        /// The auditor's (or a member organisation's) key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// Where to write the export.
+        #[arg(long)]
+        out: PathBuf,
+        /// First height.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last height.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Verify a whole exported chain offline against its genesis: every certificate, hash link,
+    /// event signature, Merkle root and re-derived decision. Exit 0 if it verifies, 6 naming
+    /// the first bad height, event and reason if not.
+    Verify {
+        /// The export file (from `audit export`).
+        file: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Check every signature one by one with the protocol's strict rule instead of in
+        /// batches (slower; see PERFORMANCE.md for the difference).
+        #[arg(long)]
+        strict: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// Runs an audit command.
+pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliError> {
+    match &args.command {
+        AuditCommand::Export {
+            key,
+            pass,
+            out,
+            from,
+            to,
+        } => {
+            if out.exists() {
+                return Err(CliError::Invalid(format!(
+                    "{} already exists",
+                    out.display()
+                )));
+            }
+            let key = open_key(key, pass)?;
+            let client = NodeClient::connect(node)?;
+            let mut q = Vec::new();
+            if let Some(f) = from {
+                q.push(format!("from={f}"));
+            }
+            if let Some(t) = to {
+                q.push(format!("to={t}"));
+            }
+            let path = if q.is_empty() {
+                "/v1/export".to_string()
+            } else {
+                format!("/v1/export?{}", q.join("&"))
+            };
+            let bytes = client.signed_get_bytes(&key, &path)?;
+            std::fs::write(out, &bytes)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+            let blocks = read_export(&bytes).map(|it| it.count()).unwrap_or(0);
+            Ok(Output {
+                text: format!(
+                    "wrote {} ({blocks} blocks, {} bytes)\n",
+                    out.display(),
+                    bytes.len()
+                ),
+                json: json!({"file": out, "blocks": blocks, "bytes": bytes.len()}),
+            })
+        }
+        AuditCommand::Verify {
+            file,
+            genesis,
+            strict,
+            quiet,
+        } => {
+            let g = GenesisFile::load(genesis)?;
+            let ledger = g.ledger_genesis()?;
+            let bytes = std::fs::read(file)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+            let started = Instant::now();
+            let total = read_export(&bytes).map(|it| it.count() as u64).unwrap_or(0);
+            let bar = if *quiet || json_out {
+                indicatif::ProgressBar::hidden()
+            } else {
+                let b = indicatif::ProgressBar::new(total);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} blocks {per_sec} eta {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                b
+            };
+            let result = verify(&ledger, &bytes, *strict, &bar);
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            match result {
+                Ok(summary) => {
+                    let rate = summary.events as f64 / secs.max(1e-9);
+                    Ok(Output {
+                        text: format!(
+                            "chain verifies: {} blocks, {} events (height {}, log root {})\n\
+                             decisions: {} permitted, {} denied, {} break-glass ({} unreviewed)\n\
+                             {:.2} s, {:.0} events/s\n",
+                            summary.blocks,
+                            summary.events,
+                            summary.height,
+                            summary.log_root,
+                            summary.permitted,
+                            summary.denied,
+                            summary.break_glass,
+                            summary.unreviewed_break_glass,
+                            secs,
+                            rate
+                        ),
+                        json: json!({"valid": true, "summary": summary, "seconds": secs, "events_per_second": rate}),
+                    })
+                }
+                Err(f) => Err(CliError::Mismatch(format!(
+                    "chain does not verify{}: {f}",
+                    f.height()
+                        .map(|h| format!(" at height {h}"))
+                        .unwrap_or_default()
+                ))),
+            }
+        }
+    }
+}
+
+/// Verifies an export: worker threads batch-verify the event signatures of blocks ahead while
+/// this thread re-executes them in order. Returns the summary or the first failure.
+pub fn verify(
+    genesis: &twinledger_core::Genesis,
+    bytes: &[u8],
+    strict: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<twinledger_core::audit::AuditSummary, AuditFailure> {
+    let mut auditor = Auditor::new(genesis)?;
+    let blocks = read_export(bytes)?;
+    if strict {
+        for cb in blocks {
+            auditor.check(&cb?, SignatureCheck::Verify)?;
+            bar.inc(1);
+        }
+        return Ok(auditor.summary());
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    std::thread::scope(|s| {
+        // Bounded queues: at most a few blocks per worker wait in memory.
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, CommittedBlock)>(workers * 4);
+        let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
+        let (done_tx, done_rx) =
+            mpsc::sync_channel::<(u64, CommittedBlock, Option<AuditFailure>)>(workers * 4);
+        for _ in 0..workers {
+            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            s.spawn(move || {
+                loop {
+                    let next = rx.lock().expect("work queue").recv();
+                    let Ok((i, cb)) = next else { break };
+                    let bad = first_bad_signature(&cb);
+                    if tx.send((i, cb, bad)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // Only the workers hold the queue now: if they stop, the feeder's sends fail instead of
+        // blocking.
+        drop(work_rx);
+        drop(done_tx);
+        let feeder = s.spawn(move || -> Result<(), AuditFailure> {
+            for (i, cb) in blocks.enumerate() {
+                if work_tx.send((i as u64, cb?)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        // Re-execute in order as verified blocks come back.
+        let mut pending: BTreeMap<u64, (CommittedBlock, Option<AuditFailure>)> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut result = Ok(());
+        for (i, cb, bad) in done_rx.iter() {
+            pending.insert(i, (cb, bad));
+            while let Some((cb, bad)) = pending.remove(&next) {
+                if result.is_ok() {
+                    result = match bad {
+                        Some(f) => Err(f),
+                        None => auditor.check(&cb, SignatureCheck::AlreadyVerified),
+                    };
+                    bar.inc(1);
+                }
+                next += 1;
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        drop(done_rx);
+        let fed = feeder.join().expect("feeder thread");
+        result?;
+        fed?;
+        Ok(auditor.summary())
+    })
+}
