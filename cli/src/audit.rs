@@ -63,6 +63,49 @@ pub enum AuditCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write a single-file evidence bundle for one event: the event, its decision, its
+    /// inclusion proof, and its block's header, results and certificate.
+    Prove {
+        /// The auditor's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// The event id.
+        event: String,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an evidence bundle offline against the genesis (exit 0 valid, 6 not).
+    VerifyBundle {
+        /// The bundle.
+        file: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+    /// Verify that a newer checkpoint extends an older one: both certificates against the
+    /// genesis validators, and the RFC 9162 consistency proof fetched from the node (exit 0 if
+    /// consistent, 6 if not).
+    Consistency {
+        /// The older checkpoint (text form).
+        #[arg(long)]
+        old: PathBuf,
+        /// The newer checkpoint (text form).
+        #[arg(long)]
+        new: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+    /// Save the node's latest checkpoint (text form) to a file.
+    Checkpoint {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs an audit command.
@@ -165,7 +208,150 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 ))),
             }
         }
+        AuditCommand::Prove {
+            key,
+            pass,
+            event,
+            out,
+        } => {
+            if out.exists() {
+                return Err(CliError::Invalid(format!(
+                    "{} already exists",
+                    out.display()
+                )));
+            }
+            let id = twinledger_core::EventId::from_hex(event)
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            let key = open_key(key, pass)?;
+            let v = NodeClient::connect(node)?.signed_get(&key, &format!("/v1/events/{id}"))?;
+            let bundle = json!({"kind": "twinledger-evidence-bundle", "version": 1, "id": id, "outcome": v["outcome"], "receipt": v["receipt"]});
+            std::fs::write(out, serde_json::to_string_pretty(&bundle).expect("json"))
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+            Ok(Output {
+                text: format!("wrote evidence bundle for {id} to {}\n", out.display()),
+                json: json!({"file": out, "id": id}),
+            })
+        }
+        AuditCommand::VerifyBundle { file, genesis } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+            let receipt: twinledger_core::Receipt = serde_json::from_value(v["receipt"].clone())
+                .map_err(|e| {
+                    CliError::Invalid(format!("{}: not an evidence bundle: {e}", file.display()))
+                })?;
+            let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+            if receipt.header.chain_id != ledger.chain_id() {
+                return Err(mismatch(format!(
+                    "the bundle is for chain {}, the genesis is {}",
+                    receipt.header.chain_id,
+                    ledger.chain_id()
+                )));
+            }
+            let outcome = receipt
+                .verify(&ledger.validators)
+                .map_err(|e| mismatch(format!("evidence bundle does not verify: {e}")))?;
+            Ok(Output {
+                text: format!(
+                    "evidence verifies: event {} is leaf {} of the log at block {} with outcome {}\n",
+                    receipt.event_id(),
+                    receipt.leaf_index,
+                    receipt.header.height,
+                    serde_json::to_string(&outcome).unwrap_or_default()
+                ),
+                json: json!({"valid": true, "event": receipt.event_id(), "height": receipt.header.height, "outcome": outcome}),
+            })
+        }
+        AuditCommand::Consistency { old, new, genesis } => {
+            let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+            let a = read_checkpoint(old, &ledger.validators)?;
+            let b = read_checkpoint(new, &ledger.validators)?;
+            if a.chain_id != b.chain_id || a.chain_id != ledger.chain_id() {
+                return Err(mismatch(
+                    "the checkpoints are not both of this genesis's chain",
+                ));
+            }
+            if a.height == b.height && a.block_hash != b.block_hash {
+                return Err(mismatch(format!(
+                    "fork: two certified blocks at height {}",
+                    a.height
+                )));
+            }
+            if a.log_size > b.log_size {
+                return Err(mismatch(format!(
+                    "the old checkpoint's log ({}) is larger than the new one's ({})",
+                    a.log_size, b.log_size
+                )));
+            }
+            let client = NodeClient::connect(node)?;
+            let v = client.get_json(&format!(
+                "/v1/consistency?from={}&to={}",
+                a.log_size, b.log_size
+            ))?;
+            let proof: Vec<Vec<u8>> = v["proof"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    hex::decode(h.as_str().unwrap_or(""))
+                        .map_err(|_| CliError::Invalid("node sent a malformed proof".into()))
+                })
+                .collect::<Result<_, _>>()?;
+            twinledger_core::merkle::verify_consistency::<twinledger_core::merkle::Blake3Tree>(
+                a.log_size,
+                b.log_size,
+                &proof,
+                a.log_root.as_bytes(),
+                b.log_root.as_bytes(),
+            )
+            .map_err(|e| mismatch(format!("the logs are not consistent: {e}")))?;
+            Ok(Output {
+                text: format!(
+                    "consistent: the log of {} events at height {} is a prefix of the log of {} events at height {}\n",
+                    a.log_size, a.height, b.log_size, b.height
+                ),
+                json: json!({"consistent": true, "old": {"height": a.height, "log_size": a.log_size}, "new": {"height": b.height, "log_size": b.log_size}}),
+            })
+        }
+        AuditCommand::Checkpoint { out } => {
+            let v = NodeClient::connect(node)?.get_json("/v1/checkpoint")?;
+            let text = v["text"]
+                .as_str()
+                .ok_or_else(|| CliError::Invalid("node sent no checkpoint".into()))?;
+            std::fs::write(out, text)
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+            Ok(Output {
+                text: format!(
+                    "wrote checkpoint at height {} to {}\n",
+                    v["checkpoint"]["height"],
+                    out.display()
+                ),
+                json: json!({"file": out, "checkpoint": v["checkpoint"]}),
+            })
+        }
     }
+}
+
+fn mismatch(what: impl std::fmt::Display) -> CliError {
+    CliError::Mismatch(what.to_string())
+}
+
+fn read_checkpoint(
+    path: &PathBuf,
+    validators: &twinledger_core::ValidatorSet,
+) -> Result<twinledger_core::Checkpoint, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    let (cp, cert) = twinledger_core::Checkpoint::from_text(&text)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    cert.verify(&cp, validators).map_err(|e| {
+        mismatch(format!(
+            "{}: certificate does not verify: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(cp)
 }
 
 /// Verifies an export: worker threads batch-verify the event signatures of blocks ahead while

@@ -68,6 +68,16 @@ impl NodeClient {
         Ok((status, v))
     }
 
+    /// An unsigned GET of public data (checkpoints, consistency proofs).
+    pub fn get_json(&self, path: &str) -> Result<Value, CliError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
+        self.answer(r).map(|(_, v)| v)
+    }
+
     /// A GET signed by `key`.
     pub fn signed_get(&self, key: &Keypair, path: &str) -> Result<Value, CliError> {
         let mut nonce = [0u8; 16];

@@ -889,6 +889,123 @@ async fn patient_and_clinician_flows_against_a_node() {
         err(&o)
     );
 
+    // Evidence bundle for the first permitted access; checkpoints and their consistency.
+    let first_access = rows[0]["event"].as_str().unwrap().to_string();
+    let bundle = dir.path().join("bundle.evidence.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "prove",
+            "--key",
+            &auditor_file,
+            &first_access,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "verify-bundle",
+            bundle.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sig = v["receipt"]["certificate"]["signatures"][0]["signature"]
+        .as_str()
+        .unwrap();
+    let forged = format!("{}{}", if &sig[..1] == "0" { "1" } else { "0" }, &sig[1..]);
+    let bad_bundle = dir.path().join("bad.evidence.json");
+    std::fs::write(&bad_bundle, text.replace(sig, &forged)).unwrap();
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "verify-bundle",
+            bad_bundle.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let cp_old = dir.path().join("old.checkpoint");
+    let o = run(
+        &node,
+        &["audit", "checkpoint", "--out", cp_old.to_str().unwrap()],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let more = dir.path().join("more.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "request",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "imaging",
+            "--purpose",
+            "TREAT",
+            "--resource",
+            "twin://alice/mri",
+            "--receipt-out",
+            more.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let cp_new = dir.path().join("new.checkpoint");
+    let o = run(
+        &node,
+        &["audit", "checkpoint", "--out", cp_new.to_str().unwrap()],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "consistency",
+            "--old",
+            cp_old.to_str().unwrap(),
+            "--new",
+            cp_new.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // Swapped: the newer log is not a prefix of the older one.
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "consistency",
+            "--old",
+            cp_new.to_str().unwrap(),
+            "--new",
+            cp_old.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
     let o = run(
