@@ -100,6 +100,37 @@ pub enum AuditCommand {
         #[arg(long)]
         genesis: PathBuf,
     },
+    /// Checkpoint witness: take in the node's latest checkpoint (or a checkpoint file, e.g.
+    /// one another auditor received), compare it with every checkpoint kept in `--state`, and
+    /// keep it. Exit 6 with a fork report naming the validators that signed both sides if two
+    /// valid checkpoints cannot both be true.
+    Witness {
+        /// Where the witness keeps the checkpoints it accepted.
+        #[arg(long)]
+        state: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// A checkpoint file to take in instead of asking the node.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Run the witness against the node every `--interval-secs` (default forever; `--rounds`
+    /// stops after that many).
+    Watch {
+        /// Where the witness keeps the checkpoints it accepted.
+        #[arg(long)]
+        state: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Seconds between checkpoints.
+        #[arg(long, default_value_t = 10)]
+        interval_secs: u64,
+        /// Stop after this many rounds.
+        #[arg(long)]
+        rounds: Option<u64>,
+    },
     /// Save the node's latest checkpoint (text form) to a file.
     Checkpoint {
         /// Where to write it.
@@ -314,6 +345,64 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 json: json!({"consistent": true, "old": {"height": a.height, "log_size": a.log_size}, "new": {"height": b.height, "log_size": b.log_size}}),
             })
         }
+        AuditCommand::Witness {
+            state,
+            genesis,
+            checkpoint,
+        } => {
+            let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+            let (text, client) = match checkpoint {
+                Some(f) => (
+                    std::fs::read_to_string(f)
+                        .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?,
+                    None,
+                ),
+                None => {
+                    let c = NodeClient::connect(node)?;
+                    let v = c.get_json("/v1/checkpoint")?;
+                    (v["text"].as_str().unwrap_or_default().to_string(), Some(c))
+                }
+            };
+            verdict(crate::witness::ingest(
+                state,
+                &ledger,
+                &text,
+                client.as_ref(),
+            )?)
+        }
+        AuditCommand::Watch {
+            state,
+            genesis,
+            interval_secs,
+            rounds,
+        } => {
+            let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+            let client = NodeClient::connect(node)?;
+            let mut round = 0u64;
+            loop {
+                let v = client.get_json("/v1/checkpoint")?;
+                let text = v["text"].as_str().unwrap_or_default().to_string();
+                let out = verdict(crate::witness::ingest(
+                    state,
+                    &ledger,
+                    &text,
+                    Some(&client),
+                )?)?;
+                {
+                    use std::io::Write as _;
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(out.text.as_bytes()).and_then(|()| o.flush());
+                }
+                round += 1;
+                if rounds.is_some_and(|r| round >= r) {
+                    return Ok(Output {
+                        text: String::new(),
+                        json: out.json,
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_secs(*interval_secs));
+            }
+        }
         AuditCommand::Checkpoint { out } => {
             let v = NodeClient::connect(node)?.get_json("/v1/checkpoint")?;
             let text = v["text"]
@@ -329,6 +418,37 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 ),
                 json: json!({"file": out, "checkpoint": v["checkpoint"]}),
             })
+        }
+    }
+}
+
+fn verdict(v: crate::witness::Verdict) -> Result<Output, CliError> {
+    use crate::witness::Verdict;
+    match v {
+        Verdict::Accepted(cp) => Ok(Output {
+            text: format!(
+                "accepted checkpoint at height {} ({} events)\n",
+                cp.height, cp.log_size
+            ),
+            json: json!({"accepted": true, "height": cp.height, "log_size": cp.log_size}),
+        }),
+        Verdict::Known(cp) => Ok(Output {
+            text: format!("checkpoint at height {} already witnessed\n", cp.height),
+            json: json!({"accepted": true, "known": true, "height": cp.height}),
+        }),
+        Verdict::Fork(report) => {
+            let signers = report["signed_both"]
+                .as_array()
+                .map(|a| a.len())
+                .unwrap_or(0);
+            Err(CliError::Mismatch(format!(
+                "FORK ({}): {}; {} validator(s) signed both sides: {}\n{:#}",
+                report["kind"].as_str().unwrap_or(""),
+                report["detail"].as_str().unwrap_or(""),
+                signers,
+                report["signed_both"],
+                report
+            )))
         }
     }
 }

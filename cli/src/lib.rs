@@ -24,6 +24,7 @@ pub mod review;
 pub mod submit;
 pub mod time;
 pub mod twin;
+pub mod witness;
 
 #[cfg(test)]
 mod snapshots;
