@@ -8,6 +8,7 @@
 //! Time arrives in block headers, keys arrive as bytes; the same inputs give the same outputs on
 //! every validator and every auditor's machine.
 
+pub mod anomaly;
 pub mod audit;
 pub mod block;
 pub mod checkpoint;
