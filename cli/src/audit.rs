@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
+use twinledger_core::anomaly::{AccessKind, AccessRecord, RevokeRecord, Thresholds};
 use twinledger_core::audit::{
     AuditFailure, Auditor, CommittedBlock, first_bad_signature, read_export,
 };
 use twinledger_core::state::SignatureCheck;
+use twinledger_core::{Decision, EventPayload, Outcome};
 use twinledger_genesis::GenesisFile;
 
 use crate::client::NodeClient;
@@ -131,6 +133,64 @@ pub enum AuditCommand {
         #[arg(long)]
         rounds: Option<u64>,
     },
+    /// Break-glass accesses in a verified export, with their review (or only the unreviewed).
+    BreakGlass {
+        /// The export file.
+        file: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Only those not yet signed off.
+        #[arg(long)]
+        unreviewed: bool,
+    },
+    /// Denied access attempts in a verified export.
+    Denied {
+        /// The export file.
+        file: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+    /// Irregular access for review, from rules over a verified export; each finding names its
+    /// events. Exit 0 whether or not there are findings.
+    Anomalies {
+        /// The export file.
+        file: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Only accesses at or after this time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Volume rule: factor over the actor's median daily distinct patients.
+        #[arg(long, default_value_t = 3)]
+        volume_factor: u64,
+        /// Volume rule: minimum distinct patients a day before it applies.
+        #[arg(long, default_value_t = 10)]
+        volume_min_patients: u64,
+        /// Off-hours rule: an hour holding at most this share (per mille) of an organisation's accesses is unusual.
+        #[arg(long, default_value_t = 10)]
+        hours_max_share_permille: u64,
+        /// Off-hours rule: accesses an organisation needs before it applies.
+        #[arg(long, default_value_t = 100)]
+        hours_min_history: u64,
+        /// Denied-burst rule: this many denied attempts...
+        #[arg(long, default_value_t = 5)]
+        denied_burst: u64,
+        /// ...within this many minutes.
+        #[arg(long, default_value_t = 10)]
+        denied_window_min: u64,
+        /// Repeated break-glass rule: this many by one actor...
+        #[arg(long, default_value_t = 3)]
+        break_glass_repeat: u64,
+        /// ...within this many days.
+        #[arg(long, default_value_t = 7)]
+        break_glass_window_days: u64,
+        /// After-revoke rule: an access within this many hours after the patient revoked consent.
+        #[arg(long, default_value_t = 24)]
+        after_revoke_hours: u64,
+    },
     /// Save the node's latest checkpoint (text form) to a file.
     Checkpoint {
         /// Where to write it.
@@ -206,7 +266,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 );
                 b
             };
-            let result = verify(&ledger, &bytes, *strict, &bar);
+            let result = verify(&ledger, &bytes, *strict, &bar, |_, _| {});
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             match result {
@@ -403,6 +463,124 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 std::thread::sleep(std::time::Duration::from_secs(*interval_secs));
             }
         }
+        AuditCommand::BreakGlass {
+            file,
+            genesis,
+            unreviewed,
+        } => {
+            let (log, state) = collect(file, genesis)?;
+            let rows: Vec<serde_json::Value> = log
+                .accesses
+                .iter()
+                .filter(|a| a.kind == AccessKind::BreakGlass)
+                .filter_map(|a| {
+                    let review = state.break_glass(&a.id).map(|b| b.review);
+                    if *unreviewed && review.flatten().is_some() {
+                        return None;
+                    }
+                    Some(json!({"id": a.id, "time": crate::time::utc(a.time.0), "actor": a.actor, "organisation": a.organisation, "patient": a.patient, "review": review.flatten()}))
+                })
+                .collect();
+            let mut text = format!(
+                "{} break-glass access(es){}\n",
+                rows.len(),
+                if *unreviewed { " awaiting review" } else { "" }
+            );
+            for r in &rows {
+                text.push_str(&format!(
+                    "{} {} {} by {} review: {}\n",
+                    r["time"].as_str().unwrap_or(""),
+                    r["id"].as_str().unwrap_or(""),
+                    r["patient"].as_str().unwrap_or(""),
+                    r["actor"].as_str().unwrap_or(""),
+                    r["review"]["finding"].as_str().unwrap_or("none")
+                ));
+            }
+            Ok(Output {
+                text,
+                json: json!({"break_glass": rows}),
+            })
+        }
+        AuditCommand::Denied { file, genesis } => {
+            let (log, _) = collect(file, genesis)?;
+            let rows: Vec<serde_json::Value> = log
+                .accesses
+                .iter()
+                .filter(|a| a.kind == AccessKind::Denied)
+                .map(|a| json!({"id": a.id, "time": crate::time::utc(a.time.0), "actor": a.actor, "organisation": a.organisation, "patient": a.patient}))
+                .collect();
+            let mut text = format!("{} denied attempt(s)\n", rows.len());
+            for r in &rows {
+                text.push_str(&format!(
+                    "{} {} {} by {}\n",
+                    r["time"].as_str().unwrap_or(""),
+                    r["id"].as_str().unwrap_or(""),
+                    r["patient"].as_str().unwrap_or(""),
+                    r["actor"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(Output {
+                text,
+                json: json!({"denied": rows}),
+            })
+        }
+        AuditCommand::Anomalies {
+            file,
+            genesis,
+            since,
+            volume_factor,
+            volume_min_patients,
+            hours_max_share_permille,
+            hours_min_history,
+            denied_burst,
+            denied_window_min,
+            break_glass_repeat,
+            break_glass_window_days,
+            after_revoke_hours,
+        } => {
+            let since = since
+                .as_deref()
+                .map(crate::time::parse_time)
+                .transpose()?
+                .unwrap_or(0);
+            let (mut log, _) = collect(file, genesis)?;
+            log.accesses.retain(|a| a.time.0 >= since);
+            log.revokes.retain(|r| r.time.0 >= since);
+            let t = Thresholds {
+                volume_factor: *volume_factor,
+                volume_min_patients: *volume_min_patients,
+                hours_max_share_permille: *hours_max_share_permille,
+                hours_min_history: *hours_min_history,
+                denied_burst: *denied_burst,
+                denied_window_ms: denied_window_min * 60_000,
+                break_glass_repeat: *break_glass_repeat,
+                break_glass_window_ms: break_glass_window_days * 24 * 3_600_000,
+                after_revoke_ms: after_revoke_hours * 3_600_000,
+            };
+            let findings = twinledger_core::anomaly::find(&log.accesses, &log.revokes, &t);
+            let mut text = format!(
+                "{} finding(s) over {} access attempts\n",
+                findings.len(),
+                log.accesses.len()
+            );
+            for f in &findings {
+                text.push_str(&format!(
+                    "[{}] {}: {} (events: {})\n",
+                    f.rule,
+                    f.actor,
+                    f.detail,
+                    f.events
+                        .iter()
+                        .map(|e| e.to_hex()[..12].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            Ok(Output {
+                text,
+                json: json!({"findings": findings}),
+            })
+        }
         AuditCommand::Checkpoint { out } => {
             let v = NodeClient::connect(node)?.get_json("/v1/checkpoint")?;
             let text = v["text"]
@@ -453,6 +631,71 @@ fn verdict(v: crate::witness::Verdict) -> Result<Output, CliError> {
     }
 }
 
+/// The access log of a verified export.
+#[derive(Debug, Default)]
+struct Log {
+    accesses: Vec<AccessRecord>,
+    revokes: Vec<RevokeRecord>,
+}
+
+/// Verifies an export (refusing one that does not verify) and collects its access log.
+fn collect(file: &PathBuf, genesis: &PathBuf) -> Result<(Log, twinledger_core::State), CliError> {
+    let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+    let bytes =
+        std::fs::read(file).map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+    let mut log = Log::default();
+    let mut last = None;
+    verify(
+        &ledger,
+        &bytes,
+        false,
+        &indicatif::ProgressBar::hidden(),
+        |cb, state| {
+            let time = cb.block.header.time;
+            for (ev, outcome) in cb.block.events.iter().zip(&cb.results.outcomes) {
+                let actor = ev.event.author;
+                let organisation = state.actor(&actor).map(|a| a.organisation).unwrap_or(actor);
+                let kind = match outcome {
+                    Outcome::Access(Decision::Permit { .. }) => AccessKind::Permitted,
+                    Outcome::Access(Decision::Deny { .. }) => AccessKind::Denied,
+                    Outcome::Access(Decision::BreakGlass) => AccessKind::BreakGlass,
+                    Outcome::Applied => {
+                        if let EventPayload::ConsentRevoke(r) = &ev.event.payload {
+                            log.revokes.push(RevokeRecord {
+                                id: ev.id(),
+                                time,
+                                patient: r.patient,
+                            });
+                        }
+                        continue;
+                    }
+                };
+                let patient = match &ev.event.payload {
+                    EventPayload::AccessRequest(a) => a.patient,
+                    EventPayload::BreakGlassRequest(b) => b.patient,
+                    _ => continue,
+                };
+                log.accesses.push(AccessRecord {
+                    id: ev.id(),
+                    time,
+                    actor,
+                    organisation,
+                    patient,
+                    kind,
+                });
+            }
+            last = Some(state.clone());
+        },
+    )
+    .map_err(|f| CliError::Mismatch(format!("chain does not verify: {f}")))?;
+    let state = match last {
+        Some(s) => s,
+        None => twinledger_core::State::from_genesis(&ledger)
+            .map_err(|e| CliError::Invalid(e.to_string()))?,
+    };
+    Ok((log, state))
+}
+
 fn mismatch(what: impl std::fmt::Display) -> CliError {
     CliError::Mismatch(what.to_string())
 }
@@ -481,12 +724,15 @@ pub fn verify(
     bytes: &[u8],
     strict: bool,
     bar: &indicatif::ProgressBar,
+    mut on_block: impl FnMut(&CommittedBlock, &twinledger_core::State),
 ) -> Result<twinledger_core::audit::AuditSummary, AuditFailure> {
     let mut auditor = Auditor::new(genesis)?;
     let blocks = read_export(bytes)?;
     if strict {
         for cb in blocks {
-            auditor.check(&cb?, SignatureCheck::Verify)?;
+            let cb = cb?;
+            auditor.check(&cb, SignatureCheck::Verify)?;
+            on_block(&cb, auditor.state());
             bar.inc(1);
         }
         return Ok(auditor.summary());
@@ -537,6 +783,9 @@ pub fn verify(
                         Some(f) => Err(f),
                         None => auditor.check(&cb, SignatureCheck::AlreadyVerified),
                     };
+                    if result.is_ok() {
+                        on_block(&cb, auditor.state());
+                    }
                     bar.inc(1);
                 }
                 next += 1;

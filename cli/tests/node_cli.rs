@@ -889,6 +889,77 @@ async fn patient_and_clinician_flows_against_a_node() {
         err(&o)
     );
 
+    // The compliance officer's lists from the verified export.
+    let cf = chain_file.to_str().unwrap();
+    let o = run(
+        &node,
+        &["--json", "audit", "break-glass", cf, "--genesis", genesis],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["break_glass"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["break_glass"][0]["review"]["finding"], "justified", "{v}");
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "audit",
+            "break-glass",
+            cf,
+            "--genesis",
+            genesis,
+            "--unreviewed",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["break_glass"].as_array().unwrap().len(),
+        0,
+        "reviewed: {v}"
+    );
+    let o = run(
+        &node,
+        &["--json", "audit", "denied", cf, "--genesis", genesis],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["denied"].as_array().unwrap().len() >= 2, "{v}");
+    // The physician tried again minutes after the revoke: flagged, with both events named.
+    let o = run(
+        &node,
+        &["--json", "audit", "anomalies", cf, "--genesis", genesis],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let after: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "after_revoke")
+        .collect();
+    assert!(!after.is_empty(), "{v}");
+    assert_eq!(after[0]["events"].as_array().unwrap().len(), 2);
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "anomalies",
+            bad_chain.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "an export that does not verify is not analysed: {}",
+        err(&o)
+    );
+
     // Evidence bundle for the first permitted access; checkpoints and their consistency.
     let first_access = rows[0]["event"].as_str().unwrap().to_string();
     let bundle = dir.path().join("bundle.evidence.json");
