@@ -639,7 +639,10 @@ struct Log {
 }
 
 /// Verifies an export (refusing one that does not verify) and collects its access log.
-fn collect(file: &std::path::Path, genesis: &std::path::Path) -> Result<(Log, twinledger_core::State), CliError> {
+fn collect(
+    file: &std::path::Path,
+    genesis: &std::path::Path,
+) -> Result<(Log, twinledger_core::State), CliError> {
     let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
     let bytes =
         std::fs::read(file).map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;

@@ -1,0 +1,168 @@
+//! `cargo bench -p twinledger-cli --bench audit`: `audit verify` on a chain of 1,000,000 events
+//! (override with AUDIT_EVENTS), and, in the same run, the plain ed25519 batch-verification
+//! rate of this machine on all cores, so the ratio is measured, not assumed.
+#![allow(clippy::print_stdout, missing_docs)]
+
+use std::time::Instant;
+
+use twinledger_core::audit::{CommittedBlock, EXPORT_MAGIC, export_frame, signature_items};
+use twinledger_core::devkit::{DevChain, dev_key};
+use twinledger_core::event::access::AccessRequest;
+use twinledger_core::event::consent::{ConsentGrant, Grantee};
+use twinledger_core::event::delegation::Scope;
+use twinledger_core::keys::verify_batch;
+use twinledger_core::state::SignatureCheck;
+use twinledger_core::{
+    Action, CommitCertificate, CommitVote, Commitment, DataCategory, Event, EventPayload, Keypair,
+    Limits, Purpose, SignedEvent, Timestamp,
+};
+
+fn main() {
+    let n: u64 = std::env::var("AUDIT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let per_block = 10_000u64;
+    let t = Instant::now();
+    let mut chain = DevChain::with_limits(
+        4,
+        Limits {
+            max_block_events: 10_000,
+            ..Limits::default()
+        },
+    );
+    let chain_id = chain.state.chain_id();
+    let phys = chain.physician.clone();
+    let patients: Vec<Keypair> = (0..1000)
+        .map(|i| dev_key(&format!("bench/p/{i}")))
+        .collect();
+    let deadline = chain.next_time().plus_ms(3_600_000);
+    // Block 1: every patient grants the physician; then access requests fill the chain.
+    let mut events: Vec<SignedEvent> = patients
+        .iter()
+        .map(|p| {
+            Event::new(
+                chain_id,
+                p.public(),
+                0,
+                deadline,
+                EventPayload::ConsentGrant(ConsentGrant {
+                    patient: p.public(),
+                    grantee: Grantee::Actor(phys.public()),
+                    scope: Scope {
+                        categories: [DataCategory::VitalSigns].into_iter().collect(),
+                        purposes: [Purpose::Treat].into_iter().collect(),
+                        actions: [Action::Read].into_iter().collect(),
+                    },
+                    valid_from: Timestamp(0),
+                    valid_until: None,
+                }),
+            )
+            .sign(p)
+        })
+        .collect();
+    let mut seq = 0u64;
+    while (events.len() as u64) < n {
+        let p = &patients[(seq % 1000) as usize];
+        let cat = if seq % 10 == 0 {
+            DataCategory::Genetic
+        } else {
+            DataCategory::VitalSigns
+        };
+        events.push(
+            Event::new(
+                chain_id,
+                phys.public(),
+                seq,
+                deadline,
+                EventPayload::AccessRequest(AccessRequest {
+                    patient: p.public(),
+                    category: cat,
+                    purpose: Purpose::Treat,
+                    action: Action::Read,
+                    resource: Commitment::new(&[1; 32], &seq.to_le_bytes()),
+                }),
+            )
+            .sign(&phys),
+        );
+        seq += 1;
+    }
+    // Build and certify blocks (signatures were just made: no need to re-check them here).
+    let mut export = EXPORT_MAGIC.to_vec();
+    let mut state = chain.state.clone();
+    let mut blocks = Vec::new();
+    for chunk in events.chunks(per_block as usize) {
+        let height = state.height() + 1;
+        let proposer = state.validators_for(height).validators()[0].key;
+        let time = state.last_time().plus_ms(1000);
+        let built = state
+            .build_block_with(
+                proposer,
+                time,
+                chunk.to_vec(),
+                SignatureCheck::AlreadyVerified,
+            )
+            .unwrap();
+        assert!(built.rejected.is_empty(), "{:?}", &built.rejected[..1]);
+        let vote = CommitVote {
+            checkpoint: built.block.header.checkpoint(),
+            round: 0,
+        };
+        let certificate =
+            CommitCertificate::new(0, chain.validators.iter().map(|k| vote.sign(k)).collect());
+        let cb = CommittedBlock {
+            block: built.block,
+            results: built.results,
+            certificate,
+        };
+        export.extend(export_frame(&cb));
+        blocks.push(cb);
+        state = built.state;
+    }
+    chain.state = state;
+    println!(
+        "built {} events in {} blocks ({} MB) in {:.1} s",
+        events.len(),
+        blocks.len(),
+        export.len() / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+
+    // The bound: plain batch verification of every event signature, on all cores.
+    let items: Vec<_> = blocks
+        .iter()
+        .flat_map(|b| signature_items(&b.block))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in items.chunks(items.len().div_ceil(threads)) {
+            s.spawn(move || {
+                for batch in part.chunks(256) {
+                    verify_batch(batch).expect("valid signatures");
+                }
+            });
+        }
+    });
+    let bound = items.len() as f64 / t.elapsed().as_secs_f64();
+    println!("batch verification bound: {bound:.0} signatures/s on {threads} cores");
+
+    // audit verify, as `twinctl audit verify` runs it.
+    let t = Instant::now();
+    let summary = twinledger_cli::audit::verify(
+        &chain.genesis,
+        &export,
+        false,
+        &indicatif::ProgressBar::hidden(),
+        |_, _| {},
+    )
+    .expect("chain verifies");
+    let secs = t.elapsed().as_secs_f64();
+    let rate = summary.events as f64 / secs;
+    println!(
+        "audit verify: {} events, {} blocks in {secs:.2} s = {rate:.0} events/s, {:.0}% of the batch bound",
+        summary.events,
+        summary.blocks,
+        100.0 * rate / bound
+    );
+}
