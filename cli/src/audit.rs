@@ -116,6 +116,13 @@ pub enum AuditCommand {
         /// A checkpoint file to take in instead of asking the node.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Cosign each accepted checkpoint with this auditor key and send the cosignature to
+        /// the node, which then shows who witnessed the height.
+        #[arg(long)]
+        cosign_key: Option<PathBuf>,
+        /// Passphrase source for the cosign key.
+        #[command(flatten)]
+        pass: PassphraseArgs,
     },
     /// Run the witness against the node every `--interval-secs` (default forever; `--rounds`
     /// stops after that many).
@@ -409,8 +416,11 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             state,
             genesis,
             checkpoint,
+            cosign_key,
+            pass,
         } => {
             let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+            let cosigner = cosign_key.as_ref().map(|k| open_key(k, pass)).transpose()?;
             let (text, client) = match checkpoint {
                 Some(f) => (
                     std::fs::read_to_string(f)
@@ -423,12 +433,30 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                     (v["text"].as_str().unwrap_or_default().to_string(), Some(c))
                 }
             };
-            verdict(crate::witness::ingest(
-                state,
-                &ledger,
-                &text,
-                client.as_ref(),
-            )?)
+            let v = crate::witness::ingest(state, &ledger, &text, client.as_ref())?;
+            if let (
+                Some(key),
+                crate::witness::Verdict::Accepted(cp) | crate::witness::Verdict::Known(cp),
+            ) = (&cosigner, &v)
+            {
+                let connected;
+                let c = match &client {
+                    Some(c) => c,
+                    None => {
+                        connected = NodeClient::connect(node)?;
+                        &connected
+                    }
+                };
+                c.post_json(
+                    "/v1/cosignatures",
+                    &json!({
+                        "checkpoint": text,
+                        "auditor": key.public(),
+                        "signature": hex::encode(cp.cosign(key).0),
+                    }),
+                )?;
+            }
+            verdict(v)
         }
         AuditCommand::Watch {
             state,

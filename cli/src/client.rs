@@ -68,6 +68,17 @@ impl NodeClient {
         Ok((status, v))
     }
 
+    /// A POST of JSON.
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
+        self.answer(r).map(|(_, v)| v)
+    }
+
     /// An unsigned GET of public data (checkpoints, consistency proofs).
     pub fn get_json(&self, path: &str) -> Result<Value, CliError> {
         let r = self

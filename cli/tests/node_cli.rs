@@ -1077,6 +1077,56 @@ async fn patient_and_clinician_flows_against_a_node() {
     .await;
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
 
+    // The witness cosigns what it accepted; the node shows who witnessed the height. Only a
+    // live auditor's cosignature of a checkpoint the node has is recorded.
+    let wdir = dir.path().join("witness");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "witness",
+            "--state",
+            wdir.to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--cosign-key",
+            &auditor_file,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let cp: serde_json::Value = reqwest::get(format!("{node}/v1/checkpoint"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        cp["witnessed_by"][0]["auditor"],
+        auditor.public().to_did(),
+        "{cp}"
+    );
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "witness",
+            "--state",
+            dir.path().join("w2").to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--cosign-key",
+            &phys_file,
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "a clinician cannot cosign: {}",
+        err(&o)
+    );
+
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
     let o = run(

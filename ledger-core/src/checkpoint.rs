@@ -184,6 +184,24 @@ impl CommitCertificate {
 }
 
 impl Checkpoint {
+    /// An auditor's cosignature: it witnessed this checkpoint (domain
+    /// `twinledger/v1/checkpoint-cosign`, body the canonical encoding).
+    pub fn cosign(&self, auditor: &Keypair) -> Signature {
+        auditor.sign(sig_domain::COSIGN, &self.chain_id, &codec::encode(self))
+    }
+
+    /// Checks an auditor's cosignature.
+    pub fn verify_cosignature(&self, auditor: &PublicKey, sig: &Signature) -> bool {
+        auditor
+            .verify(
+                sig_domain::COSIGN,
+                &self.chain_id,
+                &codec::encode(self),
+                sig,
+            )
+            .is_ok()
+    }
+
     /// The origin line: `twinledger/<chain id hex>`.
     pub fn origin(&self) -> String {
         format!("twinledger/{}", self.chain_id)

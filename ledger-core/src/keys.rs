@@ -27,6 +27,8 @@ pub mod sig_domain {
     pub const GOVERNANCE: &str = "twinledger/v1/governance";
     /// The new key's acceptance of a patient key rotation (proof of possession).
     pub const KEY_ROTATION: &str = "twinledger/v1/key-rotation";
+    /// An auditor's cosignature of a checkpoint it witnessed (body: the checkpoint's encoding).
+    pub const COSIGN: &str = "twinledger/v1/checkpoint-cosign";
     /// A signed HTTP read request to a node's API (who is asking, proven without a secret).
     pub const HTTP_REQUEST: &str = "twinledger/v1/http-request";
 }

@@ -444,6 +444,44 @@ impl Store {
         }
     }
 
+    /// Records an auditor's cosignature of the checkpoint at `height` (flushed).
+    pub fn put_cosignature(
+        &self,
+        height: u64,
+        auditor: &PublicKey,
+        sig: &twinledger_core::Signature,
+    ) -> Result<(), StoreError> {
+        let mut k = b"c/".to_vec();
+        k.extend_from_slice(&height.to_be_bytes());
+        k.extend_from_slice(auditor.as_bytes());
+        self.kv.commit(vec![(k, sig.0.to_vec())])
+    }
+
+    /// The auditors that cosigned the checkpoint at `height`, with their signatures.
+    pub fn cosignatures(
+        &self,
+        height: u64,
+    ) -> Result<Vec<(PublicKey, twinledger_core::Signature)>, StoreError> {
+        let mut prefix = b"c/".to_vec();
+        prefix.extend_from_slice(&height.to_be_bytes());
+        self.kv
+            .scan(&prefix, None, 1024)?
+            .into_iter()
+            .map(|(k, v)| {
+                let corrupt = || StoreError::Corrupt {
+                    what: "cosignature",
+                    why: "malformed record".into(),
+                };
+                let key: [u8; 32] = k[k.len() - 32..].try_into().map_err(|_| corrupt())?;
+                let sig: [u8; 64] = v.try_into().map_err(|_| corrupt())?;
+                Ok((
+                    PublicKey::from_ed25519_bytes(&key).map_err(|_| corrupt())?,
+                    twinledger_core::Signature(sig),
+                ))
+            })
+            .collect()
+    }
+
     /// The event that anchored `version` of `twin`.
     pub fn twin_anchor(&self, twin: &TwinId, version: u64) -> Result<Option<EventId>, StoreError> {
         match self.kv.get(&twin_key(twin, version))? {

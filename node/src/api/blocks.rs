@@ -73,11 +73,81 @@ pub async fn checkpoint(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiE
         .block(height)?
         .ok_or_else(|| ApiError::internal(format!("tip block {height} missing")))?;
     let cp = sb.block.header.checkpoint();
+    let witnessed: Vec<Value> = api
+        .chain
+        .store()
+        .cosignatures(height)?
+        .into_iter()
+        .map(|(k, s)| json!({"auditor": k, "signature": s}))
+        .collect();
     Ok(Json(json!({
         "checkpoint": cp,
         "certificate": sb.certificate,
         "text": cp.to_text(&sb.certificate),
+        "witnessed_by": witnessed,
     })))
+}
+
+/// An auditor's cosignature of a checkpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosign {
+    /// The checkpoint, text form with its certificate.
+    pub checkpoint: String,
+    /// The auditor's did:key.
+    pub auditor: String,
+    /// Its signature (hex) under `twinledger/v1/checkpoint-cosign`.
+    pub signature: String,
+}
+
+/// Records that an auditor witnessed a checkpoint of this chain: the checkpoint must be this
+/// node's block at that height, the auditor live, the signature valid.
+pub async fn cosign(
+    State(api): State<Arc<Api>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: Cosign = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body: {e}")))?;
+    let (cp, _) = twinledger_core::Checkpoint::from_text(&req.checkpoint)
+        .map_err(|e| ApiError::bad_request("malformed_checkpoint", e.to_string()))?;
+    let auditor = twinledger_core::PublicKey::from_did(&req.auditor)
+        .map_err(|e| ApiError::bad_request("malformed_did", e.to_string()))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(&req.signature, &mut sig).map_err(|_| {
+        ApiError::bad_request("malformed_signature", "signature is not 128 hex digits")
+    })?;
+    let sig = twinledger_core::Signature(sig);
+    if !api.chain.state().is_auditor(&auditor) {
+        return Err(forbidden(
+            &auditor,
+            "cosign checkpoints (not a live auditor)",
+        ));
+    }
+    let ours = api
+        .chain
+        .store()
+        .block(cp.height)?
+        .map(|sb| sb.block.header.checkpoint());
+    if ours != Some(cp) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unknown_checkpoint",
+            format!("this node has no such checkpoint at height {}", cp.height),
+        ));
+    }
+    if !cp.verify_cosignature(&auditor, &sig) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the cosignature does not verify",
+        ));
+    }
+    api.chain
+        .store()
+        .put_cosignature(cp.height, &auditor, &sig)?;
+    Ok(Json(
+        json!({"height": cp.height, "auditor": auditor, "recorded": true}),
+    ))
 }
 
 /// Sizes for a consistency proof.

@@ -169,6 +169,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/v1/blocks/{height}", axum::routing::get(blocks::block))
         .route("/v1/checkpoint", axum::routing::get(blocks::checkpoint))
+        .route("/v1/cosignatures", axum::routing::post(blocks::cosign))
         .route("/v1/consistency", axum::routing::get(blocks::consistency))
         .route("/v1/export", axum::routing::get(blocks::export))
         .route("/v1/reviews", axum::routing::get(blocks::reviews))
