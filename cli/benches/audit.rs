@@ -22,7 +22,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let per_block = 10_000u64;
+    let per_block: usize = 10_000;
     let t = Instant::now();
     let mut chain = DevChain::with_limits(
         4,
@@ -63,8 +63,8 @@ fn main() {
         .collect();
     let mut seq = 0u64;
     while (events.len() as u64) < n {
-        let p = &patients[(seq % 1000) as usize];
-        let cat = if seq % 10 == 0 {
+        let p = &patients[usize::try_from(seq % 1000).expect("small")];
+        let cat = if seq.is_multiple_of(10) {
             DataCategory::Genetic
         } else {
             DataCategory::VitalSigns
@@ -91,7 +91,7 @@ fn main() {
     let mut export = EXPORT_MAGIC.to_vec();
     let mut state = chain.state.clone();
     let mut blocks = Vec::new();
-    for chunk in events.chunks(per_block as usize) {
+    for chunk in events.chunks(per_block) {
         let height = state.height() + 1;
         let proposer = state.validators_for(height).validators()[0].key;
         let time = state.last_time().plus_ms(1000);
