@@ -89,8 +89,12 @@ impl NodeClient {
         self.answer(r).map(|(_, v)| v)
     }
 
-    /// A GET signed by `key`.
-    pub fn signed_get(&self, key: &Keypair, path: &str) -> Result<Value, CliError> {
+    /// A GET request carrying `key`'s signature over method, path, empty body, time and nonce.
+    fn signed(
+        &self,
+        key: &Keypair,
+        path: &str,
+    ) -> Result<reqwest::blocking::RequestBuilder, CliError> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
         let auth = RequestAuth::sign(
@@ -106,28 +110,24 @@ impl NodeClient {
         for (h, v) in auth.headers() {
             req = req.header(h, v);
         }
-        let r = req.send().map_err(|e| unreachable(&self.base, e))?;
+        Ok(req)
+    }
+
+    /// A GET signed by `key`.
+    pub fn signed_get(&self, key: &Keypair, path: &str) -> Result<Value, CliError> {
+        let r = self
+            .signed(key, path)?
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
         self.answer(r).map(|(_, v)| v)
     }
 
     /// A signed GET returning the raw body (the export stream).
     pub fn signed_get_bytes(&self, key: &Keypair, path: &str) -> Result<Vec<u8>, CliError> {
-        let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
-        let auth = RequestAuth::sign(
-            key,
-            &self.chain_id,
-            "GET",
-            path,
-            b"",
-            Timestamp(now_ms()?),
-            nonce,
-        );
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        for (h, v) in auth.headers() {
-            req = req.header(h, v);
-        }
-        let r = req.send().map_err(|e| unreachable(&self.base, e))?;
+        let r = self
+            .signed(key, path)?
+            .send()
+            .map_err(|e| unreachable(&self.base, e))?;
         if !r.status().is_success() {
             return self.answer(r).map(|_| Vec::new());
         }

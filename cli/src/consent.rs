@@ -37,6 +37,27 @@ pub struct Signer {
     pub pass: PassphraseArgs,
 }
 
+/// Categories, purposes and actions on the command line (consent grants, delegations).
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Data categories, comma-separated (vital-signs, laboratory, imaging, activity, GDIS, ...).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub category: Vec<String>,
+    /// Purposes of use, comma-separated HL7 codes (TREAT, HRESCH, ...).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub purpose: Vec<String>,
+    /// Actions, comma-separated (read, update, use, disclose, collect); default read.
+    #[arg(long, value_delimiter = ',', default_value = "read")]
+    pub action: Vec<String>,
+}
+
+impl ScopeArgs {
+    /// The scope these arguments name.
+    pub fn parse(&self) -> Result<Scope, CliError> {
+        parse_scope(&self.category, &self.purpose, &self.action)
+    }
+}
+
 /// Consent commands.
 #[derive(Debug, Subcommand)]
 pub enum ConsentCommand {
@@ -50,15 +71,9 @@ pub enum ConsentCommand {
         /// organisation).
         #[arg(long)]
         to: String,
-        /// Data categories, comma-separated (vital-signs, laboratory, imaging, activity, GDIS, ...).
-        #[arg(long, value_delimiter = ',', required = true)]
-        category: Vec<String>,
-        /// Purposes of use, comma-separated HL7 codes (TREAT, HRESCH, ...).
-        #[arg(long, value_delimiter = ',', required = true)]
-        purpose: Vec<String>,
-        /// Actions, comma-separated (read, update, use, disclose, collect); default read.
-        #[arg(long, value_delimiter = ',', default_value = "read")]
-        action: Vec<String>,
+        /// What is covered.
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// Start of validity (2027-01-31, RFC 3339, or ms); default now.
         #[arg(long)]
         from: Option<String>,
@@ -161,14 +176,12 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
         ConsentCommand::Grant {
             signer,
             to,
-            category,
-            purpose,
-            action,
+            scope,
             from,
             until,
         } => {
             let grantee = parse_grantee(to)?;
-            let scope = parse_scope(category, purpose, action)?;
+            let scope = scope.parse()?;
             let valid_from = Timestamp(from.as_deref().map(parse_time).transpose()?.unwrap_or(0));
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(&signer.key, &signer.pass)?;

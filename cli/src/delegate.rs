@@ -7,7 +7,7 @@ use serde_json::json;
 use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
 use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
 
-use crate::consent::parse_scope;
+use crate::consent::ScopeArgs;
 use crate::key::{PassphraseArgs, open_key};
 use crate::submit::submit_and_wait;
 use crate::time::parse_time;
@@ -35,15 +35,9 @@ pub enum DelegateCommand {
         /// The delegate's did:key.
         #[arg(long)]
         to: String,
-        /// Categories the delegate may grant or revoke.
-        #[arg(long, value_delimiter = ',', required = true)]
-        category: Vec<String>,
-        /// Purposes.
-        #[arg(long, value_delimiter = ',', required = true)]
-        purpose: Vec<String>,
-        /// Actions (default read).
-        #[arg(long, value_delimiter = ',', default_value = "read")]
-        action: Vec<String>,
+        /// What the delegate may grant or revoke.
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// End of the delegation (exclusive).
         #[arg(long)]
         until: Option<String>,
@@ -68,14 +62,12 @@ pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
             key,
             pass,
             to,
-            category,
-            purpose,
-            action,
+            scope,
             until,
         } => {
             let delegate =
                 PublicKey::from_did(to).map_err(|e| CliError::Invalid(format!("--to: {e}")))?;
-            let scope: Scope = parse_scope(category, purpose, action)?;
+            let scope: Scope = scope.parse()?;
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(key, pass)?;
             let payload = EventPayload::DelegateGrant(DelegateGrant {
