@@ -288,6 +288,10 @@ impl Chain {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
+    /// The chain's limit on one encoded event (fixed by the genesis).
+    pub fn max_event_bytes(&self) -> usize {
+        self.genesis.limits.max_event_bytes as usize
+    }
     /// A copy of the committed state (O(1)).
     pub fn state(&self) -> State {
         self.inner.lock().expect("chain lock").committed.clone()

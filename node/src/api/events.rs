@@ -32,7 +32,7 @@ pub struct SubmitBatch {
 
 /// Decodes and signature-checks one submitted event.
 pub(super) fn decode_event(api: &Api, hex_event: &str) -> Result<SignedEvent, ApiError> {
-    let max = api.chain.state().limits().max_event_bytes as usize;
+    let max = api.chain.max_event_bytes();
     if hex_event.len() > 2 * max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
