@@ -93,33 +93,17 @@ pub fn ingest(
     })?;
     let seen = stored(dir)?;
     for (old, old_cert, _) in &seen {
-        if old.height == cp.height {
-            if old.block_hash == cp.block_hash {
-                return Ok(Verdict::Known(cp));
-            }
-            return Ok(Verdict::Fork(report(
-                "two certified blocks at one height",
-                &(*old, old_cert.clone()),
-                &(cp, cert),
-                format!(
-                    "height {}: blocks {} and {}",
-                    cp.height, old.block_hash, cp.block_hash
-                ),
-            )));
+        if old.height == cp.height && old.block_hash == cp.block_hash {
+            return Ok(Verdict::Known(cp));
         }
-        let (lo, hi) = if old.height < cp.height {
-            (old, &cp)
-        } else {
-            (&cp, old)
-        };
-        if lo.log_size > hi.log_size {
+        if let Some(conflict) = old.conflict_with(&cp) {
             return Ok(Verdict::Fork(report(
-                "rollback",
+                conflict.describe(),
                 &(*old, old_cert.clone()),
                 &(cp, cert),
                 format!(
-                    "height {} has {} events, later height {} has {}",
-                    lo.height, lo.log_size, hi.height, hi.log_size
+                    "height {} (block {}, {} events) and height {} (block {}, {} events)",
+                    old.height, old.block_hash, old.log_size, cp.height, cp.block_hash, cp.log_size
                 ),
             )));
         }

@@ -183,7 +183,43 @@ impl CommitCertificate {
     }
 }
 
+/// Why two certified checkpoints of one chain cannot both be true.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// Two blocks at one height: a fork.
+    Fork,
+    /// A later height with a smaller event log: a rollback.
+    Rollback,
+}
+
+impl Conflict {
+    /// A short description for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Conflict::Fork => "two certified blocks at one height",
+            Conflict::Rollback => "rollback",
+        }
+    }
+}
+
 impl Checkpoint {
+    /// Whether `self` and `other` (of one chain) contradict each other on their face. Logs that
+    /// merely differ need a consistency proof to be compared (see [`crate::merkle`]).
+    pub fn conflict_with(&self, other: &Checkpoint) -> Option<Conflict> {
+        if self.chain_id != other.chain_id {
+            return None;
+        }
+        if self.height == other.height {
+            return (self.block_hash != other.block_hash).then_some(Conflict::Fork);
+        }
+        let (lo, hi) = if self.height < other.height {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        (lo.log_size > hi.log_size).then_some(Conflict::Rollback)
+    }
+
     /// An auditor's cosignature: it witnessed this checkpoint (domain
     /// `twinledger/v1/checkpoint-cosign`, body the canonical encoding).
     pub fn cosign(&self, auditor: &Keypair) -> Signature {

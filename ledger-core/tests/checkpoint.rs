@@ -170,3 +170,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn conflicts_on_their_face() {
+    use twinledger_core::checkpoint::Conflict;
+    let (_, cp, _) = certified();
+    let mut fork = cp;
+    fork.block_hash.0[0] ^= 1;
+    assert_eq!(cp.conflict_with(&fork), Some(Conflict::Fork));
+    assert_eq!(cp.conflict_with(&cp), None);
+    let mut base = cp;
+    base.log_size = 10;
+    let mut later = base;
+    later.height += 5;
+    later.log_size = 13;
+    assert_eq!(
+        base.conflict_with(&later),
+        None,
+        "a longer log later is fine"
+    );
+    let mut rollback = base;
+    rollback.height += 5;
+    rollback.log_size = 9;
+    assert_eq!(base.conflict_with(&rollback), Some(Conflict::Rollback));
+    assert_eq!(rollback.conflict_with(&base), Some(Conflict::Rollback));
+    let mut other_chain = fork;
+    other_chain.chain_id.0[0] ^= 1;
+    assert_eq!(cp.conflict_with(&other_chain), None);
+}
