@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, oneshot};
 use twinledger_core::checkpoint::{CertificateError, CommitVote};
 use twinledger_core::event::EventPayload;
-use twinledger_core::merkle::{Blake3Tree, Frontier};
+use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
     Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey,
@@ -575,8 +575,10 @@ fn block_write(base: &State, block: &Block, after: &State) -> BlockWrite {
     let first = base.log_size();
     for (i, ev) in block.events.iter().enumerate() {
         let leaf = first + i as u64;
-        let id = ev.id();
-        w.nodes.extend(frontier.push::<Blake3Tree>(ev.leaf_hash()));
+        let bytes = ev.to_bytes();
+        let id = SignedEvent::id_from_bytes(&bytes);
+        w.nodes
+            .extend(frontier.push::<Blake3Tree>(<Blake3Tree as TreeHasher>::leaf(&bytes)));
         w.events.push((
             id,
             EventLocation {

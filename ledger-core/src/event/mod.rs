@@ -25,6 +25,9 @@ use crate::time::Timestamp;
 /// The event format version this implementation writes and accepts.
 pub const EVENT_VERSION: u8 = 1;
 
+/// Length of an encoded signature: the algorithm tag (ed25519 = 0) and 64 bytes.
+pub const SIGNATURE_ENCODED_LEN: usize = 65;
+
 /// Hard ceiling on one signed event's encoding, whatever a genesis says: decoding refuses
 /// anything larger before parsing it.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -163,6 +166,13 @@ impl SignedEvent {
     /// The event id (hash of the unsigned event).
     pub fn id(&self) -> EventId {
         self.event.id()
+    }
+
+    /// The event id from the signed encoding: the unsigned encoding is its prefix (the signature
+    /// is the last [`SIGNATURE_ENCODED_LEN`] bytes), so no re-encoding is needed.
+    pub fn id_from_bytes(signed: &[u8]) -> EventId {
+        let unsigned = &signed[..signed.len().saturating_sub(SIGNATURE_ENCODED_LEN)];
+        EventId(hash_in(domain::EVENT_ID, unsigned).0)
     }
 
     /// The message the author signed.

@@ -594,7 +594,7 @@ impl State {
     fn apply_event(
         &mut self,
         ev: &SignedEvent,
-        encoded_len: usize,
+        bytes: &[u8],
         height: u64,
         time: Timestamp,
         sigs: SignatureCheck,
@@ -608,6 +608,7 @@ impl State {
             });
         }
         let max = self.limits.max_event_bytes as usize;
+        let encoded_len = bytes.len();
         if encoded_len > max {
             return Err(RejectReason::TooLarge {
                 size: encoded_len,
@@ -644,7 +645,12 @@ impl State {
                 .map_err(|_| RejectReason::BadSignature(e.author))?;
         }
 
-        let id = ev.id();
+        let id = SignedEvent::id_from_bytes(bytes);
+        debug_assert_eq!(
+            id,
+            ev.id(),
+            "the unsigned encoding is a prefix of the signed one"
+        );
         let cx = Ctx {
             id,
             author: e.author,
@@ -695,8 +701,8 @@ impl State {
         time: Timestamp,
         sigs: SignatureCheck,
     ) -> Result<EventId, RejectReason> {
-        let len = ev.to_bytes().len();
-        self.apply_event(ev, len, self.height + 1, time, sigs, &mut Vec::new())
+        let bytes = ev.to_bytes();
+        self.apply_event(ev, &bytes, self.height + 1, time, sigs, &mut Vec::new())
             .map(|(id, _)| id)
     }
 
@@ -808,7 +814,7 @@ impl State {
         for (index, ev) in block.events.iter().enumerate() {
             let bytes = ev.to_bytes();
             let (_, outcome) = st
-                .apply_event(ev, bytes.len(), h.height, h.time, sigs, &mut writes)
+                .apply_event(ev, &bytes, h.height, h.time, sigs, &mut writes)
                 .map_err(|reason| BlockError::InvalidEvent {
                     height: h.height,
                     index,
@@ -905,7 +911,7 @@ impl State {
                 break;
             }
             let bytes = ev.to_bytes();
-            match st.apply_event(&ev, bytes.len(), height, time, sigs, &mut writes) {
+            match st.apply_event(&ev, &bytes, height, time, sigs, &mut writes) {
                 Ok((_, outcome)) => {
                     let leaf = Blake3Tree::leaf(&bytes);
                     st.log.push::<Blake3Tree>(leaf);
