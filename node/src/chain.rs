@@ -17,8 +17,8 @@ use twinledger_core::event::EventPayload;
 use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
-    Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey,
-    Receipt, RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
+    Block, ChainId, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey, Receipt,
+    RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
 };
 
 use crate::metrics::Metrics;
@@ -539,24 +539,6 @@ impl Chain {
     }
 }
 
-/// The patient an event concerns, if any.
-pub fn concerned_patient(state: &State, ev: &SignedEvent) -> Option<PublicKey> {
-    match &ev.event.payload {
-        EventPayload::ConsentGrant(p) => Some(p.patient),
-        EventPayload::ConsentRevoke(p) => Some(p.patient),
-        EventPayload::DelegateGrant(p) => Some(p.patient),
-        EventPayload::DelegateRevoke(p) => Some(p.patient),
-        EventPayload::KeyRotation(p) => Some(p.patient),
-        EventPayload::AccessRequest(p) => Some(p.patient),
-        EventPayload::BreakGlassRequest(p) => Some(p.patient),
-        EventPayload::BreakGlassReview(p) => state.break_glass(&p.request).map(|b| b.patient),
-        EventPayload::TwinAnchor(p) => Some(p.patient),
-        EventPayload::ActorEnrol(_)
-        | EventPayload::ActorRevoke(_)
-        | EventPayload::Governance(_) => None,
-    }
-}
-
 /// Who an event concerns, for the indexes: the patient, and the author with its organisation
 /// if the author is an actor.
 fn concerned(
@@ -565,7 +547,7 @@ fn concerned(
 ) -> (Option<PublicKey>, Option<(PublicKey, PublicKey)>) {
     let author = ev.event.author;
     let actor = state.actor(&author).map(|a| (author, a.organisation));
-    (concerned_patient(state, ev), actor)
+    (state.patient_concerned(ev), actor)
 }
 
 /// Everything the store records for a block besides the block itself.
@@ -601,9 +583,4 @@ fn block_write(base: &State, block: &Block, after: &State) -> BlockWrite {
         }
     }
     w
-}
-
-/// The results of a stored block, for the API.
-pub fn outcome_of(results: &BlockResults, index: u32) -> Option<Outcome> {
-    results.outcomes.get(index as usize).copied()
 }

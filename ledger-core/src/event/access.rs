@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::block::{Decision, DenyReason, Outcome};
 use crate::codes::{Action, DataCategory, Purpose};
 use crate::commitment::Commitment;
-use crate::hash::EventId;
 use crate::keys::PublicKey;
 use crate::state::records::{ActorRecord, GrantedBy};
 use crate::state::{Ctx, RejectReason, State, Tx};
@@ -63,13 +62,5 @@ impl AccessRequest {
         let actor = tx.live_actor(cx)?;
         let decision = decide(tx.st, &cx.author, &actor, self, cx.time);
         Ok(Outcome::Access(decision))
-    }
-}
-
-/// Convenience: the id a decision's grant refers to, if permitted by a grant.
-pub fn permitting_grant(d: &Decision) -> Option<EventId> {
-    match d {
-        Decision::Permit { grant } => Some(*grant),
-        _ => None,
     }
 }

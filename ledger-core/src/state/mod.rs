@@ -543,6 +543,25 @@ impl State {
     pub fn delegation(&self, id: &EventId) -> Option<&DelegationRecord> {
         self.delegations.get(id)
     }
+    /// The patient an event concerns, if any (a break-glass review concerns the patient of the
+    /// access it reviews). What a node indexes events by and checks reads against.
+    pub fn patient_concerned(&self, ev: &SignedEvent) -> Option<PublicKey> {
+        match &ev.event.payload {
+            EventPayload::ConsentGrant(p) => Some(p.patient),
+            EventPayload::ConsentRevoke(p) => Some(p.patient),
+            EventPayload::DelegateGrant(p) => Some(p.patient),
+            EventPayload::DelegateRevoke(p) => Some(p.patient),
+            EventPayload::KeyRotation(p) => Some(p.patient),
+            EventPayload::AccessRequest(p) => Some(p.patient),
+            EventPayload::BreakGlassRequest(p) => Some(p.patient),
+            EventPayload::BreakGlassReview(p) => self.break_glass(&p.request).map(|b| b.patient),
+            EventPayload::TwinAnchor(p) => Some(p.patient),
+            EventPayload::ActorEnrol(_)
+            | EventPayload::ActorRevoke(_)
+            | EventPayload::Governance(_) => None,
+        }
+    }
+
     /// Whether `key` holds a live delegation from `patient` at `time`.
     pub fn is_live_delegate(&self, patient: &PublicKey, key: &PublicKey, time: Timestamp) -> bool {
         let lo = (*patient, *key, EventId::ZERO);

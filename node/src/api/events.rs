@@ -215,7 +215,7 @@ pub async fn get(
         .receipt(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no final event {id}")))?;
     let state = api.chain.state();
-    let patient = patient_of(&state, &receipt.event);
+    let patient = state.patient_concerned(&receipt.event);
     let allowed = receipt.event.event.author == requester
         || patient.is_some_and(|p| may_read_patient(&state, &requester, &p))
         || is_privileged(&state, &requester);
@@ -227,14 +227,6 @@ pub async fn get(
         "outcome": receipt.results.outcomes[receipt.index as usize],
         "receipt": receipt,
     })))
-}
-
-/// The patient an event concerns.
-pub(super) fn patient_of(
-    state: &twinledger_core::State,
-    ev: &SignedEvent,
-) -> Option<twinledger_core::PublicKey> {
-    crate::chain::concerned_patient(state, ev)
 }
 
 /// A key's next sequence number (committed, and counting pending events): what a client needs
