@@ -13,7 +13,7 @@ use twinledger_core::{Commitment, EventPayload, PublicKey};
 
 use crate::client::NodeClient;
 use crate::consent::action_alias;
-use crate::key::{PassphraseArgs, open_key};
+use crate::key::{PassphraseArgs, open_key, patient_or_self};
 use crate::time::{parse_time, utc};
 use crate::{CliError, Output};
 
@@ -206,7 +206,7 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             format,
         } => {
             let key = open_key(key, pass)?;
-            let patient = patient_or(patient.as_deref(), &key)?;
+            let patient = patient_or_self(patient.as_deref(), &key)?;
             let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
             let client = NodeClient::connect(node)?;
             let (all, _) = fetch(&client, &key, &patient, 0)?;
@@ -228,7 +228,7 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             max,
         } => {
             let key = open_key(key, pass)?;
-            let patient = patient_or(patient.as_deref(), &key)?;
+            let patient = patient_or_self(patient.as_deref(), &key)?;
             let client = NodeClient::connect(node)?;
             // Only accesses that become final from now on.
             let (_, mut from) = fetch(&client, &key, &patient, 0)?;
@@ -255,16 +255,6 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-    }
-}
-
-fn patient_or(
-    patient: Option<&str>,
-    key: &twinledger_core::Keypair,
-) -> Result<PublicKey, CliError> {
-    match patient {
-        Some(d) => PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--patient: {e}"))),
-        None => Ok(key.public()),
     }
 }
 

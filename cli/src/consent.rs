@@ -10,7 +10,7 @@ use twinledger_core::event::delegation::Scope;
 use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
 
 use crate::client::NodeClient;
-use crate::key::{PassphraseArgs, open_key};
+use crate::key::{PassphraseArgs, open_key, patient_or_self};
 use crate::submit::submit_and_wait;
 use crate::time::{parse_time, utc};
 use crate::{CliError, Output};
@@ -163,13 +163,6 @@ pub fn parse_grantee(s: &str) -> Result<Grantee, CliError> {
     Ok(Grantee::Actor(key(s)?))
 }
 
-fn patient_of(signer: &Signer, key: &twinledger_core::Keypair) -> Result<PublicKey, CliError> {
-    match &signer.patient {
-        Some(d) => PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--patient: {e}"))),
-        None => Ok(key.public()),
-    }
-}
-
 /// Runs a consent command against the node at `node`.
 pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
     match &args.command {
@@ -185,7 +178,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             let valid_from = Timestamp(from.as_deref().map(parse_time).transpose()?.unwrap_or(0));
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_of(signer, &key)?;
+            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
             let payload = EventPayload::ConsentGrant(ConsentGrant {
                 patient,
                 grantee,
@@ -202,7 +195,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
         ConsentCommand::Revoke { signer, grant } => {
             let grant = EventId::from_hex(grant).map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_of(signer, &key)?;
+            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
             let payload = EventPayload::ConsentRevoke(ConsentRevoke { patient, grant });
             let (id, height) = submit_and_wait(node, &key, payload)?;
             Ok(Output {
@@ -212,7 +205,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
         }
         ConsentCommand::List { signer } => {
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_of(signer, &key)?;
+            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
             let client = NodeClient::connect(node)?;
             let v =
                 client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;

@@ -11,11 +11,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use twinledger_core::PublicKey;
 use twinledger_core::codes::{Action, Code, DataCategory, Purpose, Role};
 
 use crate::client::NodeClient;
-use crate::key::{PassphraseArgs, open_key};
+use crate::key::{PassphraseArgs, open_key, patient_or_self};
 use crate::time::utc;
 use crate::{CliError, Output};
 
@@ -265,12 +264,7 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         out,
     } = &args.command;
     let key = open_key(key, pass)?;
-    let patient = match patient {
-        Some(d) => {
-            PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--patient: {e}")))?
-        }
-        None => key.public(),
-    };
+    let patient = patient_or_self(patient.as_deref(), &key)?;
     let did = patient.to_did();
     let client = NodeClient::connect(node)?;
     let consents =

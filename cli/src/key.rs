@@ -105,6 +105,18 @@ pub fn passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Zeroizing<Stri
     Ok(first)
 }
 
+/// The patient a command acts for: `--patient` if given, else the signer itself.
+pub fn patient_or_self(
+    patient: Option<&str>,
+    key: &twinledger_core::Keypair,
+) -> Result<twinledger_core::PublicKey, CliError> {
+    match patient {
+        Some(d) => twinledger_core::PublicKey::from_did(d)
+            .map_err(|e| CliError::Invalid(format!("--patient: {e}"))),
+        None => Ok(key.public()),
+    }
+}
+
 /// Opens a key file, asking for its passphrase.
 pub fn open_key(file: &Path, pass: &PassphraseArgs) -> Result<twinledger_core::Keypair, CliError> {
     // Check the file (permissions, format) before asking for anything.
@@ -152,11 +164,7 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
             keystore::public(key)?;
             let p = passphrase(pass, false)?;
             let old = keystore::open(key, p.as_bytes())?;
-            let patient = match patient {
-                Some(d) => twinledger_core::PublicKey::from_did(d)
-                    .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?,
-                None => old.public(),
-            };
+            let patient = patient_or_self(patient.as_deref(), &old)?;
             let new = keystore::generate()?;
             let client = crate::client::NodeClient::connect(node)?;
             let proof = new.sign(

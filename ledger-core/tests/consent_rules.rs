@@ -822,7 +822,6 @@ fn rule_6_9_oversized_event() {
         ..Limits::default()
     };
     let mut chain = DevChain::with_limits(1, limits);
-    let alice = patient("alice");
     let gov = chain.validators[0].clone();
     // A governance event with a long organisation name is over 256 bytes.
     let action = GovernanceAction::OrgEnrol {
@@ -849,7 +848,6 @@ fn rule_6_9_oversized_event() {
         refuse_one(&mut chain, ev),
         RejectReason::TooLarge { size, max: 256 }
     );
-    let _ = alice;
 }
 
 /// §8 a block is refused as a whole, with the first bad height and event named, and the state is
