@@ -25,36 +25,44 @@ pub struct AccessArgs {
     pub command: AccessCommand,
 }
 
+/// What an access or break-glass request asks for, and where its receipt goes.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The actor's key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Passphrase source.
+    #[command(flatten)]
+    pass: PassphraseArgs,
+    /// The patient (did:key).
+    #[arg(long)]
+    patient: String,
+    /// Data category.
+    #[arg(long)]
+    category: String,
+    /// Action (read, update, use, disclose, collect).
+    #[arg(long, default_value = "read")]
+    action: String,
+    /// The twin resource asked for; only its salted commitment goes on the ledger.
+    #[arg(long)]
+    resource: String,
+    /// Where to write the receipt (JSON).
+    #[arg(long)]
+    receipt_out: PathBuf,
+}
+
 /// Access commands.
 #[derive(Debug, Subcommand)]
 pub enum AccessCommand {
     /// Ask for access; wait for the ledger's decision; write the receipt. Exit 0 if permitted,
     /// 4 if denied.
     Request {
-        /// The actor's key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// Passphrase source.
+        /// What is asked for.
         #[command(flatten)]
-        pass: PassphraseArgs,
-        /// The patient (did:key).
-        #[arg(long)]
-        patient: String,
-        /// Data category.
-        #[arg(long)]
-        category: String,
+        ask: AskArgs,
         /// Purpose of use (HL7 code).
         #[arg(long)]
         purpose: String,
-        /// Action (read, update, use, disclose, collect).
-        #[arg(long, default_value = "read")]
-        action: String,
-        /// The twin resource asked for; only its salted commitment goes on the ledger.
-        #[arg(long)]
-        resource: String,
-        /// Where to write the receipt (JSON).
-        #[arg(long)]
-        receipt_out: PathBuf,
         /// Seconds to wait for the decision (1..=60).
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
@@ -62,30 +70,12 @@ pub enum AccessCommand {
     /// Emergency access: permitted for clinical roles, always flagged and queued for review.
     /// The written reason stays off the ledger (its salted commitment is recorded).
     BreakGlass {
-        /// The actor's key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// Passphrase source.
+        /// What is asked for.
         #[command(flatten)]
-        pass: PassphraseArgs,
-        /// The patient (did:key).
-        #[arg(long)]
-        patient: String,
-        /// Data category.
-        #[arg(long)]
-        category: String,
-        /// Action (read, update, ...).
-        #[arg(long, default_value = "read")]
-        action: String,
-        /// The twin resource.
-        #[arg(long)]
-        resource: String,
+        ask: AskArgs,
         /// A file holding the written justification.
         #[arg(long)]
         reason_file: PathBuf,
-        /// Where to write the receipt (JSON).
-        #[arg(long)]
-        receipt_out: PathBuf,
     },
     /// Who accessed which part of a twin, when, for what purpose, under which consent,
     /// permitted or denied, break-glass flagged: an accounting of disclosures (HIPAA 45 CFR
@@ -124,79 +114,24 @@ pub enum AccessCommand {
     },
 }
 
-/// What an access or break-glass request asks for.
-struct Ask<'a> {
-    key: &'a PathBuf,
-    pass: &'a PassphraseArgs,
-    patient: &'a str,
-    category: &'a str,
-    purpose: &'a str,
-    action: &'a str,
-    resource: &'a str,
-    receipt_out: &'a PathBuf,
-    timeout_secs: u64,
-    /// The written justification, for break-glass.
-    reason: Option<Vec<u8>>,
-}
-
 /// Runs an access command.
 pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
     match &args.command {
         AccessCommand::Request {
-            key,
-            pass,
-            patient,
-            category,
+            ask: a,
             purpose,
-            action,
-            resource,
-            receipt_out,
             timeout_secs,
-        } => ask(
-            Ask {
-                key,
-                pass,
-                patient,
-                category,
-                purpose,
-                action,
-                resource,
-                receipt_out,
-                timeout_secs: *timeout_secs,
-                reason: None,
-            },
-            node,
-        ),
+        } => ask(a, purpose, *timeout_secs, None, node),
         AccessCommand::BreakGlass {
-            key,
-            pass,
-            patient,
-            category,
-            action,
-            resource,
+            ask: a,
             reason_file,
-            receipt_out,
         } => {
             let reason = std::fs::read(reason_file)
                 .map_err(|e| CliError::Invalid(format!("{}: {e}", reason_file.display())))?;
             if reason.is_empty() {
                 return Err(CliError::Invalid("the break-glass reason is empty".into()));
             }
-            ask(
-                Ask {
-                    key,
-                    pass,
-                    patient,
-                    category,
-                    purpose: "ETREAT",
-                    action,
-                    resource,
-                    receipt_out,
-                    timeout_secs: 20,
-                    reason: Some(reason),
-                },
-                node,
-            )
+            ask(a, "ETREAT", 20, Some(reason), node)
         }
         AccessCommand::Report {
             key,
@@ -394,14 +329,20 @@ fn fetch(
 }
 
 /// Signs the request, waits for the decision, writes the receipt.
-fn ask(a: Ask<'_>, node: &str) -> Result<Output, CliError> {
+fn ask(
+    a: &AskArgs,
+    purpose: &str,
+    timeout_secs: u64,
+    reason: Option<Vec<u8>>,
+    node: &str,
+) -> Result<Output, CliError> {
     let inv = |e: twinledger_core::codes::UnknownCode| CliError::Invalid(e.to_string());
-    let patient =
-        PublicKey::from_did(a.patient).map_err(|e| CliError::Invalid(format!("--patient: {e}")))?;
+    let patient = PublicKey::from_did(&a.patient)
+        .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?;
     let category: DataCategory = a.category.parse().map_err(inv)?;
-    let purpose: Purpose = a.purpose.parse().map_err(inv)?;
-    let action: Action = action_alias(a.action).parse().map_err(inv)?;
-    if !(1..=60).contains(&a.timeout_secs) {
+    let purpose: Purpose = purpose.parse().map_err(inv)?;
+    let action: Action = action_alias(&a.action).parse().map_err(inv)?;
+    if !(1..=60).contains(&timeout_secs) {
         return Err(CliError::Invalid("--timeout-secs must be 1..=60".into()));
     }
     if a.receipt_out.exists() {
@@ -410,12 +351,12 @@ fn ask(a: Ask<'_>, node: &str) -> Result<Output, CliError> {
             a.receipt_out.display()
         )));
     }
-    let key = open_key(a.key, a.pass)?;
+    let key = open_key(&a.key, &a.pass)?;
     let salt = random32()?;
     let client = NodeClient::connect(node)?;
     let resource = Commitment::new(&salt, a.resource.as_bytes());
     let mut reason_salt = None;
-    let payload = match &a.reason {
+    let payload = match &reason {
         None => EventPayload::AccessRequest(AccessRequest {
             patient,
             category,
@@ -436,14 +377,14 @@ fn ask(a: Ask<'_>, node: &str) -> Result<Output, CliError> {
         }
     };
     let ev = client.sign(&key, payload)?;
-    let mut v = client.authorise(&ev, Duration::from_secs(a.timeout_secs))?;
+    let mut v = client.authorise(&ev, Duration::from_secs(timeout_secs))?;
     // The openings of the commitments stay with the requester and the twin store.
     v["resource_salt"] = json!(hex::encode(salt));
     if let Some(rs) = reason_salt {
         v["reason_salt"] = json!(hex::encode(rs));
     }
     std::fs::write(
-        a.receipt_out,
+        &a.receipt_out,
         serde_json::to_string_pretty(&v).expect("json"),
     )
     .map_err(|e| CliError::Invalid(format!("{}: {e}", a.receipt_out.display())))?;
