@@ -28,7 +28,7 @@ pub const CHECKPOINT_VERSION: u8 = 1;
 pub const MAX_CHECKPOINT_TEXT: usize = 64 * 1024;
 
 /// A signed summary of the chain at one height.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// [`CHECKPOINT_VERSION`].
     pub version: u8,

@@ -31,6 +31,11 @@ pub mod sig_domain {
     pub const COSIGN: &str = "twinledger/v1/checkpoint-cosign";
     /// A signed HTTP read request to a node's API (who is asking, proven without a secret).
     pub const HTTP_REQUEST: &str = "twinledger/v1/http-request";
+    /// A consensus prevote, or a precommit for nil (PROTOCOL.md §12.1). A precommit for a block
+    /// is signed as a [`COMMIT`] vote.
+    pub const VOTE: &str = "twinledger/v1/vote";
+    /// A consensus block proposal (PROTOCOL.md §12.2).
+    pub const PROPOSAL: &str = "twinledger/v1/proposal";
 }
 
 /// The message actually signed: `u8(len(domain)) || domain || chain_id || body`.
@@ -198,7 +203,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 /// A signature (ed25519, 64 bytes). Binary: tag 0 then 64 raw bytes; JSON: 128 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Signature(pub [u8; 64]);
 
 impl fmt::Debug for Signature {

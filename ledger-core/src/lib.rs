@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod codes;
 pub mod commitment;
+pub mod consensus;
 pub mod devkit;
 pub mod event;
 pub mod hash;
