@@ -17,7 +17,7 @@ use twinledger_core::event::EventPayload;
 use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
-    Block, ChainId, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey, Receipt,
+    Block, BlockResults, ChainId, Hash, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey, Receipt,
     RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
 };
 
@@ -174,7 +174,16 @@ pub struct Chain {
     inner: Mutex<Inner>,
     commits: broadcast::Sender<u64>,
     metrics: Metrics,
+    /// Blocks this node built or re-executed at the next height, by block hash: the state
+    /// after them, so that committing a decided block does not execute it twice.
+    executed: Mutex<HashMap<Hash, (State, BlockResults)>>,
 }
+
+/// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
+/// could otherwise push chain time forward and expire consents and events early.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+/// Most executed candidate blocks kept (one per round, bounded against a proposer spraying).
+const MAX_EXECUTED: usize = 16;
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,6 +278,7 @@ impl Chain {
             }),
             commits,
             metrics,
+            executed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -393,10 +403,32 @@ impl Chain {
         tokio::task::spawn_blocking(move || store.commit_block(&to_store, write)).await??;
         let t_store = t_store0.elapsed();
 
-        // Durable: now make it visible and tell waiters.
+        self.publish(stored, built.state, &built.rejected, false);
+        tracing::debug!(
+            height,
+            build_ms = u64::try_from(t_build.as_millis()).unwrap_or(u64::MAX),
+            store_ms = u64::try_from(t_store.as_millis()).unwrap_or(u64::MAX),
+            total_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "block final"
+        );
+        Ok(height)
+    }
+
+    /// Makes a durably stored block visible: the new committed state, waiters told, mempool
+    /// cleaned. `from_consensus`: the block may hold events still in the mempool (BFT
+    /// proposals do not drain it), which are removed here.
+    fn publish(
+        &self,
+        stored: StoredBlock,
+        state: State,
+        rejected: &[(EventId, RejectReason)],
+        from_consensus: bool,
+    ) {
+        let height = stored.block.header.height;
         let mut inner = self.inner.lock().expect("chain lock");
-        inner.committed = built.state;
+        inner.committed = state;
         let first_leaf = stored.block.header.log_size - stored.block.events.len() as u64;
+        let mut included = HashSet::new();
         for (i, (ev, outcome)) in stored
             .block
             .events
@@ -405,6 +437,9 @@ impl Chain {
             .enumerate()
         {
             let id = ev.id();
+            if from_consensus {
+                included.insert(id);
+            }
             inner.ids.remove(&id);
             self.metrics.count_outcome(outcome);
             if let Some(ws) = inner.waiters.remove(&id) {
@@ -421,7 +456,7 @@ impl Chain {
                 }
             }
         }
-        for (id, reason) in &built.rejected {
+        for (id, reason) in rejected {
             inner.ids.remove(id);
             if let Some(ws) = inner.waiters.remove(id) {
                 for w in ws {
@@ -429,9 +464,12 @@ impl Chain {
                 }
             }
         }
+        if from_consensus {
+            inner.mempool.retain(|ev| !included.contains(&ev.id()));
+        }
         // The scratch state is committed + batch + rest. If the block took the whole batch, it
         // is still exactly the new committed state + rest; otherwise re-derive it.
-        if !built.rejected.is_empty() {
+        if from_consensus || !rejected.is_empty() {
             self.rebuild_pending(&mut inner);
         }
         self.metrics
@@ -443,15 +481,6 @@ impl Chain {
             .set(i64::try_from(height).unwrap_or(i64::MAX));
         self.metrics.events.inc_by(stored.block.events.len() as u64);
         let _ = self.commits.send(height);
-        tracing::debug!(
-            height,
-            events = stored.block.events.len(),
-            build_ms = u64::try_from(t_build.as_millis()).unwrap_or(u64::MAX),
-            store_ms = u64::try_from(t_store.as_millis()).unwrap_or(u64::MAX),
-            total_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "block final"
-        );
-        Ok(height)
     }
 
     /// Re-derives the scratch state from the committed state and the mempool, dropping (and
@@ -496,6 +525,129 @@ impl Chain {
             tracing::error!(error = %e, "final block failed");
         }
         tracing::info!("block producer stopped");
+    }
+
+    /// The committed height.
+    pub fn height(&self) -> u64 {
+        self.inner.lock().expect("chain lock").committed.height()
+    }
+
+    /// BFT: builds a block for the next height from the mempool, proposed by `proposer`, at
+    /// `now` (or just after the previous block). `None` when the mempool is empty and
+    /// `allow_empty` is false. The mempool is not drained: events leave it when a block that
+    /// holds them is committed, whoever proposed it.
+    pub fn bft_build(&self, proposer: PublicKey, now: Timestamp, allow_empty: bool) -> Option<Block> {
+        let (base, batch) = {
+            let inner = self.inner.lock().expect("chain lock");
+            if inner.mempool.is_empty() && !allow_empty {
+                return None;
+            }
+            let max = inner.committed.limits().max_block_events as usize;
+            let batch: Vec<SignedEvent> = inner.mempool.iter().take(max).cloned().collect();
+            (inner.committed.clone(), batch)
+        };
+        let time = Timestamp(now.0.max(base.last_time().0 + 1));
+        match base.build_block_with(proposer, time, batch, SignatureCheck::AlreadyVerified) {
+            Ok(built) => {
+                self.remember(&built.block, built.state, built.results);
+                Some(built.block)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "building a proposal failed");
+                None
+            }
+        }
+    }
+
+    /// BFT: re-executes a proposed block on the committed state before this node votes for
+    /// it: every event signature (except those this node verified on admission), every rule,
+    /// every derived header field; and a time at most [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
+    pub fn bft_validate(&self, block: &Block, now: Timestamp) -> Result<(), String> {
+        if block.header.time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(format!(
+                "block time {} is more than {MAX_CLOCK_SKEW_MS} ms ahead of this node's clock ({})",
+                block.header.time.0, now.0
+            ));
+        }
+        let hash = block.header.hash();
+        let (base, unknown) = {
+            let inner = self.inner.lock().expect("chain lock");
+            let unknown: Vec<usize> = block
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(_, ev)| !inner.ids.contains(&ev.id()))
+                .map(|(i, _)| i)
+                .collect();
+            (inner.committed.clone(), unknown)
+        };
+        if self.executed.lock().expect("executed lock").contains_key(&hash) {
+            return Ok(());
+        }
+        for i in unknown {
+            block.events[i]
+                .verify_signature()
+                .map_err(|e| format!("event {i}: signature: {e}"))?;
+        }
+        let (state, results) = base
+            .apply_block_with(block, SignatureCheck::AlreadyVerified)
+            .map_err(|e| e.to_string())?;
+        self.remember(block, state, results);
+        Ok(())
+    }
+
+    fn remember(&self, block: &Block, state: State, results: BlockResults) {
+        let mut ex = self.executed.lock().expect("executed lock");
+        if ex.len() >= MAX_EXECUTED {
+            ex.clear();
+        }
+        ex.insert(block.header.hash(), (state, results));
+    }
+
+    /// BFT: writes a decided block with its certificate (one flushed batch), then makes it
+    /// visible. Checks the certificate against the set in force and re-executes the block
+    /// unless this node already did. Returns the validator set for the next height.
+    pub fn bft_commit(
+        &self,
+        block: Block,
+        certificate: CommitCertificate,
+    ) -> anyhow::Result<ValidatorSet> {
+        let base = self.inner.lock().expect("chain lock").committed.clone();
+        let height = block.header.height;
+        anyhow::ensure!(
+            height == base.height() + 1,
+            "decided block {height} does not follow the committed height {}",
+            base.height()
+        );
+        certificate.verify(&block.header.checkpoint(), base.validators_for(height))?;
+        let cached = self
+            .executed
+            .lock()
+            .expect("executed lock")
+            .remove(&block.header.hash());
+        let (state, results) = match cached {
+            Some(x) => x,
+            None => base.apply_block_with(&block, SignatureCheck::Verify)?,
+        };
+        let write = block_write(&base, &block, &state);
+        let stored = StoredBlock {
+            block,
+            results,
+            certificate,
+        };
+        self.store.commit_block(&stored, write)?;
+        let next = state.validators_for(height + 1).clone();
+        self.executed.lock().expect("executed lock").clear();
+        self.publish(stored, state, &[], true);
+        Ok(next)
+    }
+
+    /// A committed block and its certificate.
+    pub fn committed_block(&self, height: u64) -> Option<(Block, CommitCertificate)> {
+        match self.store.block(height) {
+            Ok(Some(sb)) => Some((sb.block, sb.certificate)),
+            _ => None,
+        }
     }
 
     /// A receipt for a committed event: its block's header, results, certificate and the

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod consensus;
 pub mod dev;
 pub mod keyfile;
 pub mod metrics;

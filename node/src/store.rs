@@ -198,6 +198,8 @@ impl Index {
 const META_CHAIN: &[u8] = b"m/chain_id";
 const META_FORMAT: &[u8] = b"m/format";
 const META_TIP: &[u8] = b"m/tip";
+/// The signing record: `s/` + height (u64 BE) + round (u32 BE) + slot kind → what was signed.
+const SIGNED: &[u8] = b"s/";
 
 fn block_key(h: u64) -> Vec<u8> {
     let mut k = b"b/".to_vec();
@@ -316,6 +318,29 @@ impl Store {
                 (META_FORMAT.to_vec(), vec![STORE_FORMAT]),
                 (META_TIP.to_vec(), 0u64.to_be_bytes().to_vec()),
             ])?),
+        }
+    }
+
+    /// What this validator signed in a consensus slot, if anything (`slot` is the engine's
+    /// slot key). The value is the encoded signed value (`Option<Checkpoint>`).
+    pub fn signed(&self, slot: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut k = SIGNED.to_vec();
+        k.extend_from_slice(slot);
+        self.kv.get(&k)
+    }
+
+    /// Records durably (flushed) what this validator is about to sign in `slot`. The caller
+    /// checks [`Store::signed`] first; this never overwrites a different value.
+    pub fn record_signed(&self, slot: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut k = SIGNED.to_vec();
+        k.extend_from_slice(slot);
+        match self.kv.get(&k)? {
+            Some(v) if v != value => Err(StoreError::Corrupt {
+                what: "signing record",
+                why: "refusing to overwrite a signed slot with another value".into(),
+            }),
+            Some(_) => Ok(()),
+            None => self.kv.commit(vec![(k, value.to_vec())]),
         }
     }
 

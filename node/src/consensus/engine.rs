@@ -1,0 +1,708 @@
+//! The consensus engine: Malachite's Tendermint driver (`arc-malachitebft-core-driver`, the
+//! algorithm of Buchman, Kwon, Milosevic 2018 as a pure state machine) wrapped with what the
+//! driver leaves to its host: signing (after a durable signing record), checking every incoming
+//! signature, holding block bodies, re-executing proposed blocks, building commit certificates,
+//! buffering messages for the next heights, pushing decisions to peers that are behind,
+//! rebroadcasting, and collecting double-sign evidence.
+//!
+//! The engine performs no I/O and reads no clock: time comes in with each call, timers go out
+//! as [`Effect::Schedule`], messages go out as [`Effect::Broadcast`], and everything touching
+//! the ledger or the disk goes through the [`App`] trait. That is what lets
+//! `tests/tests/cluster.rs` run many validators in one thread under a seeded, replayable
+//! schedule of drops, delays, reorders, crashes and Byzantine peers.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use malachitebft_core_driver::{Driver, Input, Output, ThresholdParams};
+use malachitebft_core_types::{
+    LinearTimeouts, Round, SignedMessage, Timeout, Validity,
+};
+use serde::{Deserialize, Serialize};
+use twinledger_core::consensus::{self as tc, DoubleSign, VoteKind};
+use twinledger_core::{
+    Block, ChainId, Checkpoint, CommitCertificate, CommitSig, Keypair, PublicKey, ValidatorSet,
+};
+
+use super::context::{Addr, BlockId, Ctx, Height, Proposal, Validators, Vote};
+
+/// Most messages held for heights after the current one (a peer ahead of us sends its votes
+/// for the next height before we have committed this one). Beyond it they are dropped; the
+/// decision push and sync recover.
+pub const MAX_FUTURE_MESSAGES: usize = 4096;
+/// How far ahead (in heights) buffered messages may be.
+pub const FUTURE_HEIGHTS: u64 = 2;
+/// Most candidate blocks held for one height: one per round seen, bounded against a Byzantine
+/// proposer spraying blocks.
+pub const MAX_CANDIDATE_BLOCKS: usize = 64;
+/// Votes for rounds further ahead of ours than this are refused (each round held costs memory).
+pub const MAX_ROUNDS_AHEAD: u32 = 64;
+
+/// A message between validators (the payload of consensus gossip).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Msg {
+    /// A signed proposal and the block it names.
+    Proposal {
+        /// The signed proposal.
+        proposal: tc::SignedProposal,
+        /// The block (its checkpoint must equal the proposal's value).
+        block: Block,
+    },
+    /// A signed vote.
+    Vote(tc::SignedVote),
+    /// A committed block with its certificate, for validators that missed the decision.
+    Decision {
+        /// The block.
+        block: Block,
+        /// Its commit certificate.
+        certificate: CommitCertificate,
+    },
+}
+
+impl Msg {
+    /// The height the message is about.
+    pub fn height(&self) -> u64 {
+        match self {
+            Msg::Proposal { proposal, .. } => proposal.proposal.height,
+            Msg::Vote(v) => v.vote.height,
+            Msg::Decision { block, .. } => block.header.height,
+        }
+    }
+}
+
+/// A signing slot: what one validator may sign at most one value for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Slot {
+    /// A proposal at (height, round).
+    Proposal(u64, u32),
+    /// A vote at (height, round, kind).
+    Vote(u64, u32, VoteKind),
+}
+
+/// The signing record refused: this validator already signed another value in this slot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to sign {slot:?}: another value was signed in this slot before")]
+pub struct AlreadySigned {
+    /// The slot.
+    pub slot: Slot,
+}
+
+/// What the engine needs from the ledger and the disk.
+pub trait App {
+    /// A block for `height` on the committed tip, or `None` to wait (nothing to propose yet and
+    /// the idle interval has not passed). `now` is ms since the epoch.
+    fn build_block(&mut self, height: u64, now: u64) -> Option<Block>;
+    /// Re-executes `block` on the committed tip: every event, every derived header field, and a
+    /// block time not too far ahead of `now`. `Err` names the first problem.
+    fn validate_block(&mut self, block: &Block, now: u64) -> Result<(), String>;
+    /// Makes a decided block durable and visible; returns the validator set for the next
+    /// height. An error halts the engine (it never votes on top of an unwritten block).
+    fn commit(&mut self, block: Block, certificate: CommitCertificate)
+    -> Result<ValidatorSet, String>;
+    /// Durably records that this validator signs `value` in `slot`, before it signs. Refuses
+    /// if another value was recorded for the slot (also across restarts).
+    fn record_signature(
+        &mut self,
+        slot: Slot,
+        value: Option<Checkpoint>,
+    ) -> Result<(), AlreadySigned>;
+    /// A committed block with its certificate (to help a peer that is behind).
+    fn committed(&self, height: u64) -> Option<(Block, CommitCertificate)>;
+}
+
+/// What the engine asks the runtime to do.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// Send to every peer.
+    Broadcast(Msg),
+    /// Call [`Engine::timeout`] with these arguments after `after`.
+    Schedule {
+        /// Height the timeout belongs to.
+        height: u64,
+        /// The timeout.
+        timeout: Timeout,
+        /// Delay.
+        after: Duration,
+    },
+    /// A height was committed (durably, through [`App::commit`]).
+    Committed(u64),
+    /// A validator double-signed; the runtime records it on chain.
+    Evidence(DoubleSign),
+    /// The engine stopped: committing failed. The runtime must stop the node.
+    Halted(String),
+}
+
+/// Tunables (from the node configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// Tendermint step timeouts.
+    pub timeouts: LinearTimeouts,
+    /// Resend our last proposal and votes of the current round if the height has not moved
+    /// for this long (recovers from lost messages).
+    pub rebroadcast: Duration,
+    /// Least time between two pushes of one committed height to peers that are behind.
+    pub decision_push: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timeouts: LinearTimeouts {
+                propose: Duration::from_millis(1500),
+                propose_delta: Duration::from_millis(250),
+                prevote: Duration::from_millis(500),
+                prevote_delta: Duration::from_millis(250),
+                precommit: Duration::from_millis(500),
+                precommit_delta: Duration::from_millis(250),
+                rebroadcast: Duration::from_secs(2),
+                max_timeout: Duration::from_secs(30),
+            },
+            rebroadcast: Duration::from_millis(1000),
+            decision_push: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why an incoming message was not used (for logs and metrics; the message changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Signature, membership, chain or form.
+    #[error(transparent)]
+    Invalid(#[from] tc::ConsensusError),
+    /// The block sent with a proposal is not the one it names.
+    #[error("the block sent with the proposal does not match the proposal's checkpoint")]
+    BlockMismatch,
+    /// A decision whose certificate does not verify.
+    #[error("decision certificate: {0}")]
+    Certificate(String),
+    /// Too far ahead, or the buffer is full.
+    #[error("message for height {0} is too far ahead; dropped")]
+    TooFarAhead(u64),
+    /// A vote for a round too far ahead.
+    #[error("vote for round {0} is too far ahead of this node's round")]
+    RoundTooFarAhead(u32),
+    /// Driver refused it.
+    #[error("consensus driver: {0}")]
+    Driver(String),
+}
+
+/// The consensus engine of one validator (or observer: `key` = `None`).
+pub struct Engine<A: App> {
+    ctx: Ctx,
+    key: Option<Keypair>,
+    cfg: EngineConfig,
+    app: A,
+    driver: Driver<Ctx>,
+    height: u64,
+    set: ValidatorSet,
+    /// Candidate blocks of this height, by checkpoint.
+    blocks: HashMap<Checkpoint, Block>,
+    /// Validation results of candidate blocks.
+    validity: HashMap<Checkpoint, bool>,
+    /// Our signed messages of this height (to rebroadcast).
+    mine: Vec<Msg>,
+    /// Signed votes received this height, by (validator, round, kind): the first, and at most
+    /// one conflicting one (evidence). Commit certificates are made of these.
+    votes: HashMap<(PublicKey, u32, VoteKind), Vec<tc::SignedVote>>,
+    /// A GetValue not answered yet (height, round).
+    pending_value: Option<(u64, Round)>,
+    future: VecDeque<Msg>,
+    reported: HashSet<(PublicKey, u64, u32, VoteKind)>,
+    pushed: BTreeMap<u64, u64>,
+    last_progress: u64,
+    halted: bool,
+}
+
+impl<A: App> std::fmt::Debug for Engine<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("height", &self.height)
+            .field("round", &self.driver.round())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: App> Engine<A> {
+    /// An engine at `height` (the committed tip + 1) with the set in force there. Call
+    /// [`Engine::start`] to begin.
+    pub fn new(
+        chain_id: ChainId,
+        key: Option<Keypair>,
+        cfg: EngineConfig,
+        app: A,
+        height: u64,
+        set: ValidatorSet,
+    ) -> Self {
+        let ctx = Ctx { chain_id };
+        // An observer drives the same state machine under an address that is in no set: it
+        // never proposes and its votes are never emitted (see `sign_and_send`).
+        let address = Addr(key.as_ref().map_or(
+            PublicKey::from_ed25519_bytes(&OBSERVER).expect("observer placeholder"),
+            |k| k.public(),
+        ));
+        let driver = Driver::new(
+            ctx,
+            Height(height),
+            Validators::new(&set),
+            address,
+            ThresholdParams::default(),
+        );
+        Self {
+            ctx,
+            key,
+            cfg,
+            app,
+            driver,
+            height,
+            set,
+            blocks: HashMap::new(),
+            validity: HashMap::new(),
+            mine: Vec::new(),
+            votes: HashMap::new(),
+            pending_value: None,
+            future: VecDeque::new(),
+            reported: HashSet::new(),
+            pushed: BTreeMap::new(),
+            last_progress: 0,
+            halted: false,
+        }
+    }
+
+    /// The height being decided.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u32 {
+        self.driver.round().as_u32().unwrap_or(0)
+    }
+
+    /// Whether committing failed (the engine does nothing more).
+    pub fn is_halted(&self) -> bool {
+        self.halted
+    }
+
+    /// The app (for tests and the runtime).
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The app, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// Starts round 0 of the current height.
+    pub fn start(&mut self, now: u64) -> Vec<Effect> {
+        self.last_progress = now;
+        let mut fx = Vec::new();
+        self.enter_round(Round::new(0), now, &mut fx);
+        self.drain_future(now, &mut fx);
+        fx
+    }
+
+    /// A message from a peer.
+    pub fn message(&mut self, msg: Msg, now: u64) -> (Vec<Effect>, Result<(), Refused>) {
+        let mut fx = Vec::new();
+        let r = self.on_message(msg, now, &mut fx);
+        (fx, r)
+    }
+
+    /// A timer set by [`Effect::Schedule`] fired.
+    pub fn timeout(&mut self, height: u64, timeout: Timeout, now: u64) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.halted || height != self.height {
+            return fx;
+        }
+        self.feed(Input::TimeoutElapsed(timeout), now, &mut fx);
+        fx
+    }
+
+    /// Periodic call: retries a pending block build, rebroadcasts if stuck.
+    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.halted {
+            return fx;
+        }
+        if let Some((h, round)) = self.pending_value
+            && h == self.height
+        {
+            self.try_propose(round, now, &mut fx);
+        }
+        if now.saturating_sub(self.last_progress) >= ms(self.cfg.rebroadcast) {
+            self.last_progress = now;
+            fx.extend(self.mine.iter().cloned().map(Effect::Broadcast));
+        }
+        fx
+    }
+
+    fn on_message(&mut self, msg: Msg, now: u64, fx: &mut Vec<Effect>) -> Result<(), Refused> {
+        if self.halted {
+            return Ok(());
+        }
+        let h = msg.height();
+        if h < self.height {
+            // A peer is behind: send it the decision it missed (rate-limited per height).
+            self.push_decision(h, now, fx);
+            return Ok(());
+        }
+        if h > self.height {
+            if h > self.height + FUTURE_HEIGHTS || self.future.len() >= MAX_FUTURE_MESSAGES {
+                return Err(Refused::TooFarAhead(h));
+            }
+            self.future.push_back(msg);
+            return Ok(());
+        }
+        match msg {
+            Msg::Vote(v) => self.on_vote(v, now, fx),
+            Msg::Proposal { proposal, block } => self.on_proposal(proposal, block, now, fx),
+            Msg::Decision { block, certificate } => self.on_decision(block, certificate, now, fx),
+        }
+    }
+
+    fn on_vote(&mut self, v: tc::SignedVote, now: u64, fx: &mut Vec<Effect>) -> Result<(), Refused> {
+        v.verify(&self.ctx.chain_id, &self.set)?;
+        if v.vote.round > self.round().saturating_add(MAX_ROUNDS_AHEAD) {
+            return Err(Refused::RoundTooFarAhead(v.vote.round));
+        }
+        let held = self
+            .votes
+            .entry((v.validator, v.vote.round, v.vote.kind))
+            .or_default();
+        if held.iter().any(|h| h.vote.value == v.vote.value) {
+            return Ok(()); // a duplicate
+        }
+        if held.len() >= 2 {
+            return Ok(()); // already holding evidence against this validator for this slot
+        }
+        held.push(v);
+        let signed = SignedMessage::new(Vote::from_signed(&v), v.signature);
+        self.feed(Input::Vote(signed), now, fx);
+        self.collect_evidence(fx);
+        Ok(())
+    }
+
+    fn on_proposal(
+        &mut self,
+        p: tc::SignedProposal,
+        block: Block,
+        now: u64,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Refused> {
+        p.verify(&self.ctx.chain_id, &self.set)?;
+        let cp = p.proposal.value;
+        if block.header.checkpoint() != cp {
+            return Err(Refused::BlockMismatch);
+        }
+        if !self.blocks.contains_key(&cp) {
+            if self.blocks.len() >= MAX_CANDIDATE_BLOCKS {
+                return Err(Refused::TooFarAhead(self.height));
+            }
+            self.blocks.insert(cp, block);
+        }
+        let valid = self.check_block(&cp, now);
+        let signed = SignedMessage::new(Proposal::from_signed(&p), p.signature);
+        self.feed(Input::Proposal(signed, Validity::from_bool(valid)), now, fx);
+        Ok(())
+    }
+
+    fn on_decision(
+        &mut self,
+        block: Block,
+        cert: CommitCertificate,
+        now: u64,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Refused> {
+        let cp = block.header.checkpoint();
+        cert.verify(&cp, &self.set)
+            .map_err(|e| Refused::Certificate(e.to_string()))?;
+        // More than two thirds of the power precommitted this block: it is decided whatever
+        // round we are in. It must still re-execute here before it is written.
+        self.blocks.entry(cp).or_insert(block);
+        if !self.check_block(&cp, now) {
+            return Err(Refused::Certificate(
+                "the certified block does not re-execute on this node's state".into(),
+            ));
+        }
+        self.decide(cp, cert, now, fx);
+        Ok(())
+    }
+
+    /// Validation, cached per block.
+    fn check_block(&mut self, cp: &Checkpoint, now: u64) -> bool {
+        if let Some(v) = self.validity.get(cp) {
+            return *v;
+        }
+        let Some(block) = self.blocks.get(cp) else {
+            return false;
+        };
+        let ok = match self.app.validate_block(block, now) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(height = self.height, %why, "proposed block is invalid");
+                false
+            }
+        };
+        self.validity.insert(*cp, ok);
+        ok
+    }
+
+    fn enter_round(&mut self, round: Round, now: u64, fx: &mut Vec<Effect>) {
+        let proposer = tc::proposer(&self.set, self.height, round.as_u32().unwrap_or(0));
+        self.feed(
+            Input::NewRound(Height(self.height), round, Addr(proposer)),
+            now,
+            fx,
+        );
+    }
+
+    /// Feeds the driver and acts on its outputs until none are left.
+    fn feed(&mut self, input: Input<Ctx>, now: u64, fx: &mut Vec<Effect>) {
+        let height_before = self.height;
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            // Decided and moved on (or halted): what is left belongs to the old height.
+            if self.halted || self.height != height_before {
+                return;
+            }
+            let outputs = match self.driver.process(input) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "driver refused input");
+                    continue;
+                }
+            };
+            for out in outputs {
+                if self.height != height_before {
+                    break; // decided and moved on: the rest belongs to the old height
+                }
+                match out {
+                    Output::NewRound(_, round) => {
+                        self.last_progress = now;
+                        self.mine.clear();
+                        let proposer =
+                            tc::proposer(&self.set, self.height, round.as_u32().unwrap_or(0));
+                        queue.push_back(Input::NewRound(
+                            Height(self.height),
+                            round,
+                            Addr(proposer),
+                        ));
+                    }
+                    Output::GetValue(_, round, _) => {
+                        self.pending_value = Some((self.height, round));
+                        if let Some(input) = self.build_value(round, now) {
+                            queue.push_back(input);
+                        }
+                    }
+                    Output::Propose(p) => {
+                        if let Some(input) = self.sign_proposal(p, fx) {
+                            queue.push_back(input);
+                        }
+                    }
+                    Output::Vote(v) => {
+                        if let Some(input) = self.sign_vote(v, fx) {
+                            queue.push_back(input);
+                        }
+                    }
+                    Output::ScheduleTimeout(t) => fx.push(Effect::Schedule {
+                        height: self.height,
+                        timeout: t,
+                        after: self.cfg.timeouts.duration_for(t),
+                    }),
+                    Output::Decide(round, p) => {
+                        let cp = p.value.0;
+                        match self.certificate(round.as_u32().unwrap_or(0), &cp) {
+                            Some(cert) => self.decide(cp, cert, now, fx),
+                            None => tracing::error!(
+                                height = self.height,
+                                "decided without a verifiable certificate; waiting"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_propose(&mut self, round: Round, now: u64, fx: &mut Vec<Effect>) {
+        if let Some(input) = self.build_value(round, now) {
+            self.feed(input, now, fx);
+        }
+    }
+
+    fn build_value(&mut self, round: Round, now: u64) -> Option<Input<Ctx>> {
+        self.key.as_ref()?;
+        let block = self.app.build_block(self.height, now)?;
+        let cp = block.header.checkpoint();
+        self.blocks.insert(cp, block);
+        self.validity.insert(cp, true);
+        self.pending_value = None;
+        Some(Input::ProposeValue(round, BlockId(cp)))
+    }
+
+    fn sign_proposal(&mut self, p: Proposal, fx: &mut Vec<Effect>) -> Option<Input<Ctx>> {
+        let key = self.key.as_ref()?;
+        let body = p.body();
+        let slot = Slot::Proposal(body.height, body.round);
+        if let Err(e) = self.app.record_signature(slot, Some(body.value)) {
+            tracing::warn!(error = %e, "not proposing");
+            return None;
+        }
+        let signed = body.sign(key);
+        let block = self.blocks.get(&body.value)?.clone();
+        let msg = Msg::Proposal {
+            proposal: signed,
+            block,
+        };
+        self.mine.push(msg.clone());
+        fx.push(Effect::Broadcast(msg));
+        Some(Input::Proposal(
+            SignedMessage::new(p, signed.signature),
+            Validity::Valid,
+        ))
+    }
+
+    fn sign_vote(&mut self, v: Vote, fx: &mut Vec<Effect>) -> Option<Input<Ctx>> {
+        let key = self.key.as_ref()?;
+        if self.set.get(&key.public()).is_none() {
+            return None; // not a validator at this height
+        }
+        let core = v.to_core(self.ctx.chain_id);
+        let slot = Slot::Vote(core.height, core.round, core.kind);
+        if let Err(e) = self.app.record_signature(slot, core.value) {
+            tracing::warn!(error = %e, "not voting");
+            return None;
+        }
+        let signed = core.sign(key);
+        self.votes
+            .entry((signed.validator, core.round, core.kind))
+            .or_default()
+            .push(signed);
+        let msg = Msg::Vote(signed);
+        self.mine.push(msg.clone());
+        fx.push(Effect::Broadcast(msg));
+        Some(Input::Vote(SignedMessage::new(v, signed.signature)))
+    }
+
+    /// The commit certificate of `round` for `cp`: every precommit for it we hold.
+    fn certificate(&self, round: u32, cp: &Checkpoint) -> Option<CommitCertificate> {
+        let sigs: Vec<CommitSig> = self
+            .votes
+            .iter()
+            .filter(|((_, r, k), _)| *r == round && *k == VoteKind::Precommit)
+            .filter_map(|(_, held)| held.iter().find(|sv| sv.vote.value.as_ref() == Some(cp)))
+            .map(|sv| CommitSig {
+                validator: sv.validator,
+                signature: sv.signature,
+            })
+            .collect();
+        let cert = CommitCertificate::new(round, sigs);
+        cert.verify(cp, &self.set).ok().map(|_| cert)
+    }
+
+    fn decide(&mut self, cp: Checkpoint, cert: CommitCertificate, now: u64, fx: &mut Vec<Effect>) {
+        let Some(block) = self.blocks.remove(&cp) else {
+            tracing::error!(height = self.height, "decided a block we do not hold");
+            return;
+        };
+        self.collect_evidence(fx);
+        let next_set = match self.app.commit(block, cert) {
+            Ok(s) => s,
+            Err(e) => {
+                self.halted = true;
+                fx.push(Effect::Halted(e));
+                return;
+            }
+        };
+        fx.push(Effect::Committed(self.height));
+        self.height += 1;
+        self.set = next_set;
+        self.driver
+            .move_to_height(Height(self.height), Validators::new(&self.set));
+        self.blocks.clear();
+        self.validity.clear();
+        self.mine.clear();
+        self.votes.clear();
+        self.pending_value = None;
+        self.last_progress = now;
+        self.enter_round(Round::new(0), now, fx);
+        self.drain_future(now, fx);
+    }
+
+    fn drain_future(&mut self, now: u64, fx: &mut Vec<Effect>) {
+        let start = self.height;
+        let pending: Vec<Msg> = self.future.drain(..).collect();
+        for msg in pending {
+            if self.height != start {
+                // Decided again while draining: keep the rest for the next pass.
+                self.future.push_back(msg);
+                continue;
+            }
+            if let Err(e) = self.on_message(msg, now, fx) {
+                tracing::debug!(error = %e, "buffered message refused");
+            }
+        }
+        if self.height != start {
+            self.drain_future(now, fx);
+        }
+    }
+
+    fn push_decision(&mut self, h: u64, now: u64, fx: &mut Vec<Effect>) {
+        let last = self.pushed.get(&h).copied();
+        if last.is_some_and(|t| now.saturating_sub(t) < ms(self.cfg.decision_push)) {
+            return;
+        }
+        if let Some((block, certificate)) = self.app.committed(h) {
+            self.pushed.insert(h, now);
+            while self.pushed.len() > 64 {
+                self.pushed.pop_first();
+            }
+            fx.push(Effect::Broadcast(Msg::Decision { block, certificate }));
+        }
+    }
+
+    fn collect_evidence(&mut self, fx: &mut Vec<Effect>) {
+        let map = self.driver.votes_mut().take_evidence();
+        for (_, pairs) in map.iter() {
+            for (a, b) in pairs {
+                let Some(first) = self.signed_of(a) else {
+                    continue;
+                };
+                let Some(second) = self.signed_of(b) else {
+                    continue;
+                };
+                let ev = DoubleSign { first, second }.canonical();
+                let (h, r, k) = ev.slot();
+                if ev.verify(&self.ctx.chain_id, &self.set).is_ok()
+                    && self.reported.insert((ev.validator(), h, r, k))
+                {
+                    tracing::warn!(validator = %ev.validator(), height = h, round = r, ?k, "double sign detected");
+                    fx.push(Effect::Evidence(ev));
+                }
+            }
+        }
+    }
+
+    fn signed_of(&self, v: &SignedMessage<Ctx, Vote>) -> Option<tc::SignedVote> {
+        let core = v.message.to_core(self.ctx.chain_id);
+        Some(tc::SignedVote {
+            vote: core,
+            validator: v.message.validator.0,
+            signature: v.signature,
+        })
+    }
+}
+
+/// A valid curve point that is nobody's key: the observer's placeholder address.
+const OBSERVER: [u8; 32] = {
+    // The ed25519 base point's encoding.
+    let mut b = [0x66u8; 32];
+    b[0] = 0x58;
+    b
+};
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+

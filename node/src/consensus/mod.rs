@@ -1,0 +1,12 @@
+//! Byzantine fault tolerant consensus among the validators (ADR 0006).
+//!
+//! - `context`: Malachite's `Context` for our types;
+//! - `engine`: the sans-I/O engine around Malachite's Tendermint driver;
+//! - `app`: the engine's view of the chain and the signing record (the I/O side);
+//! - `replica`: the runtime that connects engine, chain, network and timers.
+
+pub mod app;
+pub mod context;
+pub mod engine;
+
+pub use engine::{AlreadySigned, App, Effect, Engine, EngineConfig, Msg, Refused, Slot};
