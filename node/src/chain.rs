@@ -17,8 +17,8 @@ use twinledger_core::event::EventPayload;
 use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
-    Block, BlockResults, ChainId, Hash, CommitCertificate, EventId, Genesis, Keypair, Outcome, PublicKey, Receipt,
-    RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
+    Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Hash, Keypair, Outcome,
+    PublicKey, Receipt, RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
 };
 
 use crate::metrics::Metrics;
@@ -329,6 +329,17 @@ impl Chain {
         ev: SignedEvent,
         waiter: Option<oneshot::Sender<Finality>>,
     ) -> Result<EventId, SubmitError> {
+        self.submit_verified_at(ev, waiter, now())
+    }
+
+    /// [`Chain::submit_verified`] with the time to check the event's deadline against (the
+    /// node's clock; a simulation's virtual clock).
+    pub fn submit_verified_at(
+        &self,
+        ev: SignedEvent,
+        waiter: Option<oneshot::Sender<Finality>>,
+        time: Timestamp,
+    ) -> Result<EventId, SubmitError> {
         let id = ev.id();
         let mut inner = self.inner.lock().expect("chain lock");
         if inner.ids.contains(&id) {
@@ -339,7 +350,7 @@ impl Chain {
         }
         inner
             .pending
-            .admit(&ev, now(), SignatureCheck::AlreadyVerified)?;
+            .admit(&ev, time, SignatureCheck::AlreadyVerified)?;
         inner.ids.insert(id);
         inner.mempool.push_back(ev);
         if let Some(w) = waiter {
@@ -488,7 +499,9 @@ impl Chain {
     fn rebuild_pending(&self, inner: &mut Inner) {
         let mut pending = inner.committed.clone();
         let rest: Vec<SignedEvent> = inner.mempool.drain(..).collect();
-        let t = now();
+        // Checked as if in a block at the committed block's time: deterministic, and events
+        // that expire later are dropped when a block is built.
+        let t = pending.last_time();
         for ev in rest {
             match pending.admit(&ev, t, SignatureCheck::AlreadyVerified) {
                 Ok(_) => inner.mempool.push_back(ev),
@@ -536,7 +549,12 @@ impl Chain {
     /// `now` (or just after the previous block). `None` when the mempool is empty and
     /// `allow_empty` is false. The mempool is not drained: events leave it when a block that
     /// holds them is committed, whoever proposed it.
-    pub fn bft_build(&self, proposer: PublicKey, now: Timestamp, allow_empty: bool) -> Option<Block> {
+    pub fn bft_build(
+        &self,
+        proposer: PublicKey,
+        now: Timestamp,
+        allow_empty: bool,
+    ) -> Option<Block> {
         let (base, batch) = {
             let inner = self.inner.lock().expect("chain lock");
             if inner.mempool.is_empty() && !allow_empty {
@@ -581,7 +599,12 @@ impl Chain {
                 .collect();
             (inner.committed.clone(), unknown)
         };
-        if self.executed.lock().expect("executed lock").contains_key(&hash) {
+        if self
+            .executed
+            .lock()
+            .expect("executed lock")
+            .contains_key(&hash)
+        {
             return Ok(());
         }
         for i in unknown {

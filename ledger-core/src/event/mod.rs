@@ -12,6 +12,7 @@ pub mod delegation;
 pub mod governance;
 pub mod integrity;
 pub mod membership;
+pub mod misbehaviour;
 pub mod rotation;
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,8 @@ pub enum EventPayload {
     ActorRevoke(membership::ActorRevoke),
     /// A governance action approved by more than 2/3 of the validator power.
     Governance(governance::Governance),
+    /// Evidence that a validator double-signed, reported by a validator (tag 12, protocol 1.1).
+    Misbehaviour(crate::consensus::DoubleSign),
 }
 
 impl EventPayload {
@@ -95,6 +98,7 @@ impl EventPayload {
             Self::ActorEnrol(_) => "actor_enrol",
             Self::ActorRevoke(_) => "actor_revoke",
             Self::Governance(_) => "governance",
+            Self::Misbehaviour(_) => "misbehaviour",
         }
     }
 }

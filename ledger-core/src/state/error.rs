@@ -136,6 +136,9 @@ pub enum RejectReason {
     /// A governance event without a valid quorum, or for the wrong governance sequence.
     #[error("governance refused: {0}")]
     Governance(String),
+    /// Double-sign evidence that does not verify, is stale, or is already recorded.
+    #[error("misbehaviour evidence refused: {0}")]
+    Misbehaviour(String),
     /// A malformed field (name, set).
     #[error("invalid field: {0}")]
     InvalidField(String),

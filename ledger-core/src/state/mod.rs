@@ -224,6 +224,7 @@ pub(crate) enum Table {
     Twin,
     PendingValidators,
     GovernanceSeq,
+    Misbehaviour,
 }
 
 /// The whole ledger state after some block.
@@ -255,6 +256,8 @@ pub struct State {
     /// Break-glass accesses not yet signed off: the review queue.
     pub(crate) review_queue: Map<EventId, ()>,
     pub(crate) twins: Map<TwinId, TwinRecord>,
+    /// Recorded double signs: (validator, height, round, kind) → the evidence event.
+    pub(crate) misbehaviour: Map<(PublicKey, u64, u32, crate::consensus::VoteKind), EventId>,
 }
 
 /// Context of the event being applied.
@@ -473,6 +476,7 @@ impl State {
             break_glass: Map::new_sync(),
             review_queue: Map::new_sync(),
             twins: Map::new_sync(),
+            misbehaviour: Map::new_sync(),
         })
     }
 
@@ -558,8 +562,16 @@ impl State {
             EventPayload::TwinAnchor(p) => Some(p.patient),
             EventPayload::ActorEnrol(_)
             | EventPayload::ActorRevoke(_)
-            | EventPayload::Governance(_) => None,
+            | EventPayload::Governance(_)
+            | EventPayload::Misbehaviour(_) => None,
         }
+    }
+
+    /// Double signs recorded on chain: (validator, height, round, kind) → the evidence event.
+    pub fn misbehaviours(
+        &self,
+    ) -> impl Iterator<Item = (&(PublicKey, u64, u32, crate::consensus::VoteKind), &EventId)> {
+        self.misbehaviour.iter()
     }
 
     /// Whether `key` holds a live delegation from `patient` at `time`.
@@ -695,6 +707,7 @@ impl State {
             EventPayload::ActorEnrol(p) => p.apply(&mut tx, &cx)?,
             EventPayload::ActorRevoke(p) => p.apply(&mut tx, &cx)?,
             EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
+            EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
         };
         let seq = e.seq + 1;
         tx.log(Table::Nonce, &e.author, &seq);

@@ -95,6 +95,7 @@ fn reject_code(r: &RejectReason) -> &'static str {
         RejectReason::LimitReached { .. } => "limit_reached",
         RejectReason::TwinAnchor(_) => "twin_anchor",
         RejectReason::Governance(_) => "governance",
+        RejectReason::Misbehaviour(_) => "misbehaviour",
         RejectReason::InvalidField(_) => "invalid_field",
     }
 }

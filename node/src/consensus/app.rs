@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use twinledger_core::{Block, Checkpoint, CommitCertificate, PublicKey, Timestamp, ValidatorSet, codec};
+use twinledger_core::{
+    Block, Checkpoint, CommitCertificate, PublicKey, Timestamp, ValidatorSet, codec,
+};
 
 use super::engine::{AlreadySigned, App, Slot};
 use crate::chain::Chain;

@@ -70,7 +70,10 @@ impl fmt::Display for BlockId {
         write!(
             f,
             "{}@{}",
-            h[..6].iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            h[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             self.0.height
         )
     }
@@ -199,7 +202,10 @@ impl Vote {
                 VoteKind::Prevote => VoteType::Prevote,
                 VoteKind::Precommit => VoteType::Precommit,
             },
-            value: v.vote.value.map_or(NilOrVal::Nil, |c| NilOrVal::Val(BlockId(c))),
+            value: v
+                .vote
+                .value
+                .map_or(NilOrVal::Nil, |c| NilOrVal::Val(BlockId(c))),
             validator: Addr(v.validator),
         }
     }

@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use malachitebft_core_driver::{Driver, Input, Output, ThresholdParams};
-use malachitebft_core_types::{
-    LinearTimeouts, Round, SignedMessage, Timeout, Validity,
-};
+use malachitebft_core_types::{LinearTimeouts, Round, SignedMessage, Timeout, Validity};
 use serde::{Deserialize, Serialize};
 use twinledger_core::consensus::{self as tc, DoubleSign, VoteKind};
 use twinledger_core::{
@@ -50,6 +48,12 @@ pub enum Msg {
     },
     /// A signed vote.
     Vote(tc::SignedVote),
+    /// "I am deciding this height": peers that are past it answer with its [`Msg::Decision`].
+    /// Sent when a node makes no progress for a while and after each height it catches up.
+    Status {
+        /// The sender's current (undecided) height.
+        height: u64,
+    },
     /// A committed block with its certificate, for validators that missed the decision.
     Decision {
         /// The block.
@@ -66,6 +70,7 @@ impl Msg {
             Msg::Proposal { proposal, .. } => proposal.proposal.height,
             Msg::Vote(v) => v.vote.height,
             Msg::Decision { block, .. } => block.header.height,
+            Msg::Status { height } => *height,
         }
     }
 }
@@ -97,8 +102,11 @@ pub trait App {
     fn validate_block(&mut self, block: &Block, now: u64) -> Result<(), String>;
     /// Makes a decided block durable and visible; returns the validator set for the next
     /// height. An error halts the engine (it never votes on top of an unwritten block).
-    fn commit(&mut self, block: Block, certificate: CommitCertificate)
-    -> Result<ValidatorSet, String>;
+    fn commit(
+        &mut self,
+        block: Block,
+        certificate: CommitCertificate,
+    ) -> Result<ValidatorSet, String>;
     /// Durably records that this validator signs `value` in `slot`, before it signs. Refuses
     /// if another value was recorded for the slot (also across restarts).
     fn record_signature(
@@ -333,6 +341,9 @@ impl<A: App> Engine<A> {
         if now.saturating_sub(self.last_progress) >= ms(self.cfg.rebroadcast) {
             self.last_progress = now;
             fx.extend(self.mine.iter().cloned().map(Effect::Broadcast));
+            fx.push(Effect::Broadcast(Msg::Status {
+                height: self.height,
+            }));
         }
         fx
     }
@@ -342,6 +353,12 @@ impl<A: App> Engine<A> {
             return Ok(());
         }
         let h = msg.height();
+        if let Msg::Status { height } = msg {
+            if height < self.height {
+                self.push_decision(height, now, fx);
+            }
+            return Ok(());
+        }
         if h < self.height {
             // A peer is behind: send it the decision it missed (rate-limited per height).
             self.push_decision(h, now, fx);
@@ -358,10 +375,16 @@ impl<A: App> Engine<A> {
             Msg::Vote(v) => self.on_vote(v, now, fx),
             Msg::Proposal { proposal, block } => self.on_proposal(proposal, block, now, fx),
             Msg::Decision { block, certificate } => self.on_decision(block, certificate, now, fx),
+            Msg::Status { .. } => Ok(()),
         }
     }
 
-    fn on_vote(&mut self, v: tc::SignedVote, now: u64, fx: &mut Vec<Effect>) -> Result<(), Refused> {
+    fn on_vote(
+        &mut self,
+        v: tc::SignedVote,
+        now: u64,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Refused> {
         v.verify(&self.ctx.chain_id, &self.set)?;
         if v.vote.round > self.round().saturating_add(MAX_ROUNDS_AHEAD) {
             return Err(Refused::RoundTooFarAhead(v.vote.round));
@@ -426,6 +449,10 @@ impl<A: App> Engine<A> {
             ));
         }
         self.decide(cp, cert, now, fx);
+        // Catching up: ask for the next one straight away.
+        fx.push(Effect::Broadcast(Msg::Status {
+            height: self.height,
+        }));
         Ok(())
     }
 
@@ -565,9 +592,8 @@ impl<A: App> Engine<A> {
 
     fn sign_vote(&mut self, v: Vote, fx: &mut Vec<Effect>) -> Option<Input<Ctx>> {
         let key = self.key.as_ref()?;
-        if self.set.get(&key.public()).is_none() {
-            return None; // not a validator at this height
-        }
+        // Not a validator at this height: no vote.
+        self.set.get(&key.public())?;
         let core = v.to_core(self.ctx.chain_id);
         let slot = Slot::Vote(core.height, core.round, core.kind);
         if let Err(e) = self.app.record_signature(slot, core.value) {
@@ -705,4 +731,3 @@ const OBSERVER: [u8; 32] = {
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
-

@@ -1,0 +1,498 @@
+//! A deterministic in-process cluster: n validators, each a real [`Chain`] on an in-memory
+//! store driven by the real consensus [`Engine`], connected by a simulated network that drops,
+//! delays, duplicates and reorders messages, partitions, crashes and restarts nodes, all from
+//! one seed. Time is virtual, so a run is exactly replayable: the seed is printed on failure.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use malachitebft_core_types::Timeout;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use twinledger_core::codes::{Actions, Categories, Purposes};
+use twinledger_core::consensus::{SignedVote, VoteKind};
+use twinledger_core::devkit::{DEV_GENESIS_TIME, DevChain, dev_key};
+use twinledger_core::event::consent::{ConsentGrant, Grantee};
+use twinledger_core::event::delegation::Scope;
+use twinledger_core::event::{Event, EventPayload};
+use twinledger_core::{
+    Action, DataCategory, Genesis, Hash, Keypair, Purpose, SignedEvent, Timestamp,
+};
+use twinledger_node::chain::{Chain, NodePolicy, SoloValidator};
+use twinledger_node::consensus::app::ChainApp;
+use twinledger_node::consensus::{Effect, Engine, EngineConfig, Msg};
+use twinledger_node::metrics::Metrics;
+use twinledger_node::store::Store;
+
+/// Network faults.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    /// Probability a message is lost.
+    pub drop: f64,
+    /// Probability a message is delivered twice.
+    pub duplicate: f64,
+    /// Delivery delay is uniform in 1..=max_delay ms (so messages reorder).
+    pub max_delay: u64,
+}
+
+impl Faults {
+    /// A perfect network with small delays.
+    pub const NONE: Faults = Faults {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay: 5,
+    };
+}
+
+/// How a Byzantine validator misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Every vote it casts, it also casts for another value (sent to everyone, in random
+    /// order): equivocation.
+    Equivocate,
+    /// Its proposals carry a block that does not re-execute.
+    InvalidProposals,
+    /// It never votes (withholds), but proposes.
+    Withhold,
+}
+
+struct SimNode {
+    key: Keypair,
+    store: Store,
+    engine: Option<Engine<ChainApp>>,
+    incarnation: u64,
+    byzantine: Option<Byzantine>,
+}
+
+enum Item {
+    Deliver {
+        to: usize,
+        msg: Msg,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        height: u64,
+        timeout: Timeout,
+    },
+}
+
+/// The simulated cluster.
+#[allow(missing_debug_implementations)] // holds engines and an RNG; printed by seed instead
+pub struct Sim {
+    /// The seed (print it on failure).
+    pub seed: u64,
+    rng: StdRng,
+    /// Virtual time, ms since the epoch.
+    pub now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    items: HashMap<u64, Item>,
+    nodes: Vec<SimNode>,
+    genesis: Genesis,
+    /// Current network faults.
+    pub faults: Faults,
+    /// Partition: node → group; messages between groups are lost.
+    pub groups: Option<Vec<u8>>,
+    next_tick: u64,
+    patients: u64,
+    /// Events submitted (id → submitted to some node).
+    pub submitted: Vec<SignedEvent>,
+    /// Double-sign evidence reported by engines: (reporter, evidence).
+    pub evidence: Vec<(usize, twinledger_core::consensus::DoubleSign)>,
+}
+
+const TICK_MS: u64 = 50;
+
+impl Sim {
+    /// `n` validators of equal power (the dev chain's genesis with `n` validators).
+    pub fn new(n: usize, seed: u64) -> Self {
+        let dev = DevChain::new(n);
+        let genesis = dev.genesis.clone();
+        let nodes = dev
+            .validators
+            .iter()
+            .map(|k| SimNode {
+                key: k.clone(),
+                store: Store::memory(),
+                engine: None,
+                incarnation: 0,
+                byzantine: None,
+            })
+            .collect();
+        let now = DEV_GENESIS_TIME.0 + 1000;
+        let mut sim = Self {
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+            now,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            items: HashMap::new(),
+            nodes,
+            genesis,
+            faults: Faults::NONE,
+            groups: None,
+            next_tick: now,
+            patients: 0,
+            submitted: Vec::new(),
+            evidence: Vec::new(),
+        };
+        for i in 0..n {
+            sim.start(i);
+        }
+        sim
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false (a cluster has nodes).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Makes node `i` Byzantine.
+    pub fn set_byzantine(&mut self, i: usize, b: Byzantine) {
+        self.nodes[i].byzantine = Some(b);
+    }
+
+    /// The chain of node `i` (if running).
+    pub fn chain(&self, i: usize) -> Option<&Arc<Chain>> {
+        self.nodes[i].engine.as_ref().map(|e| e.app().chain())
+    }
+
+    /// The store of node `i` (kept across crashes).
+    pub fn store(&self, i: usize) -> &Store {
+        &self.nodes[i].store
+    }
+
+    /// Committed height of node `i` (from its store).
+    pub fn height(&self, i: usize) -> u64 {
+        self.nodes[i].store.tip().expect("tip")
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].engine.is_some()
+    }
+
+    /// Starts (or restarts) node `i` from its store: the chain re-verifies the store, the
+    /// engine begins at the next height; the signing record is in the store.
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let set = self.genesis.validators.clone();
+        let chain = Chain::open(
+            self.genesis.clone(),
+            node.store.clone(),
+            Arc::new(SoloValidator::new(node.key.clone(), set)),
+            NodePolicy {
+                block_interval: Duration::from_millis(100),
+                mempool_size: 10_000,
+            },
+            false,
+            Metrics::new(),
+        )
+        .expect("store verifies on restart");
+        let chain = Arc::new(chain);
+        let h = chain.height() + 1;
+        let set = chain.state().validators_for(h).clone();
+        let app = ChainApp::new(
+            chain.clone(),
+            Some(node.key.public()),
+            Duration::from_millis(300),
+        );
+        let mut engine = Engine::new(
+            chain.chain_id(),
+            Some(node.key.clone()),
+            EngineConfig::default(),
+            app,
+            h,
+            set,
+        );
+        node.incarnation += 1;
+        let fx = engine.start(self.now);
+        node.engine = Some(engine);
+        self.effects(i, fx);
+    }
+
+    /// Crashes node `i` (kill -9: its mempool and in-flight timers are lost; its store stays).
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].engine = None;
+        self.nodes[i].incarnation += 1;
+    }
+
+    fn push(&mut self, at: u64, item: Item) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.items.insert(self.seq, item);
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        if !self.connected(from, to) || self.rng.random_bool(self.faults.drop) {
+            return;
+        }
+        let copies = if self.rng.random_bool(self.faults.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + self.rng.random_range(1..=self.faults.max_delay.max(1));
+            self.push(
+                at,
+                Item::Deliver {
+                    to,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, msg: Msg) {
+        for to in 0..self.nodes.len() {
+            if to != from {
+                self.send(from, to, msg.clone());
+            }
+        }
+    }
+
+    fn effects(&mut self, i: usize, fx: Vec<Effect>) {
+        for e in fx {
+            match e {
+                Effect::Broadcast(msg) => self.byzantine_broadcast(i, msg),
+                Effect::Schedule {
+                    height,
+                    timeout,
+                    after,
+                } => {
+                    let at = self.now + u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                    let incarnation = self.nodes[i].incarnation;
+                    self.push(
+                        at,
+                        Item::Timer {
+                            node: i,
+                            incarnation,
+                            height,
+                            timeout,
+                        },
+                    );
+                }
+                Effect::Committed(_) => {}
+                Effect::Evidence(ev) => {
+                    self.evidence.push((i, ev));
+                    if let Some(chain) = self.chain(i).cloned() {
+                        let key = self.nodes[i].key.clone();
+                        let (_, seq) = chain.next_seq(&key.public());
+                        let ev = Event::new(
+                            chain.chain_id(),
+                            key.public(),
+                            seq,
+                            Timestamp(self.now + 3_600_000),
+                            EventPayload::Misbehaviour(ev),
+                        )
+                        .sign(&key);
+                        let _ = chain.submit_verified_at(ev, None, Timestamp(self.now));
+                    }
+                }
+                Effect::Halted(why) => panic!("node {i} halted: {why} (seed {})", self.seed),
+            }
+        }
+    }
+
+    fn byzantine_broadcast(&mut self, i: usize, msg: Msg) {
+        let key = self.nodes[i].key.clone();
+        match (self.nodes[i].byzantine, msg) {
+            (Some(Byzantine::Withhold), Msg::Vote(_)) => {}
+            (Some(Byzantine::Equivocate), Msg::Vote(v)) => {
+                let mut other = v.vote;
+                other.value = match other.value {
+                    Some(_) => None,
+                    None => Some(twinledger_core::Checkpoint {
+                        version: 1,
+                        chain_id: v.vote.chain_id,
+                        height: v.vote.height,
+                        log_size: 0,
+                        log_root: Hash([0xee; 32]),
+                        block_hash: Hash([0xee; 32]),
+                    }),
+                };
+                let twin: SignedVote = other.sign(&key);
+                let (a, b) = if self.rng.random_bool(0.5) {
+                    (v, twin)
+                } else {
+                    (twin, v)
+                };
+                self.broadcast(i, Msg::Vote(a));
+                self.broadcast(i, Msg::Vote(b));
+            }
+            (Some(Byzantine::InvalidProposals), Msg::Proposal { proposal, block }) => {
+                let mut bad = block;
+                bad.header.state_hash = Hash([0xbb; 32]);
+                let mut body = proposal.proposal;
+                body.value = bad.header.checkpoint();
+                let signed = body.sign(&key);
+                self.broadcast(
+                    i,
+                    Msg::Proposal {
+                        proposal: signed,
+                        block: bad,
+                    },
+                );
+            }
+            (_, msg) => self.broadcast(i, msg),
+        }
+    }
+
+    /// Submits a fresh event (a new patient's consent grant) to node `to` and, as gossip would,
+    /// to every other running node it can reach.
+    pub fn submit(&mut self, to: usize) {
+        self.patients += 1;
+        let patient = dev_key(&format!("sim-patient/{}/{}", self.seed, self.patients));
+        let chain_id = self.genesis.chain_id();
+        let ev = Event::new(
+            chain_id,
+            patient.public(),
+            0,
+            Timestamp(self.now + 3_600_000),
+            EventPayload::ConsentGrant(ConsentGrant {
+                patient: patient.public(),
+                grantee: Grantee::Organisation(dev_key("org/st-mary-hospital").public()),
+                scope: Scope {
+                    categories: [DataCategory::VitalSigns]
+                        .into_iter()
+                        .collect::<Categories>(),
+                    purposes: [Purpose::Treat].into_iter().collect::<Purposes>(),
+                    actions: [Action::Read].into_iter().collect::<Actions>(),
+                },
+                valid_from: Timestamp(0),
+                valid_until: None,
+            }),
+        )
+        .sign(&patient);
+        for j in 0..self.nodes.len() {
+            if (j == to || self.connected(to, j))
+                && let Some(chain) = self.chain(j)
+            {
+                let _ = chain.submit_verified_at(ev.clone(), None, Timestamp(self.now));
+            }
+        }
+        self.submitted.push(ev);
+    }
+
+    /// Runs until `done(self)` or `limit_ms` of virtual time pass; submits an event to a random
+    /// running node every `event_every_ms` (0: none). Returns whether `done` held.
+    pub fn run_until(
+        &mut self,
+        limit_ms: u64,
+        event_every_ms: u64,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> bool {
+        let end = self.now + limit_ms;
+        let mut next_event = self.now;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            let next_item = self.queue.peek().map(|Reverse((t, _))| *t);
+            let t = next_item.unwrap_or(u64::MAX).min(self.next_tick);
+            self.now = self.now.max(t);
+            if t == self.next_tick {
+                self.next_tick += TICK_MS;
+                if event_every_ms > 0 && self.now >= next_event {
+                    next_event = self.now + event_every_ms;
+                    let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
+                    if !up.is_empty() {
+                        let to = up[self.rng.random_range(0..up.len())];
+                        self.submit(to);
+                    }
+                }
+                for i in 0..self.nodes.len() {
+                    let now = self.now;
+                    if let Some(e) = self.nodes[i].engine.as_mut() {
+                        let fx = e.tick(now);
+                        self.effects(i, fx);
+                    }
+                }
+                continue;
+            }
+            let Reverse((_, seq)) = self.queue.pop().expect("peeked");
+            let item = self.items.remove(&seq).expect("queued item");
+            let now = self.now;
+            match item {
+                Item::Deliver { to, msg } => {
+                    if let Some(e) = self.nodes[to].engine.as_mut() {
+                        let (fx, _refused) = e.message(msg, now);
+                        self.effects(to, fx);
+                    }
+                }
+                Item::Timer {
+                    node,
+                    incarnation,
+                    height,
+                    timeout,
+                } => {
+                    if self.nodes[node].incarnation == incarnation
+                        && let Some(e) = self.nodes[node].engine.as_mut()
+                    {
+                        let fx = e.timeout(height, timeout, now);
+                        self.effects(node, fx);
+                    }
+                }
+            }
+        }
+        done(self)
+    }
+
+    /// Checks agreement: at every height stored by two nodes, the blocks (hence block hashes,
+    /// state hashes, log roots) are identical and every certificate verifies against the set in
+    /// force. Returns the highest height stored by all of `nodes`.
+    pub fn check_agreement(&self) -> u64 {
+        let mut by_height: BTreeMap<u64, (usize, Hash)> = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let tip = n.store.tip().expect("tip");
+            for h in 1..=tip {
+                let sb = n.store.block(h).expect("read").expect("stored");
+                let hash = sb.block.header.hash();
+                match by_height.get(&h) {
+                    Some((j, other)) => assert_eq!(
+                        *other, hash,
+                        "FORK at height {h}: node {i} and node {j} differ (seed {})",
+                        self.seed
+                    ),
+                    None => {
+                        by_height.insert(h, (i, hash));
+                    }
+                }
+            }
+        }
+        self.nodes
+            .iter()
+            .map(|n| n.store.tip().expect("tip"))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Kinds of double-sign evidence recorded on the chain of node `i`.
+    pub fn evidence_on_chain(&self, i: usize) -> Vec<(twinledger_core::PublicKey, VoteKind)> {
+        let st = &self.nodes[i].store;
+        let tip = st.tip().expect("tip");
+        let mut out = Vec::new();
+        for h in 1..=tip {
+            let sb = st.block(h).expect("read").expect("stored");
+            for ev in &sb.block.events {
+                if let EventPayload::Misbehaviour(m) = &ev.event.payload {
+                    out.push((m.validator(), m.slot().2));
+                }
+            }
+        }
+        out
+    }
+}
