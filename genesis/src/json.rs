@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActorEntry, AuditorEntry, GenesisFile, GenesisFileError, GenesisLimits, OrgEntry,
-    ValidatorEntry,
+    ActorEntry, AuditorEntry, GenesisFile, GenesisFileError, GenesisLimits, ObserverEntry,
+    OrgEntry, ValidatorEntry,
 };
 use twinledger_core::{PublicKey, Role};
 
@@ -100,7 +100,7 @@ fn list(v: &Value, path: &str, item: Check) -> Located {
 
 fn genesis(v: &Value, path: &str) -> Located {
     let obj = is_object(v, path)?;
-    let fields: [(&str, Check); 8] = [
+    let fields: [(&str, Check); 9] = [
         ("version", leaf::<u8>),
         ("chain_name", leaf::<String>),
         ("genesis_time_ms", leaf::<u64>),
@@ -109,6 +109,7 @@ fn genesis(v: &Value, path: &str) -> Located {
         ("auditors", |v, p| list(v, p, auditor)),
         ("actors", |v, p| list(v, p, actor)),
         ("limits", limits),
+        ("observers", |v, p| list(v, p, observer)),
     ];
     for (name, check) in fields {
         if let Some(field) = obj.get(name) {
@@ -146,6 +147,14 @@ fn auditor(v: &Value, path: &str) -> Located {
         v,
         path,
         &[("name", leaf::<String>), ("key", leaf::<PublicKey>)],
+    )
+}
+
+fn observer(v: &Value, path: &str) -> Located {
+    object::<ObserverEntry>(
+        v,
+        path,
+        &[("name", leaf::<String>), ("peer_id", leaf::<String>)],
     )
 }
 

@@ -68,6 +68,20 @@ pub struct GenesisFile {
     pub actors: Vec<ActorEntry>,
     /// Chain limits and node policy.
     pub limits: GenesisLimits,
+    /// Non-validator nodes (an auditor's follower, a hospital's read replica) allowed to
+    /// connect, by libp2p peer id. Network policy: not covered by the chain id (ADR 0004).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<ObserverEntry>,
+}
+
+/// An observer node: follows and verifies the chain, serves the read API, never votes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverEntry {
+    /// Who runs it (free text, 1..=128 bytes).
+    pub name: String,
+    /// Its libp2p peer id (see [`peer_id_from_ed25519`]).
+    pub peer_id: String,
 }
 
 /// A member organisation.
@@ -246,6 +260,7 @@ impl GenesisFile {
             auditors: Vec::new(),
             actors: Vec::new(),
             limits: GenesisLimits::default(),
+            observers: Vec::new(),
         }
     }
 
@@ -501,6 +516,21 @@ impl GenesisFile {
             addrs.claim(addr.transport.to_owned(), field, |addr, first, second| {
                 GenesisFileError::DuplicateListenAddr {
                     addr,
+                    first,
+                    second,
+                }
+            })?;
+        }
+        for (i, o) in self.observers.iter().enumerate() {
+            let field = format!("observers[{i}].peer_id");
+            net::check_peer_id(&o.peer_id).map_err(|problem| GenesisFileError::BadPeerId {
+                field: field.clone(),
+                value: error::shown(&o.peer_id),
+                problem,
+            })?;
+            peer_ids.claim(o.peer_id.clone(), field, |peer_id, first, second| {
+                GenesisFileError::DuplicatePeerId {
+                    peer_id,
                     first,
                     second,
                 }

@@ -177,6 +177,8 @@ pub struct Chain {
     /// Blocks this node built or re-executed at the next height, by block hash: the state
     /// after them, so that committing a decided block does not execute it twice.
     executed: Mutex<HashMap<Hash, (State, BlockResults)>>,
+    /// Where events submitted through the API are gossiped to the other nodes (BFT mode).
+    gossip: Mutex<Option<tokio::sync::mpsc::Sender<Vec<u8>>>>,
 }
 
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
@@ -279,6 +281,7 @@ impl Chain {
             commits,
             metrics,
             executed: Mutex::new(HashMap::new()),
+            gossip: Mutex::new(None),
         })
     }
 
@@ -329,7 +332,27 @@ impl Chain {
         ev: SignedEvent,
         waiter: Option<oneshot::Sender<Finality>>,
     ) -> Result<EventId, SubmitError> {
-        self.submit_verified_at(ev, waiter, now())
+        let bytes = self
+            .gossip
+            .lock()
+            .expect("gossip lock")
+            .is_some()
+            .then(|| ev.to_bytes());
+        let id = self.submit_verified_at(ev, waiter, now())?;
+        if let Some(bytes) = bytes
+            && let Some(tx) = self.gossip.lock().expect("gossip lock").as_ref()
+            && tx.try_send(bytes).is_err()
+        {
+            // The event is admitted here and will be proposed by this node in its turn;
+            // gossip only makes it reach the other proposers sooner.
+            tracing::debug!("event gossip queue full");
+        }
+        Ok(id)
+    }
+
+    /// Gossip every event admitted through [`Chain::submit_verified`] to `tx` (BFT mode).
+    pub fn set_event_gossip(&self, tx: tokio::sync::mpsc::Sender<Vec<u8>>) {
+        *self.gossip.lock().expect("gossip lock") = Some(tx);
     }
 
     /// [`Chain::submit_verified`] with the time to check the event's deadline against (the

@@ -1,6 +1,6 @@
-//! `twinledger-node`: the daemon. Storage on sled, block production, the HTTP/JSON API and
-//! metrics; BFT replication over libp2p comes with issue #4 behind the [`chain::Consensus`]
-//! seam.
+//! `twinledger-node`: the daemon. Storage on sled, the HTTP/JSON API, metrics, and either
+//! single-validator block production ([`run_with`], a chain whose only validator is this node)
+//! or BFT replication among validators over libp2p ([`run_replicated`], `consensus` and `net`).
 //!
 //! **Architecture invariant:** this is the only crate that performs network or disk I/O for the
 //! ledger. Every rule lives in `twinledger-core`; the node decides time, stores, serves.
@@ -11,6 +11,7 @@ pub mod consensus;
 pub mod dev;
 pub mod keyfile;
 pub mod metrics;
+pub mod net;
 pub mod store;
 
 use std::future::Future;
@@ -28,17 +29,125 @@ use crate::chain::{Chain, NodePolicy, SoloValidator};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Opens the chain for a genesis on a store, as the validator holding `key`.
+/// How a node takes part in its chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The only validator: it produces and signs every block itself.
+    Solo,
+    /// One of several validators: BFT consensus over libp2p.
+    Validator,
+    /// Not a validator: follows and verifies the chain over libp2p, serves the API.
+    Observer,
+}
+
+/// The role of the node holding `key` (`observer`: the operator asked for observer mode).
+pub fn role_of(genesis: &GenesisFile, key: &Keypair, observer: bool) -> anyhow::Result<Role> {
+    let is_validator = genesis
+        .validators
+        .iter()
+        .any(|v| v.consensus_key == key.public());
+    match (observer, is_validator) {
+        (true, true) => anyhow::bail!(
+            "--observer given, but {} is a validator of this genesis",
+            key.public()
+        ),
+        (true, false) => Ok(Role::Observer),
+        (false, false) => anyhow::bail!(
+            "the validator key {} is not a validator of this genesis (use --observer to follow)",
+            key.public()
+        ),
+        (false, true) if genesis.validators.len() == 1 => Ok(Role::Solo),
+        (false, true) => Ok(Role::Validator),
+    }
+}
+
+/// The replica settings for this node from the genesis file: dial every other validator at its
+/// listen address, allow exactly the validators' and observers' peer ids, listen on `listen`
+/// (default: this validator's own listen address; an observer's: a loopback port the OS picks).
+pub fn replica_config(
+    genesis: &GenesisFile,
+    key: &Keypair,
+    listen: Option<libp2p::Multiaddr>,
+) -> anyhow::Result<consensus::replica::ReplicaConfig> {
+    use libp2p::multiaddr::Protocol;
+    let me = net::peer_id(&key.public());
+    let mut dial = Vec::new();
+    let mut allowed = Vec::new();
+    let mut own_addr = None;
+    for v in &genesis.validators {
+        let peer: libp2p::PeerId = v
+            .peer_id
+            .parse()
+            .with_context(|| format!("validator peer id {}", v.peer_id))?;
+        let mut addr: libp2p::Multiaddr = v
+            .listen_addr
+            .parse()
+            .with_context(|| format!("validator listen address {}", v.listen_addr))?;
+        if peer == me {
+            if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                addr.pop();
+            }
+            own_addr = Some(addr);
+            continue;
+        }
+        if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+            addr.push(Protocol::P2p(peer));
+        }
+        dial.push(addr);
+        allowed.push(peer);
+    }
+    for o in &genesis.observers {
+        let peer: libp2p::PeerId = o
+            .peer_id
+            .parse()
+            .with_context(|| format!("observer peer id {}", o.peer_id))?;
+        if peer != me {
+            allowed.push(peer);
+        }
+    }
+    let listen = match (listen, own_addr) {
+        (Some(l), _) => l,
+        (None, Some(a)) => a,
+        (None, None) => "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+    };
+    let ledger = genesis.ledger_genesis()?;
+    Ok(consensus::replica::ReplicaConfig {
+        net: net::NetConfig {
+            listen,
+            dial,
+            allowed,
+            chain_id: ledger.chain_id(),
+            max_message_bytes: twinledger_core::block::MAX_BLOCK_BYTES + 64 * 1024,
+        },
+        engine: consensus::EngineConfig::default(),
+        idle: Duration::from_millis(genesis.node_limits().block_interval_ms.max(1000)),
+    })
+}
+
+/// Opens the chain for a genesis on a store, as the node holding `key` (a validator, or an
+/// observer if `observer`).
 pub fn open_chain(
     genesis: &GenesisFile,
     store: Store,
     key: Keypair,
     verify_all: bool,
 ) -> anyhow::Result<Arc<Chain>> {
+    open_chain_as(genesis, store, key, verify_all, false)
+}
+
+/// [`open_chain`], allowing an observer's key when `observer` is set.
+pub fn open_chain_as(
+    genesis: &GenesisFile,
+    store: Store,
+    key: Keypair,
+    verify_all: bool,
+    observer: bool,
+) -> anyhow::Result<Arc<Chain>> {
     let ledger = genesis
         .ledger_genesis()
         .context("genesis does not verify")?;
-    if ledger.validators.get(&key.public()).is_none() {
+    role_of(genesis, &key, observer)?;
+    if !observer && ledger.validators.get(&key.public()).is_none() {
         anyhow::bail!(
             "the validator key {} is not a validator of this genesis",
             key.public()
@@ -85,16 +194,27 @@ pub async fn run(
     run_with(listener, chain, ApiOptions::default(), shutdown).await
 }
 
-/// Serves the API on `listener` and produces blocks until `shutdown` resolves; then stops
-/// accepting requests, finishes the block in flight, and returns.
-pub async fn run_with(
+/// Serves the API on `listener` while `replica` takes part in BFT consensus, until `shutdown`
+/// resolves; then stops accepting requests, stops the engine (a decided block being written is
+/// finished) and the network, and returns.
+pub async fn run_replicated(
+    listener: TcpListener,
+    chain: Arc<Chain>,
+    replica: consensus::replica::Replica,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let served = serve_api(listener, chain, options, shutdown).await;
+    replica.stop().await.context("stopping consensus")?;
+    served
+}
+
+async fn serve_api(
     listener: TcpListener,
     chain: Arc<Chain>,
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let producer = tokio::spawn(chain.clone().run_producer(stop_rx));
     let api = Arc::new(Api {
         chain: chain.clone(),
         nonces: NonceCache::default(),
@@ -109,7 +229,20 @@ pub async fn run_with(
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("HTTP server")?;
+    .context("HTTP server")
+}
+
+/// Serves the API on `listener` and produces blocks until `shutdown` resolves; then stops
+/// accepting requests, finishes the block in flight, and returns.
+pub async fn run_with(
+    listener: TcpListener,
+    chain: Arc<Chain>,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let producer = tokio::spawn(chain.clone().run_producer(stop_rx));
+    serve_api(listener, chain, options, shutdown).await?;
     let _ = stop_tx.send(true);
     producer.await.context("block producer")?;
     Ok(())

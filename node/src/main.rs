@@ -13,7 +13,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use serde::Deserialize;
 use twinledger_genesis::GenesisFile;
-use twinledger_node::{ApiOptions, dev, keyfile, open_chain, open_store, run_with};
+use twinledger_node::consensus::replica::Replica;
+use twinledger_node::{
+    ApiOptions, Role, dev, keyfile, open_chain_as, open_store, replica_config, role_of,
+    run_replicated, run_with,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "twinledger-node", version, about = "Run a Twinledger node")]
@@ -42,6 +46,14 @@ struct Cli {
     /// Log as JSON lines.
     #[arg(long, env = "TWINLEDGER_LOG_JSON")]
     log_json: bool,
+    /// Follow the chain without voting (the key is an observer's, listed in the genesis
+    /// `observers` by peer id).
+    #[arg(long, env = "TWINLEDGER_OBSERVER")]
+    observer: bool,
+    /// Peer-to-peer listen address (multiaddr); default: this validator's `listen_addr` in the
+    /// genesis file (an observer: a loopback port the OS picks).
+    #[arg(long, env = "TWINLEDGER_P2P_LISTEN")]
+    p2p_listen: Option<String>,
     /// A TOML config file with the same keys as the long flags (data_dir, genesis, ...).
     #[arg(long, env = "TWINLEDGER_CONFIG")]
     config: Option<PathBuf>,
@@ -57,6 +69,8 @@ struct FileConfig {
     verify_all: Option<bool>,
     log_json: Option<bool>,
     rate_limit: Option<u32>,
+    observer: Option<bool>,
+    p2p_listen: Option<String>,
 }
 
 #[tokio::main]
@@ -107,8 +121,10 @@ async fn main() -> anyhow::Result<()> {
             .context("--validator-key is required (or use --dev)")?;
         (GenesisFile::load(&gpath)?, keyfile::read(&kpath)?, None)
     };
+    let observer = cli.observer || file.observer.unwrap_or(false);
+    let role = role_of(&genesis, &key, observer)?;
     let store = open_store(&data_dir)?;
-    let chain = open_chain(&genesis, store, key, verify_all)?;
+    let chain = open_chain_as(&genesis, store, key.clone(), verify_all, observer)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -141,7 +157,35 @@ async fn main() -> anyhow::Result<()> {
             .or(file.rate_limit)
             .unwrap_or(ApiOptions::default().rate_limit_per_client),
     };
-    run_with(listener, chain, options, shutdown_signal()).await
+    if role == Role::Solo {
+        if !cli.dev {
+            println!(
+                "Twinledger node (solo validator) chain {}",
+                chain.chain_id()
+            );
+            println!("  API        http://{addr}");
+        }
+        return run_with(listener, chain, options, shutdown_signal()).await;
+    }
+    let p2p_listen = match cli.p2p_listen.or(file.p2p_listen) {
+        Some(a) => Some(a.parse().with_context(|| format!("--p2p-listen {a}"))?),
+        None => None,
+    };
+    let cfg = replica_config(&genesis, &key, p2p_listen)?;
+    let replica = Replica::start(chain.clone(), key, role == Role::Validator, cfg).await?;
+    println!(
+        "Twinledger node ({}) chain {} height {}",
+        if role == Role::Validator {
+            "validator"
+        } else {
+            "observer"
+        },
+        chain.chain_id(),
+        chain.height()
+    );
+    println!("  API        http://{addr}");
+    println!("  P2P        {}/p2p/{}", replica.p2p_addr, replica.peer_id);
+    run_replicated(listener, chain, replica, options, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

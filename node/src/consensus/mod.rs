@@ -8,5 +8,6 @@
 pub mod app;
 pub mod context;
 pub mod engine;
+pub mod replica;
 
 pub use engine::{AlreadySigned, App, Effect, Engine, EngineConfig, Msg, Refused, Slot};

@@ -1,0 +1,322 @@
+//! The replica: runs the consensus [`Engine`] on its own thread (re-executing blocks and
+//! writing them is CPU and disk work that must not stall the async runtime), with wall-clock
+//! timers, the libp2p network task, block sync for a node that is behind, and double-sign
+//! evidence submitted as events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+use malachitebft_core_types::Timeout;
+use tokio::sync::{mpsc, oneshot, watch};
+use twinledger_core::event::{Event, EventPayload};
+use twinledger_core::{Keypair, Timestamp};
+
+use super::app::ChainApp;
+use super::engine::{Effect, Engine, EngineConfig, Msg};
+use crate::chain::{Chain, now};
+use crate::net::{self, FromNet, NetConfig, ToNet};
+
+/// How often the engine is ticked (retry a pending proposal, rebroadcast when stuck).
+const TICK: Duration = Duration::from_millis(50);
+/// A sync request not answered within this long is abandoned.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Replica settings.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// The network.
+    pub net: NetConfig,
+    /// Engine tunables.
+    pub engine: EngineConfig,
+    /// Propose an empty block after this long without events (keeps time moving).
+    pub idle: Duration,
+}
+
+/// A running replica.
+#[derive(Debug)]
+pub struct Replica {
+    /// The p2p address it listens on.
+    pub p2p_addr: Multiaddr,
+    /// Its peer id.
+    pub peer_id: PeerId,
+    to_net: mpsc::Sender<ToNet>,
+    stop_net: watch::Sender<bool>,
+    stop_engine: std::sync::mpsc::SyncSender<FromNet>,
+    engine: Option<std::thread::JoinHandle<()>>,
+    net: tokio::task::JoinHandle<anyhow::Result<()>>,
+    halted: Arc<AtomicBool>,
+}
+
+impl Replica {
+    /// Starts the network and the engine. `key` is this node's identity: a validator's
+    /// consensus key (it signs if it is in the set) or an observer's key (it never signs).
+    pub async fn start(
+        chain: Arc<Chain>,
+        key: Keypair,
+        validator: bool,
+        cfg: ReplicaConfig,
+    ) -> anyhow::Result<Self> {
+        let swarm = net::build_swarm(&key, &cfg.net)?;
+        let peer_id = *swarm.local_peer_id();
+        let (to_net_tx, to_net_rx) = mpsc::channel(4096);
+        let (from_tx, from_rx) = std::sync::mpsc::sync_channel(4096);
+        let (events_tx, events_rx) = mpsc::channel(16_384);
+        let (listen_tx, listen_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        chain.set_event_gossip(events_tx);
+        let net = tokio::spawn(net::run(
+            swarm,
+            cfg.net.clone(),
+            chain.clone(),
+            to_net_rx,
+            from_tx.clone(),
+            events_rx,
+            listen_tx,
+            stop_rx,
+        ));
+        let p2p_addr = listen_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the p2p network did not start"))?;
+        let halted = Arc::new(AtomicBool::new(false));
+        let h = chain.height() + 1;
+        let set = chain.state().validators_for(h).clone();
+        let app = ChainApp::new(chain.clone(), validator.then(|| key.public()), cfg.idle);
+        let engine = Engine::new(
+            chain.chain_id(),
+            validator.then(|| key.clone()),
+            cfg.engine,
+            app,
+            h,
+            set,
+        );
+        let out = to_net_tx.clone();
+        let halted2 = halted.clone();
+        let thread = std::thread::Builder::new()
+            .name("consensus".into())
+            .spawn(move || drive(engine, key, validator, from_rx, out, halted2))?;
+        Ok(Self {
+            p2p_addr,
+            peer_id,
+            to_net: to_net_tx,
+            stop_net: stop_tx,
+            stop_engine: from_tx,
+            engine: Some(thread),
+            net,
+            halted,
+        })
+    }
+
+    /// Dial a peer (tests that learn addresses after start).
+    pub async fn dial(&self, addr: Multiaddr) {
+        let _ = self.to_net.send(ToNet::Dial(addr)).await;
+    }
+
+    /// Whether the engine stopped because committing failed.
+    pub fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
+    /// Stops the engine (finishing the step in progress) and the network.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop_engine.try_send(FromNet::Stop);
+        if let Some(t) = self.engine.take() {
+            tokio::task::spawn_blocking(move || t.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("consensus thread panicked"))?;
+        }
+        let _ = self.stop_net.send(true);
+        self.net.await??;
+        Ok(())
+    }
+}
+
+fn ms_now() -> u64 {
+    now().0
+}
+
+struct Driver {
+    timers: BTreeMap<(Instant, u64), (u64, Timeout)>,
+    seq: u64,
+    out: mpsc::Sender<ToNet>,
+    key: Keypair,
+    validator: bool,
+    halted: Arc<AtomicBool>,
+    /// Highest height seen in any message, and who sent it.
+    best: Option<(u64, PeerId)>,
+    syncing: Option<(PeerId, Instant)>,
+}
+
+fn drive(
+    mut engine: Engine<ChainApp>,
+    key: Keypair,
+    validator: bool,
+    rx: std::sync::mpsc::Receiver<FromNet>,
+    out: mpsc::Sender<ToNet>,
+    halted: Arc<AtomicBool>,
+) {
+    let mut d = Driver {
+        timers: BTreeMap::new(),
+        seq: 0,
+        out,
+        key,
+        validator,
+        halted,
+        best: None,
+        syncing: None,
+    };
+    let fx = engine.start(ms_now());
+    if !d.apply(&mut engine, fx) {
+        return;
+    }
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let deadline = d
+            .timers
+            .keys()
+            .next()
+            .map_or(next_tick, |(t, _)| (*t).min(next_tick));
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(FromNet::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(FromNet::Consensus { msg, from }) => {
+                let h = msg.height();
+                if d.best.is_none_or(|(b, _)| h > b) {
+                    d.best = Some((h, from));
+                }
+                let (fx, r) = engine.message(msg, ms_now());
+                if let Err(e) = r {
+                    tracing::debug!(peer = %from, error = %e, "consensus message not used");
+                }
+                if !d.apply(&mut engine, fx) {
+                    return;
+                }
+            }
+            Ok(FromNet::Synced { peer, blocks }) => {
+                d.syncing = None;
+                for (block, certificate) in blocks {
+                    let h = block.header.height;
+                    if h < engine.height() {
+                        continue;
+                    }
+                    if h > engine.height() {
+                        break;
+                    }
+                    let (fx, r) = engine.message(Msg::Decision { block, certificate }, ms_now());
+                    if let Err(e) = r {
+                        let why = format!("served block {h}, which does not verify: {e}");
+                        tracing::warn!(%peer, %why, "bad block from sync");
+                        let _ = d.out.blocking_send(ToNet::Disconnect(peer, why));
+                        break;
+                    }
+                    if !d.apply(&mut engine, fx) {
+                        return;
+                    }
+                }
+            }
+            Ok(FromNet::SyncFailed(_)) => d.syncing = None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // Timers due.
+        let now_i = Instant::now();
+        while let Some((&(t, seq), _)) = d.timers.iter().next() {
+            if t > now_i {
+                break;
+            }
+            let (height, timeout) = d.timers.remove(&(t, seq)).expect("present");
+            let fx = engine.timeout(height, timeout, ms_now());
+            if !d.apply(&mut engine, fx) {
+                return;
+            }
+        }
+        if now_i >= next_tick {
+            next_tick = now_i + TICK;
+            let fx = engine.tick(ms_now());
+            if !d.apply(&mut engine, fx) {
+                return;
+            }
+            d.maybe_sync(&engine);
+        }
+    }
+    tracing::info!(height = engine.height(), "consensus stopped");
+}
+
+impl Driver {
+    /// Behind by more than one height: ask the peer that is ahead for blocks (one request at
+    /// a time; each block is verified and re-executed by the engine as a decision).
+    fn maybe_sync(&mut self, engine: &Engine<ChainApp>) {
+        if self
+            .syncing
+            .is_some_and(|(_, t)| t.elapsed() < SYNC_TIMEOUT)
+        {
+            return;
+        }
+        if let Some((best, peer)) = self.best
+            && best > engine.height() + 1
+        {
+            self.syncing = Some((peer, Instant::now()));
+            let _ = self.out.blocking_send(ToNet::Sync {
+                peer,
+                from: engine.height(),
+            });
+        }
+    }
+
+    /// Carries out effects; false if the engine halted.
+    fn apply(&mut self, engine: &mut Engine<ChainApp>, fx: Vec<Effect>) -> bool {
+        for e in fx {
+            match e {
+                Effect::Broadcast(msg) => {
+                    if self.out.blocking_send(ToNet::Consensus(msg)).is_err() {
+                        tracing::debug!("network stopped");
+                    }
+                }
+                Effect::Schedule {
+                    height,
+                    timeout,
+                    after,
+                } => {
+                    self.seq += 1;
+                    self.timers
+                        .insert((Instant::now() + after, self.seq), (height, timeout));
+                    // Timers of past heights are dropped by the engine when they fire; keep
+                    // the map bounded anyway.
+                    while self.timers.len() > 1024 {
+                        self.timers.pop_first();
+                    }
+                }
+                Effect::Committed(h) => tracing::debug!(height = h, "committed"),
+                Effect::Evidence(ev) => {
+                    if !self.validator {
+                        continue;
+                    }
+                    let chain = engine.app().chain().clone();
+                    let author = self.key.public();
+                    let (_, seq) = chain.next_seq(&author);
+                    let event = Event::new(
+                        chain.chain_id(),
+                        author,
+                        seq,
+                        Timestamp(ms_now() + 3_600_000),
+                        EventPayload::Misbehaviour(ev),
+                    )
+                    .sign(&self.key);
+                    match chain.submit_verified(event, None) {
+                        Ok(id) => {
+                            tracing::warn!(validator = %ev.validator(), event = %id, "double-sign evidence submitted")
+                        }
+                        Err(e) => tracing::info!(error = %e, "double-sign evidence not submitted"),
+                    }
+                }
+                Effect::Halted(why) => {
+                    tracing::error!(%why, "consensus halted: committing a decided block failed; the node stops voting");
+                    self.halted.store(true, Ordering::SeqCst);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}

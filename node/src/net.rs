@@ -1,0 +1,467 @@
+//! The peer-to-peer network (libp2p 0.57): TCP + noise + yamux, identify, gossipsub for
+//! consensus messages and submitted events, request-response for block sync, and an allow
+//! list so that only peers named in the genesis file can hold a connection.
+//!
+//! **Permissioning.** The libp2p peer id of a validator is derived from its consensus key, and
+//! observers are listed by peer id in the genesis file. `allow_block_list` refuses every
+//! connection from another peer id as soon as the noise handshake has authenticated it, before
+//! any application protocol runs; the refusal is logged with the peer id.
+//!
+//! **Limits.** Gossip messages are at most one block's worth of bytes; sync responses at most
+//! [`SYNC_MAX_BLOCKS`] blocks and [`SYNC_MAX_BYTES`]; peers that send what does not decode are
+//! penalised by gossipsub (`Reject`) and logged; a peer that serves a block that does not verify
+//! is disconnected (by the replica, which checks it).
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::allow_block_list::{self, AllowedPeers};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, tcp, yamux};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use twinledger_core::block::MAX_BLOCK_BYTES;
+use twinledger_core::{Block, ChainId, CommitCertificate, Keypair, SignedEvent, codec};
+
+use crate::chain::Chain;
+use crate::consensus::Msg;
+
+/// Most blocks in one sync response.
+pub const SYNC_MAX_BLOCKS: u64 = 32;
+/// Most bytes of blocks in one sync response (a response always holds at least one block).
+pub const SYNC_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Most peers connected at once (validators and observers of one chain).
+pub const MAX_PEERS: usize = 300;
+
+/// What the replica asks the network to do.
+#[derive(Debug)]
+pub enum ToNet {
+    /// Gossip a consensus message.
+    Consensus(Msg),
+    /// Ask `peer` for committed blocks from `from`.
+    Sync {
+        /// Whom.
+        peer: PeerId,
+        /// First height wanted.
+        from: u64,
+    },
+    /// Disconnect a misbehaving peer, logging why.
+    Disconnect(PeerId, String),
+    /// Dial an address (with `/p2p/<peer id>`).
+    Dial(Multiaddr),
+}
+
+/// What the network hands the replica.
+#[derive(Debug)]
+pub enum FromNet {
+    /// A consensus message (decoded; not yet verified).
+    Consensus {
+        /// The message.
+        msg: Msg,
+        /// The peer that forwarded it.
+        from: PeerId,
+    },
+    /// Blocks returned by a sync request (decoded; not yet verified).
+    Synced {
+        /// Who served them.
+        peer: PeerId,
+        /// The blocks, in height order.
+        blocks: Vec<(Block, CommitCertificate)>,
+    },
+    /// A sync request failed or came back empty.
+    SyncFailed(PeerId),
+    /// Stop the replica.
+    Stop,
+}
+
+/// Block sync request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// First height wanted.
+    pub from: u64,
+}
+
+/// Block sync response: committed blocks from the requested height, in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// (block, certificate), heights `from..`.
+    pub blocks: Vec<(Block, CommitCertificate)>,
+}
+
+/// Length-prefixed postcard codec for the sync protocol.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncCodec;
+
+async fn read_frame<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("sync frame of {n} bytes exceeds the limit of {max}"),
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let n = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&n.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn bad(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+const SYNC_RESPONSE_MAX: usize = SYNC_MAX_BYTES + MAX_BLOCK_BYTES + 1024;
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let b = read_frame(io, 64).await?;
+        codec::decode("sync request", &b, 64).map_err(bad)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let b = read_frame(io, SYNC_RESPONSE_MAX).await?;
+        codec::decode("sync response", &b, SYNC_RESPONSE_MAX).map_err(bad)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &codec::encode(&req)).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &codec::encode(&res)).await
+    }
+}
+
+/// The libp2p behaviours.
+#[derive(NetworkBehaviour)]
+#[allow(missing_debug_implementations)] // libp2p's behaviours do not all implement Debug
+pub struct Behaviour {
+    allow: allow_block_list::Behaviour<AllowedPeers>,
+    identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Where to listen (e.g. `/ip4/127.0.0.1/tcp/0`).
+    pub listen: Multiaddr,
+    /// Peers to dial and keep dialling (each with `/p2p/<peer id>`).
+    pub dial: Vec<Multiaddr>,
+    /// Every peer id allowed to connect (validators and observers from genesis, minus us).
+    pub allowed: Vec<PeerId>,
+    /// The chain (topics are per chain).
+    pub chain_id: ChainId,
+    /// Largest gossip message (a block with its proposal).
+    pub max_message_bytes: usize,
+}
+
+/// The libp2p identity of a consensus key (its peer id is `peer_id_from_ed25519` of the key).
+pub fn identity(key: &Keypair) -> libp2p::identity::Keypair {
+    libp2p::identity::Keypair::ed25519_from_bytes(key.secret_bytes())
+        .expect("an ed25519 secret is 32 bytes")
+}
+
+/// The peer id of a consensus (or observer) public key.
+pub fn peer_id(key: &twinledger_core::PublicKey) -> PeerId {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes())
+        .expect("a valid ed25519 key");
+    PeerId::from_public_key(&libp2p::identity::PublicKey::from(pk))
+}
+
+fn topics(chain_id: &ChainId) -> (IdentTopic, IdentTopic) {
+    (
+        IdentTopic::new(format!("/twinledger/{chain_id}/consensus/1")),
+        IdentTopic::new(format!("/twinledger/{chain_id}/events/1")),
+    )
+}
+
+/// Builds the swarm.
+pub fn build_swarm(key: &Keypair, cfg: &NetConfig) -> anyhow::Result<Swarm<Behaviour>> {
+    let id = identity(key);
+    let mut allow = allow_block_list::Behaviour::<AllowedPeers>::default();
+    for p in &cfg.allowed {
+        allow.allow_peer(*p);
+    }
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(cfg.max_message_bytes)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(500))
+        // Small, fixed networks: every peer in the mesh.
+        .mesh_n_low(1)
+        .mesh_outbound_min(0)
+        .mesh_n(8)
+        .mesh_n_high(16)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let chain_id = cfg.chain_id;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(id)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|k| {
+            let mut gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(k.clone()), gossip_cfg)?;
+            let (c, e) = topics(&chain_id);
+            gossipsub.subscribe(&c)?;
+            gossipsub.subscribe(&e)?;
+            Ok(Behaviour {
+                allow,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/twinledger/1".into(),
+                    k.public(),
+                )),
+                gossipsub,
+                sync: request_response::Behaviour::new(
+                    [(
+                        StreamProtocol::new("/twinledger/sync/1"),
+                        ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                ),
+            })
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}
+
+/// Runs the network until `shutdown`: gossips what the replica sends, hands it consensus
+/// messages and synced blocks, serves sync requests from the chain, and admits gossiped events
+/// to the mempool (after checking their signatures). `listening` gets the bound address.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    mut swarm: Swarm<Behaviour>,
+    cfg: NetConfig,
+    chain: Arc<Chain>,
+    mut to_net: mpsc::Receiver<ToNet>,
+    from_net: std::sync::mpsc::SyncSender<FromNet>,
+    mut events: mpsc::Receiver<Vec<u8>>,
+    listening: oneshot::Sender<Multiaddr>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    swarm.listen_on(cfg.listen.clone())?;
+    let (consensus_topic, events_topic) = topics(&cfg.chain_id);
+    let mut listening = Some(listening);
+    let mut dial: Vec<Multiaddr> = cfg.dial.clone();
+    for a in &dial {
+        let _ = swarm.dial(a.clone());
+    }
+    let allowed: HashSet<PeerId> = cfg.allowed.iter().copied().collect();
+    let mut redial = tokio::time::interval(Duration::from_secs(2));
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_event = chain.max_event_bytes();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = redial.tick() => {
+                for a in &dial {
+                    let connected = peer_of(a).is_some_and(|p| swarm.is_connected(&p));
+                    if !connected {
+                        let _ = swarm.dial(a.clone());
+                    }
+                }
+            }
+            out = to_net.recv() => match out {
+                None => break,
+                Some(ToNet::Consensus(msg)) => {
+                    let bytes = codec::encode(&msg);
+                    if let Err(e) = swarm.behaviour_mut().gossipsub.publish(consensus_topic.clone(), bytes) {
+                        tracing::debug!(error = %e, "consensus gossip not sent");
+                    }
+                }
+                Some(ToNet::Sync { peer, from }) => {
+                    swarm.behaviour_mut().sync.send_request(&peer, SyncRequest { from });
+                }
+                Some(ToNet::Disconnect(peer, why)) => {
+                    tracing::warn!(%peer, %why, "disconnecting peer");
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+                Some(ToNet::Dial(addr)) => {
+                    let _ = swarm.dial(addr.clone());
+                    dial.push(addr);
+                }
+            },
+            ev = events.recv() => {
+                if let Some(bytes) = ev
+                    && let Err(e) = swarm.behaviour_mut().gossipsub.publish(events_topic.clone(), bytes)
+                {
+                    tracing::debug!(error = %e, "event gossip not sent");
+                }
+            }
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, peer = %swarm.local_peer_id(), "p2p listening");
+                    if let Some(tx) = listening.take() {
+                        let _ = tx.send(address);
+                    }
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    tracing::info!(peer = %peer_id, "peer connected");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
+                }
+                SwarmEvent::IncomingConnectionError { send_back_addr, peer_id, error, .. } => {
+                    if peer_id.is_some_and(|p| !allowed.contains(&p)) || error.to_string().contains("denied") {
+                        tracing::warn!(peer = ?peer_id, addr = %send_back_addr, %error, "refused connection from a peer not in genesis");
+                    } else {
+                        tracing::debug!(addr = %send_back_addr, %error, "incoming connection failed");
+                    }
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                    propagation_source, message_id, message,
+                })) => {
+                    let verdict = if message.topic == consensus_topic.hash() {
+                        match codec::decode::<Msg>("consensus message", &message.data, cfg.max_message_bytes) {
+                            Ok(msg) => {
+                                let _ = from_net.try_send(FromNet::Consensus { msg, from: propagation_source });
+                                MessageAcceptance::Accept
+                            }
+                            Err(e) => {
+                                tracing::warn!(peer = %propagation_source, error = %e, "malformed consensus message");
+                                MessageAcceptance::Reject
+                            }
+                        }
+                    } else if message.topic == events_topic.hash() {
+                        admit_event(&chain, &message.data, max_event, propagation_source)
+                    } else {
+                        MessageAcceptance::Ignore
+                    };
+                    let _ = swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id, &propagation_source, verdict,
+                    );
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        let blocks = serve_sync(&chain, request.from);
+                        let _ = swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks });
+                    }
+                    request_response::Message::Response { response, .. } => {
+                        let msg = if response.blocks.is_empty() {
+                            FromNet::SyncFailed(peer)
+                        } else {
+                            FromNet::Synced { peer, blocks: response.blocks }
+                        };
+                        let _ = from_net.try_send(msg);
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. })) => {
+                    tracing::debug!(%peer, %error, "sync request failed");
+                    let _ = from_net.try_send(FromNet::SyncFailed(peer));
+                }
+                _ => {}
+            }
+        }
+    }
+    tracing::info!("p2p stopped");
+    Ok(())
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// A gossiped event: decoded with the chain's size limit, signature checked, then admitted like
+/// an API submission. Bad bytes or a bad signature reject the message (the peer is penalised).
+fn admit_event(chain: &Chain, bytes: &[u8], max: usize, from: PeerId) -> MessageAcceptance {
+    let ev = match SignedEvent::from_bytes(bytes, max) {
+        Ok(ev) => ev,
+        Err(e) => {
+            tracing::warn!(peer = %from, error = %e, "malformed gossiped event");
+            return MessageAcceptance::Reject;
+        }
+    };
+    if ev.verify_signature().is_err() || ev.event.chain_id != chain.chain_id() {
+        tracing::warn!(peer = %from, "gossiped event with a bad signature or another chain id");
+        return MessageAcceptance::Reject;
+    }
+    match chain.submit_verified_at(ev, None, crate::chain::now()) {
+        Ok(_) => MessageAcceptance::Accept,
+        // Already pending, already final, or refused by the rules on this node's state: do not
+        // forward, but do not punish (states differ by a block at most).
+        Err(_) => MessageAcceptance::Ignore,
+    }
+}
+
+/// Committed blocks from `from`, bounded by count and bytes.
+fn serve_sync(chain: &Chain, from: u64) -> Vec<(Block, CommitCertificate)> {
+    let tip = chain.height();
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut h = from.max(1);
+    while h <= tip && (out.len() as u64) < SYNC_MAX_BLOCKS {
+        let Some(b) = chain.committed_block(h) else {
+            break;
+        };
+        let size = codec::encode(&b.0).len();
+        if !out.is_empty() && bytes + size > SYNC_MAX_BYTES {
+            break;
+        }
+        bytes += size;
+        out.push(b);
+        h += 1;
+    }
+    out
+}
