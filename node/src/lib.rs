@@ -9,6 +9,7 @@ pub mod api;
 pub mod chain;
 pub mod consensus;
 pub mod dev;
+pub mod devnet;
 pub mod keyfile;
 pub mod metrics;
 pub mod net;

@@ -240,9 +240,9 @@ pub fn build_swarm(key: &Keypair, cfg: &NetConfig) -> anyhow::Result<Swarm<Behav
         .mesh_outbound_min(0)
         .mesh_n(8)
         .mesh_n_high(16)
-        .message_id_fn(|m: &gossipsub::Message| {
-            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-        })
+        // Message ids stay gossipsub's (signer + sequence number), not a content hash: the
+        // engine rebroadcasts identical votes on purpose when a height stalls, and those must
+        // not be swallowed as duplicates. Receivers are idempotent.
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let chain_id = cfg.chain_id;

@@ -60,11 +60,22 @@ impl NodeProcess {
     /// Starts `twinledger-node --dev` on `data_dir` with the API on an OS-chosen loopback port,
     /// and waits (deadline 60 s) for it to print its API address.
     pub fn start_dev(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args: Vec<String> = vec!["--dev".into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.push("--data-dir".into());
+        args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(&args)
+    }
+
+    /// Starts `twinledger-node` with `args` (which must put the API on a loopback port) and
+    /// waits (deadline 60 s) for it to print its API address.
+    pub fn start(args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(node_binary()?)
-            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("TWINLEDGER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -72,9 +83,16 @@ impl NodeProcess {
         let stdout = child.stdout.take().context("node stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The node logs to stdout; with TWINLEDGER_TEST_LOG set, pass its lines on.
+            let echo = std::env::var_os("TWINLEDGER_TEST_LOG").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.trim().strip_prefix("API") {
                     let _ = tx.send(url.trim().trim_start_matches("http://").to_string());
+                } else if echo {
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!("{line}");
+                    }
                 }
             }
         });
