@@ -184,8 +184,55 @@ fn build() -> (DevChain, BTreeMap<&'static str, SignedEvent>) {
     (chain, out)
 }
 
+/// Consensus messages (PROTOCOL.md §12) and a misbehaviour event (§5.12), at height 1 of the
+/// reference chain, by its validators. Not committed: these pin bytes, not a history.
+fn consensus_vectors(chain: &mut DevChain) -> serde_json::Value {
+    use twinledger_core::consensus::{DoubleSign, ProposalBody, Vote, VoteKind};
+    let first = &chain.blocks[0];
+    let cp = first.block.header.checkpoint();
+    let chain_id = chain.state.chain_id();
+    let (v0, v1) = (chain.validators[0].clone(), chain.validators[1].clone());
+    let vote = |kind, value| Vote {
+        chain_id,
+        height: 1,
+        round: 0,
+        kind,
+        value,
+    };
+    let prevote = vote(VoteKind::Prevote, Some(cp)).sign(&v1);
+    let prevote_nil = vote(VoteKind::Prevote, None).sign(&v1);
+    let precommit = vote(VoteKind::Precommit, Some(cp)).sign(&v1);
+    let precommit_nil = vote(VoteKind::Precommit, None).sign(&v1);
+    let proposal = ProposalBody {
+        version: consensus::CONSENSUS_VERSION,
+        height: 1,
+        round: 0,
+        pol_round: None,
+        value: cp,
+    };
+    let evidence = DoubleSign {
+        first: prevote,
+        second: prevote_nil,
+    }
+    .canonical();
+    let report = chain.event(&v0, EventPayload::Misbehaviour(evidence));
+    serde_json::json!({
+        "prevote_signing_message_hex": hex::encode(prevote.vote.signing_message()),
+        "prevote_nil_signing_message_hex": hex::encode(prevote_nil.vote.signing_message()),
+        "precommit_signing_message_hex": hex::encode(precommit.vote.signing_message()),
+        "precommit_nil_signing_message_hex": hex::encode(precommit_nil.vote.signing_message()),
+        "signed_prevote_hex": hex::encode(codec::encode(&prevote)),
+        "proposal_signing_message_hex": hex::encode(proposal.signing_message()),
+        "misbehaviour_event": {
+            "signed_hex": hex::encode(report.to_bytes()),
+            "event_id": report.id().to_hex(),
+        },
+    })
+}
+
 fn render() -> serde_json::Value {
-    let (chain, events) = build();
+    let (mut chain, events) = build();
+    let consensus = consensus_vectors(&mut chain);
     let last = chain.blocks.last().unwrap();
     let header = &last.block.header;
     let cp = header.checkpoint();
@@ -217,6 +264,7 @@ fn render() -> serde_json::Value {
         "checkpoint_hex": hex::encode(codec::encode(&cp)),
         "commit_vote_signing_message_hex": hex::encode(vote.signing_message()),
         "checkpoint_text": cp.to_text(&last.certificate),
+        "consensus": consensus,
     })
 }
 
@@ -264,6 +312,19 @@ fn vectors_verify_from_bytes_alone() {
             v["leaf_hash"].as_str().unwrap()
         );
     }
+    // §12: the misbehaviour event decodes, verifies, and its evidence verifies against genesis.
+    let m = &want["consensus"]["misbehaviour_event"];
+    let ev = SignedEvent::from_bytes(
+        &hex::decode(m["signed_hex"].as_str().unwrap()).unwrap(),
+        event::MAX_EVENT_BYTES,
+    )
+    .unwrap();
+    ev.verify_signature().unwrap();
+    assert_eq!(ev.id().to_hex(), m["event_id"].as_str().unwrap());
+    let EventPayload::Misbehaviour(ds) = &ev.event.payload else {
+        panic!("not a misbehaviour event");
+    };
+    ds.verify(&genesis.chain_id(), &genesis.validators).unwrap();
     let text = want["checkpoint_text"].as_str().unwrap();
     let (cp, cert) = Checkpoint::from_text(text).unwrap();
     assert_eq!(cp.block_hash.to_hex(), want["block_hash"].as_str().unwrap());

@@ -33,8 +33,10 @@ pub struct NodePolicy {
     pub mempool_size: usize,
 }
 
-/// The consensus seam: turns a proposed block into a commit certificate. The single-validator
-/// implementation signs it; the BFT engine (issue #4) replaces it behind this interface.
+/// The single-validator seam: turns a block this node built into a commit certificate. Used by
+/// [`Chain::produce`] when this node is the chain's only validator; with several validators the
+/// BFT engine (`crate::consensus`) drives [`Chain::bft_build`], [`Chain::bft_validate`] and
+/// [`Chain::bft_commit`] instead.
 pub trait Consensus: Send + Sync + 'static {
     /// Decides `block` (already built and executed by this node) and returns its certificate.
     fn commit<'a>(

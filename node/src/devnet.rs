@@ -1,4 +1,4 @@
-//! A local multi-validator network on loopback: the files behind `twinctl devnet up` and the
+//! A local multi-validator network on loopback: the files behind `twinledger-devnet up` and the
 //! multi-process tests. One organisation (hospital) per validator, a fresh key each, a genesis
 //! listing them with loopback p2p addresses on ports the OS picked, plus an auditor, a
 //! physician and a demo patient key. Keys are unencrypted (mode 0600): development only.

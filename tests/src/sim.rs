@@ -351,6 +351,19 @@ impl Sim {
         }
     }
 
+    /// Delivers `msg` to node `i` now (no network), returning the engine's verdict.
+    pub fn deliver(
+        &mut self,
+        i: usize,
+        msg: Msg,
+    ) -> Result<(), twinledger_node::consensus::Refused> {
+        let now = self.now;
+        let engine = self.nodes[i].engine.as_mut().expect("running");
+        let (fx, r) = engine.message(msg, now);
+        self.effects(i, fx);
+        r
+    }
+
     /// Submits a fresh event (a new patient's consent grant) to node `to` and, as gossip would,
     /// to every other running node it can reach.
     pub fn submit(&mut self, to: usize) {

@@ -233,3 +233,55 @@ fn withheld_votes_do_not_stop_progress() {
         sim.check_agreement();
     }
 }
+
+/// Nothing unverified is applied: a decision (what sync and the decision push deliver) whose
+/// certificate does not verify, or whose block differs from the certified one, is refused by
+/// name and changes nothing; the genuine one is applied.
+#[test]
+fn decisions_that_do_not_verify_are_refused_and_change_nothing() {
+    use twinledger_node::consensus::{Msg, Refused};
+    let mut source = Sim::new(4, 81);
+    assert!(source.run_until(30_000, 100, |s| all_reach(s, 3)));
+    let sb = source.store(0).block(1).unwrap().unwrap();
+    // A fresh cluster of the same genesis, every message lost: nobody decides by itself.
+    let mut sim = Sim::new(4, 82);
+    sim.faults = Faults {
+        drop: 1.0,
+        duplicate: 0.0,
+        max_delay: 1,
+    };
+    let mut tampered = sb.block.clone();
+    tampered.header.time.0 += 1;
+    let r = sim.deliver(
+        0,
+        Msg::Decision {
+            block: tampered,
+            certificate: sb.certificate.clone(),
+        },
+    );
+    assert!(matches!(r, Err(Refused::Certificate(_))), "{r:?}");
+    let mut weak = sb.certificate.clone();
+    weak.signatures.truncate(2);
+    let r = sim.deliver(
+        0,
+        Msg::Decision {
+            block: sb.block.clone(),
+            certificate: weak,
+        },
+    );
+    assert!(matches!(r, Err(Refused::Certificate(m)) if m.contains("two thirds")));
+    assert_eq!(sim.height(0), 0, "a refused decision changed the store");
+    sim.deliver(
+        0,
+        Msg::Decision {
+            block: sb.block.clone(),
+            certificate: sb.certificate.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(sim.height(0), 1);
+    assert_eq!(
+        sim.store(0).block(1).unwrap().unwrap().block.header.hash(),
+        sb.block.header.hash()
+    );
+}

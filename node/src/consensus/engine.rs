@@ -155,18 +155,20 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
+            // Malachite's defaults: generous step timeouts cost nothing on the happy path
+            // (steps advance on quorums, not timers) and avoid failed rounds under load.
             timeouts: LinearTimeouts {
-                propose: Duration::from_millis(1500),
-                propose_delta: Duration::from_millis(250),
-                prevote: Duration::from_millis(500),
-                prevote_delta: Duration::from_millis(250),
-                precommit: Duration::from_millis(500),
-                precommit_delta: Duration::from_millis(250),
-                rebroadcast: Duration::from_secs(2),
+                propose: Duration::from_millis(3000),
+                propose_delta: Duration::from_millis(500),
+                prevote: Duration::from_millis(1000),
+                prevote_delta: Duration::from_millis(500),
+                precommit: Duration::from_millis(1000),
+                precommit_delta: Duration::from_millis(500),
+                rebroadcast: Duration::from_secs(5),
                 max_timeout: Duration::from_secs(30),
             },
-            rebroadcast: Duration::from_millis(1000),
-            decision_push: Duration::from_millis(500),
+            rebroadcast: Duration::from_millis(2000),
+            decision_push: Duration::from_millis(2000),
         }
     }
 }
@@ -218,6 +220,8 @@ pub struct Engine<A: App> {
     reported: HashSet<(PublicKey, u64, u32, VoteKind)>,
     pushed: BTreeMap<u64, u64>,
     last_progress: u64,
+    /// Rebroadcasts since the last progress.
+    stalls: u64,
     halted: bool,
 }
 
@@ -272,6 +276,7 @@ impl<A: App> Engine<A> {
             reported: HashSet::new(),
             pushed: BTreeMap::new(),
             last_progress: 0,
+            stalls: 0,
             halted: false,
         }
     }
@@ -340,7 +345,18 @@ impl<A: App> Engine<A> {
         }
         if now.saturating_sub(self.last_progress) >= ms(self.cfg.rebroadcast) {
             self.last_progress = now;
-            fx.extend(self.mine.iter().cloned().map(Effect::Broadcast));
+            self.stalls += 1;
+            // Votes and status are small: resend them every time. A proposal carries a whole
+            // block: resend it only every third time, so that a slow network is not flooded
+            // with copies of the block it is still delivering.
+            let with_proposal = self.stalls.is_multiple_of(3);
+            fx.extend(
+                self.mine
+                    .iter()
+                    .filter(|m| with_proposal || matches!(m, Msg::Vote(_)))
+                    .cloned()
+                    .map(Effect::Broadcast),
+            );
             fx.push(Effect::Broadcast(Msg::Status {
                 height: self.height,
             }));
@@ -464,6 +480,8 @@ impl<A: App> Engine<A> {
         let Some(block) = self.blocks.get(cp) else {
             return false;
         };
+        let events = block.events.len();
+        let t0 = std::time::Instant::now();
         let ok = match self.app.validate_block(block, now) {
             Ok(()) => true,
             Err(why) => {
@@ -471,6 +489,14 @@ impl<A: App> Engine<A> {
                 false
             }
         };
+        tracing::debug!(
+            height = self.height,
+            round = self.round(),
+            events,
+            ok,
+            ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "proposal re-executed"
+        );
         self.validity.insert(*cp, ok);
         ok
     }
@@ -507,6 +533,7 @@ impl<A: App> Engine<A> {
                 match out {
                     Output::NewRound(_, round) => {
                         self.last_progress = now;
+                        self.stalls = 0;
                         self.mine.clear();
                         let proposer =
                             tc::proposer(&self.set, self.height, round.as_u32().unwrap_or(0));
@@ -633,6 +660,8 @@ impl<A: App> Engine<A> {
             return;
         };
         self.collect_evidence(fx);
+        let (round, events) = (cert.round, block.events.len());
+        let t0 = std::time::Instant::now();
         let next_set = match self.app.commit(block, cert) {
             Ok(s) => s,
             Err(e) => {
@@ -641,6 +670,13 @@ impl<A: App> Engine<A> {
                 return;
             }
         };
+        tracing::debug!(
+            height = self.height,
+            round,
+            events,
+            commit_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "decided"
+        );
         fx.push(Effect::Committed(self.height));
         self.height += 1;
         self.set = next_set;
