@@ -181,6 +181,9 @@ pub struct Chain {
     executed: Mutex<HashMap<Hash, (State, BlockResults)>>,
     /// Where events submitted through the API are gossiped to the other nodes (BFT mode).
     gossip: Mutex<Option<tokio::sync::mpsc::Sender<Vec<u8>>>>,
+    /// Set when consensus stopped because a decided block could not be written: the node
+    /// serves reads but takes no further part; `/health` reports it.
+    halted: std::sync::atomic::AtomicBool,
 }
 
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
@@ -284,6 +287,7 @@ impl Chain {
             metrics,
             executed: Mutex::new(HashMap::new()),
             gossip: Mutex::new(None),
+            halted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -350,6 +354,16 @@ impl Chain {
             tracing::debug!("event gossip queue full");
         }
         Ok(id)
+    }
+
+    /// Marks consensus as halted (a decided block could not be written).
+    pub fn set_halted(&self) {
+        self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether consensus halted on this node.
+    pub fn is_halted(&self) -> bool {
+        self.halted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Gossip every event admitted through [`Chain::submit_verified`] to `tx` (BFT mode).

@@ -159,6 +159,41 @@ impl Kv for MemoryKv {
     }
 }
 
+/// The in-memory store with a switch that makes every write fail, as a full or broken disk
+/// does: for fault tests (the node's API tests, the cluster simulation).
+#[derive(Debug, Default)]
+pub struct FaultyKv {
+    inner: MemoryKv,
+    /// While set, every write fails with an I/O error and changes nothing.
+    pub fail: std::sync::atomic::AtomicBool,
+    /// Writes refused so far.
+    pub failures: std::sync::atomic::AtomicU32,
+}
+
+impl Kv for FaultyKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+
+    fn commit(&self, writes: Entries) -> Result<(), StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Io("No space left on device".into()));
+        }
+        self.inner.commit(writes)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        self.inner.scan(prefix, start, limit)
+    }
+}
+
 /// A committed block as stored: the block, its results and its commit certificate (the core's
 /// [`twinledger_core::audit::CommittedBlock`], also the unit of the export stream).
 pub type StoredBlock = twinledger_core::audit::CommittedBlock;

@@ -566,46 +566,11 @@ async fn a_client_over_its_rate_is_refused() {
     node.stop().await;
 }
 
-/// A store whose writes fail on demand, as a full disk does.
-#[derive(Default)]
-struct FlakyKv {
-    inner: twinledger_node::store::MemoryKv,
-    fail: std::sync::atomic::AtomicBool,
-    failures: std::sync::atomic::AtomicU32,
-}
-
-impl twinledger_node::store::Kv for FlakyKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, twinledger_node::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn commit(
-        &self,
-        writes: twinledger_node::store::Entries,
-    ) -> Result<(), twinledger_node::store::StoreError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            self.failures
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(twinledger_node::store::StoreError::Io(
-                "No space left on device".into(),
-            ));
-        }
-        self.inner.commit(writes)
-    }
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<twinledger_node::store::Entries, twinledger_node::store::StoreError> {
-        self.inner.scan(prefix, start, limit)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_disk_reports_nothing_final_and_loses_nothing() {
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
-    let kv = std::sync::Arc::new(FlakyKv::default());
+    let kv = std::sync::Arc::new(twinledger_node::store::FaultyKv::default());
     let store = Store::new(kv.clone());
     let node = TestNode::start_on(dir.path(), store, twinledger_node::ApiOptions::default())
         .await

@@ -61,6 +61,7 @@ pub enum Byzantine {
 struct SimNode {
     key: Keypair,
     store: Store,
+    disk: Arc<twinledger_node::store::FaultyKv>,
     engine: Option<Engine<ChainApp>>,
     incarnation: u64,
     byzantine: Option<Byzantine>,
@@ -102,6 +103,8 @@ pub struct Sim {
     pub submitted: Vec<SignedEvent>,
     /// Double-sign evidence reported by engines: (reporter, evidence).
     pub evidence: Vec<(usize, twinledger_core::consensus::DoubleSign)>,
+    /// Nodes whose engine halted, with why.
+    pub halted: Vec<(usize, String)>,
 }
 
 const TICK_MS: u64 = 50;
@@ -114,12 +117,16 @@ impl Sim {
         let nodes = dev
             .validators
             .iter()
-            .map(|k| SimNode {
-                key: k.clone(),
-                store: Store::memory(),
-                engine: None,
-                incarnation: 0,
-                byzantine: None,
+            .map(|k| {
+                let disk = Arc::new(twinledger_node::store::FaultyKv::default());
+                SimNode {
+                    key: k.clone(),
+                    store: Store::new(disk.clone()),
+                    disk,
+                    engine: None,
+                    incarnation: 0,
+                    byzantine: None,
+                }
             })
             .collect();
         let now = DEV_GENESIS_TIME.0 + 1000;
@@ -138,6 +145,7 @@ impl Sim {
             patients: 0,
             submitted: Vec::new(),
             evidence: Vec::new(),
+            halted: Vec::new(),
         };
         for i in 0..n {
             sim.start(i);
@@ -217,6 +225,14 @@ impl Sim {
         let fx = engine.start(self.now);
         node.engine = Some(engine);
         self.effects(i, fx);
+    }
+
+    /// Makes node `i`'s disk refuse every write from now on.
+    pub fn fail_disk(&mut self, i: usize) {
+        self.nodes[i]
+            .disk
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Crashes node `i` (kill -9: its mempool and in-flight timers are lost; its store stays).
@@ -302,7 +318,12 @@ impl Sim {
                         let _ = chain.submit_verified_at(ev, None, Timestamp(self.now));
                     }
                 }
-                Effect::Halted(why) => panic!("node {i} halted: {why} (seed {})", self.seed),
+                Effect::Halted(why) => {
+                    if let Some(chain) = self.chain(i) {
+                        chain.set_halted();
+                    }
+                    self.halted.push((i, why));
+                }
             }
         }
     }

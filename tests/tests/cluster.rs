@@ -13,6 +13,16 @@ fn seeds(default: &[u64]) -> Vec<u64> {
     }
 }
 
+/// No test expects an engine to halt unless it says so.
+fn no_halts(sim: &Sim) {
+    assert!(
+        sim.halted.is_empty(),
+        "seed {}: halted: {:?}",
+        sim.seed,
+        sim.halted
+    );
+}
+
 fn all_reach(sim: &Sim, h: u64) -> bool {
     (0..sim.len()).all(|i| sim.height(i) >= h)
 }
@@ -69,6 +79,7 @@ fn seeded_drop_delay_reorder_keeps_safety_and_converges() {
         };
         sim.run_until(120_000, 200, |s| all_reach(s, 30));
         sim.check_agreement();
+        no_halts(&sim);
         sim.faults = Faults::NONE;
         let target = (0..4).map(|i| sim.height(i)).max().unwrap() + 3;
         assert!(
@@ -77,6 +88,7 @@ fn seeded_drop_delay_reorder_keeps_safety_and_converges() {
             (0..4).map(|i| sim.height(i)).collect::<Vec<_>>()
         );
         sim.check_agreement();
+        no_halts(&sim);
     }
 }
 
@@ -101,6 +113,7 @@ fn partition_minority_stalls_majority_continues_heal_converges() {
             "seed {seed}: no convergence after healing"
         );
         sim.check_agreement();
+        no_halts(&sim);
     }
 }
 
@@ -131,6 +144,7 @@ fn two_of_four_down_halts_without_fork_and_resumes() {
             (0..4).map(|i| sim.height(i)).collect::<Vec<_>>()
         );
         sim.check_agreement();
+        no_halts(&sim);
     }
 }
 
@@ -160,6 +174,7 @@ fn repeated_crash_restart_under_load() {
         );
         assert!(target > 10, "seed {seed}: too little progress ({target})");
         sim.check_agreement();
+        no_halts(&sim);
     }
 }
 
@@ -177,6 +192,7 @@ fn equivocation_is_detected_and_recorded_on_chain() {
             sim.evidence.len()
         );
         sim.check_agreement();
+        no_halts(&sim);
         let on_chain = sim.evidence_on_chain(0);
         let byz = twinledger_core::devkit::dev_key("validator/3").public();
         assert!(
@@ -207,6 +223,7 @@ fn invalid_proposals_are_rejected_and_progress_continues() {
             (0..4).map(|i| sim.height(i)).collect::<Vec<_>>()
         );
         sim.check_agreement();
+        no_halts(&sim);
         let byz = twinledger_core::devkit::dev_key("validator/1").public();
         let st = sim.store(0);
         for h in 1..=st.tip().unwrap() {
@@ -231,6 +248,7 @@ fn withheld_votes_do_not_stop_progress() {
             (0..4).map(|i| sim.height(i)).collect::<Vec<_>>()
         );
         sim.check_agreement();
+        no_halts(&sim);
     }
 }
 
@@ -284,4 +302,34 @@ fn decisions_that_do_not_verify_are_refused_and_change_nothing() {
         sim.store(0).block(1).unwrap().unwrap().block.header.hash(),
         sb.block.header.hash()
     );
+}
+
+/// A validator whose disk fails cannot write a decided block: its engine halts (it never votes
+/// on top of an unwritten block), `/health` reports it, its store keeps the last good block, and
+/// the other three carry on.
+#[test]
+fn a_validator_whose_disk_fails_halts_and_the_rest_continue() {
+    let mut sim = Sim::new(4, 91);
+    assert!(sim.run_until(30_000, 100, |s| all_reach(s, 3)));
+    sim.fail_disk(2);
+    let frozen = sim.height(2);
+    assert!(
+        sim.run_until(60_000, 100, |s| !s.halted.is_empty()
+            && (0..4)
+                .filter(|&i| i != 2)
+                .all(|i| s.height(i) >= frozen + 5)),
+        "heights {:?}, halted {:?}",
+        (0..4).map(|i| sim.height(i)).collect::<Vec<_>>(),
+        sim.halted
+    );
+    assert_eq!(sim.halted.len(), 1);
+    assert_eq!(sim.halted[0].0, 2);
+    assert!(
+        sim.halted[0].1.contains("No space left"),
+        "{}",
+        sim.halted[0].1
+    );
+    assert!(sim.chain(2).unwrap().is_halted());
+    assert_eq!(sim.height(2), frozen, "a block was half-written");
+    sim.check_agreement();
 }

@@ -14,7 +14,9 @@ use super::Api;
 pub async fn health(State(api): State<Arc<Api>>) -> Json<Value> {
     let st = api.chain.state();
     Json(json!({
-        "status": "ok",
+        // "halted": consensus stopped because a decided block could not be written (disk);
+        // the node still serves what it has, but takes no further part. Restart it.
+        "status": if api.chain.is_halted() { "halted" } else { "ok" },
         "chain_id": api.chain.chain_id(),
         "height": st.height(),
         "log_size": st.log_size(),

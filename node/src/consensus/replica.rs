@@ -313,6 +313,7 @@ impl Driver {
                 Effect::Halted(why) => {
                     tracing::error!(%why, "consensus halted: committing a decided block failed; the node stops voting");
                     self.halted.store(true, Ordering::SeqCst);
+                    engine.app().chain().set_halted();
                     return false;
                 }
             }
