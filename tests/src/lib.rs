@@ -27,14 +27,8 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "-q",
-                "-p",
-                "twinledger-node",
-                "--bin",
-                "twinledger-node",
-            ]);
+            // Both binaries of the package: the node, and the devnet tool that starts it.
+            cmd.args(["build", "-q", "-p", "twinledger-node", "--bins"]);
             if release {
                 cmd.arg("--release");
             }
@@ -46,6 +40,11 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
         })
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// The `twinledger-devnet` binary of this build profile (built with the node).
+pub fn devnet_binary() -> anyhow::Result<PathBuf> {
+    Ok(node_binary()?.with_file_name("twinledger-devnet"))
 }
 
 /// A running node process.
