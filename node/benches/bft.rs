@@ -10,50 +10,22 @@
 //!    (submission to the block being final and flushed on node 0).
 #![allow(clippy::print_stdout, missing_docs)]
 
+mod common;
+
 use std::collections::HashMap;
+
+use common::{env, grant};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use twinledger_core::codes::{Action, DataCategory, Purpose};
 use twinledger_core::devkit::dev_key;
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
-use twinledger_core::{Event, EventId, EventPayload, Keypair, SignedEvent, Timestamp};
+use twinledger_core::{EventId, Keypair, SignedEvent};
 use twinledger_genesis::{GenesisFile, ValidatorEntry, peer_id_from_ed25519};
 use twinledger_node::chain::{Chain, now};
 use twinledger_node::consensus::replica::Replica;
 use twinledger_node::{ApiOptions, open_chain, open_store, replica_config, run_replicated};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn grant(chain: twinledger_core::ChainId, i: u64, org: &Keypair) -> SignedEvent {
-    let p = dev_key(&format!("bft/patient/{i}"));
-    Event::new(
-        chain,
-        p.public(),
-        0,
-        now().plus_ms(3_600_000),
-        EventPayload::ConsentGrant(ConsentGrant {
-            patient: p.public(),
-            grantee: Grantee::Organisation(org.public()),
-            scope: Scope {
-                categories: [DataCategory::VitalSigns].into_iter().collect(),
-                purposes: [Purpose::Treat].into_iter().collect(),
-                actions: [Action::Read].into_iter().collect(),
-            },
-            valid_from: Timestamp(0),
-            valid_until: None,
-        }),
-    )
-    .sign(&p)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -143,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         let org = orgs[0].clone();
         tokio::task::spawn_blocking(move || {
             (0..n)
-                .map(|i| hex::encode(grant(id, i, &org).to_bytes()))
+                .map(|i| hex::encode(grant(id, "bft", i, &org).to_bytes()))
                 .collect()
         })
         .await?
@@ -206,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
     let m = rate * seconds;
     let events: Vec<SignedEvent> = {
         let org = orgs[0].clone();
-        tokio::task::spawn_blocking(move || (n..n + m).map(|i| grant(id, i, &org)).collect())
+        tokio::task::spawn_blocking(move || (n..n + m).map(|i| grant(id, "bft", i, &org)).collect())
             .await?
     };
     let sent: Arc<Mutex<HashMap<EventId, Instant>>> = Arc::new(Mutex::new(HashMap::new()));

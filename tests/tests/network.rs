@@ -107,6 +107,16 @@ impl Net {
         ev.id().to_string()
     }
 
+    /// Whether nodes `range` all hold at least `n` events.
+    async fn all_final(&self, range: std::ops::Range<usize>, n: u64) -> bool {
+        for i in range {
+            if self.log_size(i).await < n {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn wait(&self, what: &str, deadline: Duration, mut ok: impl AsyncFnMut(&Net) -> bool) {
         let end = Instant::now() + deadline;
         loop {
@@ -145,14 +155,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "20 events final on all 5 nodes",
         Duration::from_secs(60),
-        async |net| {
-            for i in 0..5 {
-                if net.log_size(i).await < 20 {
-                    return false;
-                }
-            }
-            true
-        },
+        async |net| net.all_final(0..5, 20).await,
     )
     .await;
 
@@ -166,14 +169,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "3 validators finalise without the 4th",
         Duration::from_secs(60),
-        async |net| {
-            for i in 0..3 {
-                if net.log_size(i).await < expected {
-                    return false;
-                }
-            }
-            true
-        },
+        async |net| net.all_final(0..3, expected).await,
     )
     .await;
 
@@ -192,14 +188,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "all four finalise again",
         Duration::from_secs(60),
-        async |net| {
-            for i in 0..4 {
-                if net.log_size(i).await < expected {
-                    return false;
-                }
-            }
-            true
-        },
+        async |net| net.all_final(0..4, expected).await,
     )
     .await;
 
@@ -218,14 +207,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "progress resumes with both back",
         Duration::from_secs(90),
-        async |net| {
-            for i in 0..4 {
-                if net.log_size(i).await < expected {
-                    return false;
-                }
-            }
-            true
-        },
+        async |net| net.all_final(0..4, expected).await,
     )
     .await;
     let _ = pending;
@@ -260,14 +242,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "validators and observer move on",
         Duration::from_secs(60),
-        async |net| {
-            for i in 0..5 {
-                if net.log_size(i).await < expected {
-                    return false;
-                }
-            }
-            true
-        },
+        async |net| net.all_final(0..5, expected).await,
     )
     .await;
     assert_eq!(
