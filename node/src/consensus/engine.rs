@@ -728,13 +728,11 @@ impl<A: App> Engine<A> {
         let map = self.driver.votes_mut().take_evidence();
         for (_, pairs) in map.iter() {
             for (a, b) in pairs {
-                let Some(first) = self.signed_of(a) else {
-                    continue;
-                };
-                let Some(second) = self.signed_of(b) else {
-                    continue;
-                };
-                let ev = DoubleSign { first, second }.canonical();
+                let ev = DoubleSign {
+                    first: self.signed_of(a),
+                    second: self.signed_of(b),
+                }
+                .canonical();
                 let (h, r, k) = ev.slot();
                 if ev.verify(&self.ctx.chain_id, &self.set).is_ok()
                     && self.reported.insert((ev.validator(), h, r, k))
@@ -746,13 +744,12 @@ impl<A: App> Engine<A> {
         }
     }
 
-    fn signed_of(&self, v: &SignedMessage<Ctx, Vote>) -> Option<tc::SignedVote> {
-        let core = v.message.to_core(self.ctx.chain_id);
-        Some(tc::SignedVote {
-            vote: core,
+    fn signed_of(&self, v: &SignedMessage<Ctx, Vote>) -> tc::SignedVote {
+        tc::SignedVote {
+            vote: v.message.to_core(self.ctx.chain_id),
             validator: v.message.validator.0,
             signature: v.signature,
-        })
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
@@ -47,7 +46,7 @@ pub struct Replica {
     stop_engine: std::sync::mpsc::SyncSender<FromNet>,
     engine: Option<std::thread::JoinHandle<()>>,
     net: tokio::task::JoinHandle<anyhow::Result<()>>,
-    halted: Arc<AtomicBool>,
+    chain: Arc<Chain>,
 }
 
 impl Replica {
@@ -80,7 +79,6 @@ impl Replica {
         let p2p_addr = listen_rx
             .await
             .map_err(|_| anyhow::anyhow!("the p2p network did not start"))?;
-        let halted = Arc::new(AtomicBool::new(false));
         let h = chain.height() + 1;
         let set = chain.state().validators_for(h).clone();
         let app = ChainApp::new(chain.clone(), validator.then(|| key.public()), cfg.idle);
@@ -93,10 +91,9 @@ impl Replica {
             set,
         );
         let out = to_net_tx.clone();
-        let halted2 = halted.clone();
         let thread = std::thread::Builder::new()
             .name("consensus".into())
-            .spawn(move || drive(engine, key, validator, from_rx, out, halted2))?;
+            .spawn(move || drive(engine, key, validator, from_rx, out))?;
         Ok(Self {
             p2p_addr,
             peer_id,
@@ -105,7 +102,7 @@ impl Replica {
             stop_engine: from_tx,
             engine: Some(thread),
             net,
-            halted,
+            chain,
         })
     }
 
@@ -114,9 +111,10 @@ impl Replica {
         let _ = self.to_net.send(ToNet::Dial(addr)).await;
     }
 
-    /// Whether the engine stopped because committing failed.
+    /// Whether the engine stopped because committing failed (kept by the chain, which
+    /// `/health` reads).
     pub fn is_halted(&self) -> bool {
-        self.halted.load(Ordering::SeqCst)
+        self.chain.is_halted()
     }
 
     /// Stops the engine (finishing the step in progress) and the network.
@@ -143,7 +141,6 @@ struct Driver {
     out: mpsc::Sender<ToNet>,
     key: Keypair,
     validator: bool,
-    halted: Arc<AtomicBool>,
     /// Highest height seen in any message, and who sent it.
     best: Option<(u64, PeerId)>,
     syncing: Option<(PeerId, Instant)>,
@@ -155,7 +152,6 @@ fn drive(
     validator: bool,
     rx: std::sync::mpsc::Receiver<FromNet>,
     out: mpsc::Sender<ToNet>,
-    halted: Arc<AtomicBool>,
 ) {
     let mut d = Driver {
         timers: BTreeMap::new(),
@@ -163,7 +159,6 @@ fn drive(
         out,
         key,
         validator,
-        halted,
         best: None,
         syncing: None,
     };
@@ -312,7 +307,6 @@ impl Driver {
                 }
                 Effect::Halted(why) => {
                     tracing::error!(%why, "consensus halted: committing a decided block failed; the node stops voting");
-                    self.halted.store(true, Ordering::SeqCst);
                     engine.app().chain().set_halted();
                     return false;
                 }
