@@ -59,7 +59,12 @@ async fn main() -> anyhow::Result<()> {
     let mut replicas = Vec::new();
     for i in 0..4 {
         let chain = open_chain(&g, open_store(dirs[i].path())?, vals[i].clone(), false)?;
-        let mut cfg = replica_config(&g, &vals[i], Some("/ip4/127.0.0.1/tcp/0".parse()?))?;
+        let mut cfg = replica_config(
+            &g,
+            &vals[i],
+            Some("/ip4/127.0.0.1/tcp/0".parse()?),
+            dirs[i].path(),
+        )?;
         cfg.net.dial.clear();
         let r = Replica::start(chain.clone(), vals[i].clone(), true, cfg).await?;
         chains.push(chain);

@@ -18,7 +18,7 @@ use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
     Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Hash, Keypair, Outcome,
-    PublicKey, Receipt, RejectReason, SignedEvent, State, Timestamp, ValidatorSet,
+    PublicKey, Receipt, RejectReason, Signature, SignedEvent, State, Timestamp, ValidatorSet,
 };
 
 use crate::metrics::Metrics;
@@ -162,7 +162,10 @@ struct Inner {
     /// Committed state plus every mempool event, in order: where new events are checked.
     pending: State,
     mempool: VecDeque<SignedEvent>,
-    ids: HashSet<EventId>,
+    /// The mempool's events by id, with the signature this node verified: an event in a
+    /// proposed block skips verification only if id and signature are both these (an event
+    /// id hashes the unsigned event, so the id alone would let a proposer swap a signature).
+    ids: HashMap<EventId, Signature>,
     waiters: HashMap<EventId, Vec<oneshot::Sender<Finality>>>,
 }
 
@@ -280,7 +283,7 @@ impl Chain {
                 pending: state.clone(),
                 committed: state,
                 mempool: VecDeque::new(),
-                ids: HashSet::new(),
+                ids: HashMap::new(),
                 waiters: HashMap::new(),
             }),
             commits,
@@ -381,7 +384,7 @@ impl Chain {
     ) -> Result<EventId, SubmitError> {
         let id = ev.id();
         let mut inner = self.inner.lock().expect("chain lock");
-        if inner.ids.contains(&id) {
+        if inner.ids.contains_key(&id) {
             return Err(SubmitError::Duplicate(id));
         }
         if inner.mempool.len() >= self.policy.mempool_size {
@@ -390,7 +393,7 @@ impl Chain {
         inner
             .pending
             .admit(&ev, time, SignatureCheck::AlreadyVerified)?;
-        inner.ids.insert(id);
+        inner.ids.insert(id, ev.signature);
         inner.mempool.push_back(ev);
         if let Some(w) = waiter {
             inner.waiters.entry(id).or_default().push(w);
@@ -617,15 +620,22 @@ impl Chain {
     }
 
     /// BFT: re-executes a proposed block on the committed state before this node votes for
-    /// it: every event signature (except those this node verified on admission), every rule,
-    /// every derived header field; and a time at most [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
-    pub fn bft_validate(&self, block: &Block, now: Timestamp) -> Result<(), String> {
-        if block.header.time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+    /// it: its body against its header, every event signature (except those of events this
+    /// node verified on admission, matched by id and signature), every rule, every derived
+    /// header field; and, with `now` (a block to vote on), a time at most
+    /// [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
+    pub fn bft_validate(&self, block: &Block, now: Option<Timestamp>) -> Result<(), String> {
+        if let Some(now) = now
+            && block.header.time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS)
+        {
             return Err(format!(
                 "block time {} is more than {MAX_CLOCK_SKEW_MS} ms ahead of this node's clock ({})",
                 block.header.time.0, now.0
             ));
         }
+        // The body must be the one the header commits to before anything is looked up by
+        // the block hash.
+        block.check_body().map_err(|e| e.to_string())?;
         let hash = block.header.hash();
         let (base, unknown) = {
             let inner = self.inner.lock().expect("chain lock");
@@ -633,7 +643,7 @@ impl Chain {
                 .events
                 .iter()
                 .enumerate()
-                .filter(|(_, ev)| !inner.ids.contains(&ev.id()))
+                .filter(|(_, ev)| inner.ids.get(&ev.id()) != Some(&ev.signature))
                 .map(|(i, _)| i)
                 .collect();
             (inner.committed.clone(), unknown)
@@ -682,6 +692,7 @@ impl Chain {
             base.height()
         );
         certificate.verify(&block.header.checkpoint(), base.validators_for(height))?;
+        block.check_body()?;
         let cached = self
             .executed
             .lock()

@@ -69,6 +69,7 @@ pub fn replica_config(
     genesis: &GenesisFile,
     key: &Keypair,
     listen: Option<libp2p::Multiaddr>,
+    data_dir: &Path,
 ) -> anyhow::Result<consensus::replica::ReplicaConfig> {
     use libp2p::multiaddr::Protocol;
     let me = net::peer_id(&key.public());
@@ -122,6 +123,7 @@ pub fn replica_config(
         },
         engine: consensus::EngineConfig::default(),
         idle: Duration::from_millis(genesis.node_limits().block_interval_ms.max(1000)),
+        wal: data_dir.join("consensus.wal"),
     })
 }
 

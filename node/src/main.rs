@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         Some(a) => Some(a.parse().with_context(|| format!("--p2p-listen {a}"))?),
         None => None,
     };
-    let cfg = replica_config(&genesis, &key, p2p_listen)?;
+    let cfg = replica_config(&genesis, &key, p2p_listen, &data_dir)?;
     let replica = Replica::start(chain.clone(), key, role == Role::Validator, cfg).await?;
     println!(
         "Twinledger node ({}) chain {} height {}",

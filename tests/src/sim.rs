@@ -22,6 +22,7 @@ use twinledger_core::{
 };
 use twinledger_node::chain::{Chain, NodePolicy, SoloValidator};
 use twinledger_node::consensus::app::ChainApp;
+use twinledger_node::consensus::wal::MemWal;
 use twinledger_node::consensus::{Effect, Engine, EngineConfig, Msg};
 use twinledger_node::metrics::Metrics;
 use twinledger_node::store::Store;
@@ -62,6 +63,8 @@ struct SimNode {
     key: Keypair,
     store: Store,
     disk: Arc<twinledger_node::store::FaultyKv>,
+    /// The consensus WAL: what was flushed survives a crash, like the store.
+    wal: MemWal,
     engine: Option<Engine<ChainApp>>,
     incarnation: u64,
     byzantine: Option<Byzantine>,
@@ -105,9 +108,29 @@ pub struct Sim {
     pub evidence: Vec<(usize, twinledger_core::consensus::DoubleSign)>,
     /// Nodes whose engine halted, with why.
     pub halted: Vec<(usize, String)>,
+    /// Scripted mode: what nodes broadcast is captured in the outbox instead of being sent.
+    pub hold: bool,
+    outbox: Vec<(usize, Msg)>,
+    /// Every vote any node sent (or tried to send), in order: (sender, vote).
+    pub sent_votes: Vec<(usize, SignedVote)>,
+    /// With this probability a delivery crashes its receiver: before it handles the message,
+    /// or after (then what it would have sent is lost too); the node restarts after
+    /// `restart_after` ms.
+    pub crash_on_delivery: f64,
+    /// Restart delay for [`Sim::crash_on_delivery`] crashes (ms).
+    pub restart_after: u64,
+    /// Nodes that may be crashed by [`Sim::crash_on_delivery`] while others are down: at most
+    /// this many down at once.
+    pub max_down: usize,
+    /// Pending restarts: (at, node).
+    restarts: Vec<(u64, usize)>,
+    /// How many crashes [`Sim::crash_on_delivery`] caused.
+    pub crashes: u64,
 }
 
 const TICK_MS: u64 = 50;
+/// Most blocks one sync answer carries.
+pub const SYNC_BATCH: u64 = 32;
 
 impl Sim {
     /// `n` validators of equal power (the dev chain's genesis with `n` validators).
@@ -123,6 +146,7 @@ impl Sim {
                     key: k.clone(),
                     store: Store::new(disk.clone()),
                     disk,
+                    wal: MemWal::default(),
                     engine: None,
                     incarnation: 0,
                     byzantine: None,
@@ -146,6 +170,14 @@ impl Sim {
             submitted: Vec::new(),
             evidence: Vec::new(),
             halted: Vec::new(),
+            hold: false,
+            outbox: Vec::new(),
+            sent_votes: Vec::new(),
+            crash_on_delivery: 0.0,
+            restart_after: 1000,
+            max_down: 1,
+            restarts: Vec::new(),
+            crashes: 0,
         };
         for i in 0..n {
             sim.start(i);
@@ -218,6 +250,7 @@ impl Sim {
             Some(node.key.clone()),
             EngineConfig::default(),
             app,
+            Box::new(node.wal.clone()),
             h,
             set,
         );
@@ -227,18 +260,65 @@ impl Sim {
         self.effects(i, fx);
     }
 
-    /// Makes node `i`'s disk refuse every write from now on.
+    /// Makes node `i`'s disk refuse every write from now on (store and WAL).
     pub fn fail_disk(&mut self, i: usize) {
         self.nodes[i]
             .disk
             .fail
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.nodes[i].wal.fail();
     }
 
-    /// Crashes node `i` (kill -9: its mempool and in-flight timers are lost; its store stays).
+    /// Crashes node `i` (kill -9: its mempool, in-flight timers and WAL entries not yet flushed
+    /// are lost; its store and the flushed WAL stay).
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].engine = None;
         self.nodes[i].incarnation += 1;
+        self.nodes[i].wal.crash();
+    }
+
+    /// The WAL of node `i`.
+    pub fn wal(&self, i: usize) -> &MemWal {
+        &self.nodes[i].wal
+    }
+
+    /// The key of node `i`.
+    pub fn key(&self, i: usize) -> &Keypair {
+        &self.nodes[i].key
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Fires `timeout` of the current height on node `i` now (scripted tests).
+    pub fn fire(&mut self, i: usize, timeout: Timeout) {
+        let now = self.now;
+        if let Some(e) = self.nodes[i].engine.as_mut() {
+            let h = e.height();
+            let fx = e.timeout(h, timeout, now);
+            self.effects(i, fx);
+        }
+    }
+
+    /// Ticks node `i` now (retries a pending proposal; scripted tests).
+    pub fn tick(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(e) = self.nodes[i].engine.as_mut() {
+            let fx = e.tick(now);
+            self.effects(i, fx);
+        }
+    }
+
+    /// The engine of node `i` (if running).
+    pub fn engine(&self, i: usize) -> Option<&Engine<ChainApp>> {
+        self.nodes[i].engine.as_ref()
+    }
+
+    /// Takes the messages captured while [`Sim::hold`] is set, with their senders.
+    pub fn take_outbox(&mut self) -> Vec<(usize, Msg)> {
+        std::mem::take(&mut self.outbox)
     }
 
     fn push(&mut self, at: u64, item: Item) {
@@ -273,6 +353,13 @@ impl Sim {
     }
 
     fn broadcast(&mut self, from: usize, msg: Msg) {
+        if let Msg::Vote(v) = &msg {
+            self.sent_votes.push((from, *v));
+        }
+        if self.hold {
+            self.outbox.push((from, msg));
+            return;
+        }
         for to in 0..self.nodes.len() {
             if to != from {
                 self.send(from, to, msg.clone());
@@ -302,6 +389,7 @@ impl Sim {
                     );
                 }
                 Effect::Committed(_) => {}
+                Effect::SyncTarget(h) => self.sync(i, h),
                 Effect::Evidence(ev) => {
                     self.evidence.push((i, ev));
                     if let Some(chain) = self.chain(i).cloned() {
@@ -325,6 +413,39 @@ impl Sim {
                     self.halted.push((i, why));
                 }
             }
+        }
+    }
+
+    /// Block sync, as the replica does it by request-response: node `i` learnt (from a
+    /// certified decision) that `target` is decided; a connected peer that holds the blocks
+    /// answers with up to [`SYNC_BATCH`] of them, each delivered as a decision (verified and
+    /// re-executed by the engine).
+    fn sync(&mut self, i: usize, target: u64) {
+        let Some(from) = self.nodes[i].engine.as_ref().map(|e| e.height()) else {
+            return;
+        };
+        let peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.is_up(j) && self.connected(i, j))
+            .filter(|&j| self.height(j) >= from)
+            .collect();
+        if peers.is_empty() || self.hold {
+            return;
+        }
+        let j = peers[self.rng.random_range(0..peers.len())];
+        let to = target.min(self.height(j)).min(from + SYNC_BATCH - 1);
+        let at = self.now + self.rng.random_range(1..=self.faults.max_delay.max(1));
+        for h in from..=to {
+            let sb = self.nodes[j].store.block(h).expect("read").expect("stored");
+            self.push(
+                at,
+                Item::Deliver {
+                    to: i,
+                    msg: Msg::Decision {
+                        block: sb.block,
+                        certificate: sb.certificate,
+                    },
+                },
+            );
         }
     }
 
@@ -440,6 +561,18 @@ impl Sim {
             self.now = self.now.max(t);
             if t == self.next_tick {
                 self.next_tick += TICK_MS;
+                let due: Vec<usize> = self
+                    .restarts
+                    .iter()
+                    .filter(|(at, _)| *at <= self.now)
+                    .map(|(_, i)| *i)
+                    .collect();
+                self.restarts.retain(|(at, _)| *at > self.now);
+                for i in due {
+                    if !self.is_up(i) {
+                        self.start(i);
+                    }
+                }
                 if event_every_ms > 0 && self.now >= next_event {
                     next_event = self.now + event_every_ms;
                     let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.is_up(i)).collect();
@@ -462,8 +595,28 @@ impl Sim {
             let now = self.now;
             match item {
                 Item::Deliver { to, msg } => {
+                    let down = (0..self.nodes.len()).filter(|&j| !self.is_up(j)).count();
+                    let crash = self.is_up(to)
+                        && down < self.max_down
+                        && self.crash_on_delivery > 0.0
+                        && self.rng.random_bool(self.crash_on_delivery);
+                    if crash && self.rng.random_bool(0.5) {
+                        // Crash before handling: the message is lost with the process.
+                        self.crash(to);
+                        self.crashes += 1;
+                        self.restarts.push((now + self.restart_after, to));
+                        continue;
+                    }
                     if let Some(e) = self.nodes[to].engine.as_mut() {
                         let (fx, _refused) = e.message(msg, now);
+                        if crash {
+                            // Crash after handling, before anything it produced left: what it
+                            // logged and flushed survives, what it would have sent does not.
+                            self.crash(to);
+                            self.crashes += 1;
+                            self.restarts.push((now + self.restart_after, to));
+                            continue;
+                        }
                         self.effects(to, fx);
                     }
                 }

@@ -67,8 +67,14 @@ impl App for ChainApp {
         self.chain.bft_build(proposer, Timestamp(now), idle)
     }
 
-    fn validate_block(&mut self, block: &Block, now: u64) -> Result<(), String> {
-        self.chain.bft_validate(block, Timestamp(now))
+    fn validate_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), String> {
+        self.chain.bft_validate(block, now.map(Timestamp))
+    }
+
+    fn validators_for(&self, height: u64) -> Option<ValidatorSet> {
+        let st = self.chain.state();
+        // Set changes take effect two heights after the block that holds them.
+        (height <= st.height() + 2).then(|| st.validators_for(height).clone())
     }
 
     fn commit(

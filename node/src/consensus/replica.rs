@@ -15,6 +15,7 @@ use twinledger_core::{Keypair, Timestamp};
 
 use super::app::ChainApp;
 use super::engine::{Effect, Engine, EngineConfig, Msg};
+use super::wal::{FileWal, MemWal, Wal};
 use crate::chain::{Chain, now};
 use crate::net::{self, FromNet, NetConfig, ToNet};
 
@@ -32,6 +33,9 @@ pub struct ReplicaConfig {
     pub engine: EngineConfig,
     /// Propose an empty block after this long without events (keeps time moving).
     pub idle: Duration,
+    /// The consensus write-ahead log (a validator's; an observer signs nothing and keeps its
+    /// inputs in memory).
+    pub wal: std::path::PathBuf,
 }
 
 /// A running replica.
@@ -82,11 +86,17 @@ impl Replica {
         let h = chain.height() + 1;
         let set = chain.state().validators_for(h).clone();
         let app = ChainApp::new(chain.clone(), validator.then(|| key.public()), cfg.idle);
+        let wal: Box<dyn Wal> = if validator {
+            Box::new(FileWal::open(&cfg.wal)?)
+        } else {
+            Box::new(MemWal::default())
+        };
         let engine = Engine::new(
             chain.chain_id(),
             validator.then(|| key.clone()),
             cfg.engine,
             app,
+            wal,
             h,
             set,
         );
@@ -177,13 +187,17 @@ fn drive(
         match rx.recv_timeout(wait) {
             Ok(FromNet::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Ok(FromNet::Consensus { msg, from }) => {
-                let h = msg.height();
-                if d.best.is_none_or(|(b, _)| h > b) {
-                    d.best = Some((h, from));
-                }
                 let (fx, r) = engine.message(msg, ms_now());
                 if let Err(e) = r {
                     tracing::debug!(peer = %from, error = %e, "consensus message not used");
+                }
+                // Sync targets come only from certified decisions (never from a bare claim).
+                for e in &fx {
+                    if let Effect::SyncTarget(h) = e
+                        && d.best.is_none_or(|(b, _)| *h > b)
+                    {
+                        d.best = Some((*h, from));
+                    }
                 }
                 if !d.apply(&mut engine, fx) {
                     return;
@@ -239,8 +253,8 @@ fn drive(
 }
 
 impl Driver {
-    /// Behind by more than one height: ask the peer that is ahead for blocks (one request at
-    /// a time; each block is verified and re-executed by the engine as a decision).
+    /// A peer proved a height at or past ours decided: ask it for blocks (one request at a
+    /// time; each block is verified and re-executed by the engine as a decision).
     fn maybe_sync(&mut self, engine: &Engine<ChainApp>) {
         if self
             .syncing
@@ -249,7 +263,7 @@ impl Driver {
             return;
         }
         if let Some((best, peer)) = self.best
-            && best > engine.height() + 1
+            && best >= engine.height()
         {
             self.syncing = Some((peer, Instant::now()));
             let _ = self.out.blocking_send(ToNet::Sync {
@@ -283,6 +297,7 @@ impl Driver {
                     }
                 }
                 Effect::Committed(h) => tracing::debug!(height = h, "committed"),
+                Effect::SyncTarget(_) => {}
                 Effect::Evidence(ev) => {
                     if !self.validator {
                         continue;
@@ -306,7 +321,7 @@ impl Driver {
                     }
                 }
                 Effect::Halted(why) => {
-                    tracing::error!(%why, "consensus halted: committing a decided block failed; the node stops voting");
+                    tracing::error!(%why, "consensus halted: writing a decided block or the consensus WAL failed; the node stops voting");
                     engine.app().chain().set_halted();
                     return false;
                 }
