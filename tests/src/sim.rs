@@ -72,6 +72,7 @@ struct SimNode {
 
 enum Item {
     Deliver {
+        from: usize,
         to: usize,
         msg: Msg,
     },
@@ -292,13 +293,27 @@ impl Sim {
         &self.genesis
     }
 
-    /// Fires `timeout` of the current height on node `i` now (scripted tests).
-    pub fn fire(&mut self, i: usize, timeout: Timeout) {
+    /// Fires `timeout` of `height` on node `i` now (scripted tests).
+    pub fn fire(&mut self, i: usize, height: u64, timeout: Timeout) {
         let now = self.now;
         if let Some(e) = self.nodes[i].engine.as_mut() {
-            let h = e.height();
-            let fx = e.timeout(h, timeout, now);
+            let fx = e.timeout(height, timeout, now);
             self.effects(i, fx);
+        }
+    }
+
+    /// kill -9 of node `i` at a moment when what it just sent is still in its own send
+    /// queues: those messages die with it (and so does what its WAL had not flushed).
+    pub fn kill(&mut self, i: usize) {
+        self.crash(i);
+        let lost: Vec<u64> = self
+            .items
+            .iter()
+            .filter(|(_, item)| matches!(item, Item::Deliver { from, .. } if *from == i))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in lost {
+            self.items.remove(&k);
         }
     }
 
@@ -345,6 +360,7 @@ impl Sim {
             self.push(
                 at,
                 Item::Deliver {
+                    from,
                     to,
                     msg: msg.clone(),
                 },
@@ -439,6 +455,7 @@ impl Sim {
             self.push(
                 at,
                 Item::Deliver {
+                    from: j,
                     to: i,
                     msg: Msg::Decision {
                         block: sb.block,
@@ -591,10 +608,13 @@ impl Sim {
                 continue;
             }
             let Reverse((_, seq)) = self.queue.pop().expect("peeked");
-            let item = self.items.remove(&seq).expect("queued item");
+            // Removed when its sender was killed before it left.
+            let Some(item) = self.items.remove(&seq) else {
+                continue;
+            };
             let now = self.now;
             match item {
-                Item::Deliver { to, msg } => {
+                Item::Deliver { to, msg, .. } => {
                     let down = (0..self.nodes.len()).filter(|&j| !self.is_up(j)).count();
                     let crash = self.is_up(to)
                         && down < self.max_down
