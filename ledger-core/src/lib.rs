@@ -27,7 +27,7 @@ pub mod state;
 pub mod time;
 pub mod validator;
 
-pub use block::{Block, BlockHeader, BodyMismatch, BlockResults, Decision, DenyReason, Outcome};
+pub use block::{Block, BlockHeader, BlockResults, BodyMismatch, Decision, DenyReason, Outcome};
 pub use checkpoint::{Checkpoint, CommitCertificate, CommitSig, CommitVote};
 pub use codes::{Action, DataCategory, Purpose, Role};
 pub use commitment::Commitment;

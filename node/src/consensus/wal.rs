@@ -183,7 +183,9 @@ pub fn decode_frames(bytes: &[u8]) -> (Vec<WalEntry>, usize) {
         if crc32fast::hash(data) != crc {
             break;
         }
-        let Ok(entry) = twinledger_core::codec::decode::<WalEntry>("wal entry", data, MAX_FRAME_BYTES) else {
+        let Ok(entry) =
+            twinledger_core::codec::decode::<WalEntry>("wal entry", data, MAX_FRAME_BYTES)
+        else {
             break;
         };
         out.push(entry);
