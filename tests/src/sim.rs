@@ -17,8 +17,10 @@ use twinledger_core::devkit::{DEV_GENESIS_TIME, DevChain, dev_key};
 use twinledger_core::event::consent::{ConsentGrant, Grantee};
 use twinledger_core::event::delegation::Scope;
 use twinledger_core::event::{Event, EventPayload};
+use twinledger_core::merkle::{Blake3Tree, TreeHasher, mth};
+use twinledger_core::state::SignatureCheck;
 use twinledger_core::{
-    Action, DataCategory, Genesis, Hash, Keypair, Purpose, SignedEvent, Timestamp,
+    Action, Block, DataCategory, Genesis, Hash, Keypair, PublicKey, Purpose, SignedEvent, Timestamp,
 };
 use twinledger_node::chain::{Chain, NodePolicy, SoloValidator};
 use twinledger_node::consensus::app::ChainApp;
@@ -57,7 +59,22 @@ pub enum Byzantine {
     InvalidProposals,
     /// It never votes (withholds), but proposes.
     Withhold,
+    /// Its proposals carry a gossiped event whose signature it replaced (the header re-derived
+    /// around it, so only that signature is wrong).
+    SwapSignature,
+    /// Its proposals carry an event with one changed field (its deadline), not re-signed.
+    ChangeEventByte,
+    /// Its proposals carry two events of one author against their sequence order.
+    ReorderEvents,
+    /// It sends every peer its real proposal twice: first with a body that is not the one
+    /// the header commits to, then with the real body.
+    BadBodyFirst,
+    /// For every round it proposes it signs many different blocks.
+    ProposalFlood,
 }
+
+/// How many blocks [`Byzantine::ProposalFlood`] signs per round.
+pub const FLOOD_PROPOSALS: u64 = 80;
 
 struct SimNode {
     key: Keypair,
@@ -127,6 +144,34 @@ pub struct Sim {
     restarts: Vec<(u64, usize)>,
     /// How many crashes [`Sim::crash_on_delivery`] caused.
     pub crashes: u64,
+    /// Proposals forged by Byzantine nodes.
+    pub forged: u64,
+    /// Certified sync targets engines reported: (node, height).
+    pub sync_targets: Vec<(usize, u64)>,
+    /// Decisions each node broadcast.
+    pub decisions_sent: Vec<u64>,
+}
+
+/// A consent grant by `patient` to a hospital (`n` varies the hospital).
+fn grant(patient: PublicKey, n: u64) -> ConsentGrant {
+    let org = if n % 2 == 0 {
+        "org/st-mary-hospital"
+    } else {
+        "org/genome-institute"
+    };
+    ConsentGrant {
+        patient,
+        grantee: Grantee::Organisation(dev_key(org).public()),
+        scope: Scope {
+            categories: [DataCategory::VitalSigns]
+                .into_iter()
+                .collect::<Categories>(),
+            purposes: [Purpose::Treat].into_iter().collect::<Purposes>(),
+            actions: [Action::Read].into_iter().collect::<Actions>(),
+        },
+        valid_from: Timestamp(0),
+        valid_until: None,
+    }
 }
 
 const TICK_MS: u64 = 50;
@@ -179,6 +224,9 @@ impl Sim {
             max_down: 1,
             restarts: Vec::new(),
             crashes: 0,
+            forged: 0,
+            sync_targets: Vec::new(),
+            decisions_sent: vec![0; n],
         };
         for i in 0..n {
             sim.start(i);
@@ -369,8 +417,10 @@ impl Sim {
     }
 
     fn broadcast(&mut self, from: usize, msg: Msg) {
-        if let Msg::Vote(v) = &msg {
-            self.sent_votes.push((from, *v));
+        match &msg {
+            Msg::Vote(v) => self.sent_votes.push((from, *v)),
+            Msg::Decision { .. } => self.decisions_sent[from] += 1,
+            _ => {}
         }
         if self.hold {
             self.outbox.push((from, msg));
@@ -405,7 +455,10 @@ impl Sim {
                     );
                 }
                 Effect::Committed(_) => {}
-                Effect::SyncTarget(h) => self.sync(i, h),
+                Effect::SyncTarget(h) => {
+                    self.sync_targets.push((i, h));
+                    self.sync(i, h);
+                }
                 Effect::Evidence(ev) => {
                     self.evidence.push((i, ev));
                     if let Some(chain) = self.chain(i).cloned() {
@@ -492,6 +545,16 @@ impl Sim {
                 self.broadcast(i, Msg::Vote(a));
                 self.broadcast(i, Msg::Vote(b));
             }
+            (
+                Some(
+                    b @ (Byzantine::SwapSignature
+                    | Byzantine::ChangeEventByte
+                    | Byzantine::ReorderEvents
+                    | Byzantine::BadBodyFirst
+                    | Byzantine::ProposalFlood),
+                ),
+                Msg::Proposal { proposal, block },
+            ) => self.forge_proposal(i, b, proposal, block),
             (Some(Byzantine::InvalidProposals), Msg::Proposal { proposal, block }) => {
                 let mut bad = block;
                 bad.header.state_hash = Hash([0xbb; 32]);
@@ -507,6 +570,219 @@ impl Sim {
                 );
             }
             (_, msg) => self.broadcast(i, msg),
+        }
+    }
+
+    /// What the Byzantine proposer `i` sends instead of its honest proposal.
+    fn forge_proposal(
+        &mut self,
+        i: usize,
+        how: Byzantine,
+        proposal: twinledger_core::consensus::SignedProposal,
+        block: Block,
+    ) {
+        let key = self.nodes[i].key.clone();
+        let Some(state) = self.chain(i).map(|c| c.state()) else {
+            return;
+        };
+        let resign = |block: &Block| {
+            let mut body = proposal.proposal;
+            body.value = block.header.checkpoint();
+            body.sign(&key)
+        };
+        let rebuild = |events: Vec<SignedEvent>| {
+            state
+                .build_block_with(
+                    block.header.proposer,
+                    block.header.time,
+                    events,
+                    SignatureCheck::AlreadyVerified,
+                )
+                .ok()
+                .map(|b| b.block)
+        };
+        let honest = Msg::Proposal {
+            proposal,
+            block: block.clone(),
+        };
+        match how {
+            Byzantine::SwapSignature | Byzantine::ChangeEventByte => {
+                let Some(first) = block.events.first() else {
+                    return self.broadcast(i, honest);
+                };
+                let mut events = block.events.clone();
+                if how == Byzantine::SwapSignature {
+                    // Another event's signature, or a flipped bit if there is no other.
+                    events[0].signature = match block.events.get(1) {
+                        Some(other) => other.signature,
+                        None => {
+                            let mut s = first.signature;
+                            s.0[7] ^= 1;
+                            s
+                        }
+                    };
+                } else {
+                    events[0].event.not_after = Timestamp(first.event.not_after.0 + 1);
+                }
+                match rebuild(events) {
+                    Some(forged) if forged.events.len() == block.events.len() => {
+                        let p = resign(&forged);
+                        self.forged += 1;
+                        self.broadcast(
+                            i,
+                            Msg::Proposal {
+                                proposal: p,
+                                block: forged,
+                            },
+                        );
+                    }
+                    _ => self.broadcast(i, honest),
+                }
+            }
+            Byzantine::ReorderEvents => {
+                let mut events = block.events.clone();
+                let pair = (0..events.len()).find_map(|a| {
+                    (a + 1..events.len())
+                        .find(|&b| events[b].event.author == events[a].event.author)
+                        .map(|b| (a, b))
+                });
+                let Some((a, b)) = pair else {
+                    return self.broadcast(i, honest);
+                };
+                events.swap(a, b);
+                let mut forged = Block {
+                    header: block.header.clone(),
+                    events,
+                };
+                let leaves: Vec<[u8; 32]> = forged
+                    .events
+                    .iter()
+                    .map(|e| <Blake3Tree as TreeHasher>::leaf(&e.to_bytes()))
+                    .collect();
+                forged.header.events_root = Hash(mth::<Blake3Tree>(&leaves));
+                let p = resign(&forged);
+                self.forged += 1;
+                self.broadcast(
+                    i,
+                    Msg::Proposal {
+                        proposal: p,
+                        block: forged,
+                    },
+                );
+            }
+            Byzantine::BadBodyFirst => {
+                let mut bad = block.clone();
+                match bad.events.first_mut() {
+                    Some(e) => e.signature.0[3] ^= 1,
+                    None => match self.submitted.last() {
+                        Some(e) => bad.events.push(e.clone()),
+                        None => return self.broadcast(i, honest),
+                    },
+                }
+                self.forged += 1;
+                self.broadcast(
+                    i,
+                    Msg::Proposal {
+                        proposal,
+                        block: bad,
+                    },
+                );
+                self.broadcast(i, honest);
+            }
+            Byzantine::ProposalFlood => {
+                for k in 1..=FLOOD_PROPOSALS {
+                    let variant = state
+                        .build_block_with(
+                            block.header.proposer,
+                            Timestamp(block.header.time.0 + k),
+                            block.events.clone(),
+                            SignatureCheck::AlreadyVerified,
+                        )
+                        .ok()
+                        .map(|b| b.block);
+                    if let Some(v) = variant {
+                        let p = resign(&v);
+                        self.forged += 1;
+                        self.broadcast(
+                            i,
+                            Msg::Proposal {
+                                proposal: p,
+                                block: v,
+                            },
+                        );
+                    }
+                }
+                self.broadcast(i, honest);
+            }
+            _ => self.broadcast(i, honest),
+        }
+    }
+
+    /// Re-opens every node's store as a new node would, verifying every signature and every
+    /// certificate and re-executing every block; panics naming the node and the failure.
+    pub fn verify_stores(&self) {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Err(e) = Chain::open(
+                self.genesis.clone(),
+                n.store.clone(),
+                Arc::new(SoloValidator::new(
+                    n.key.clone(),
+                    self.genesis.validators.clone(),
+                )),
+                NodePolicy {
+                    block_interval: Duration::from_millis(100),
+                    mempool_size: 10,
+                },
+                true,
+                Metrics::new(),
+            ) {
+                panic!("seed {}: node {i}'s store does not verify: {e}", self.seed);
+            }
+        }
+    }
+
+    /// Whether some committed block on node `i` was proposed by node `j`.
+    pub fn committed_a_block_of(&self, i: usize, j: usize) -> bool {
+        let k = self.nodes[j].key.public();
+        let st = &self.nodes[i].store;
+        (1..=st.tip().expect("tip")).any(|h| {
+            st.block(h)
+                .expect("read")
+                .expect("stored")
+                .block
+                .header
+                .proposer
+                == k
+        })
+    }
+
+    /// Submits two events by one new patient (sequence 0 and 1) to node `to` and the nodes
+    /// it reaches.
+    pub fn submit_pair(&mut self, to: usize) {
+        self.patients += 1;
+        let patient = dev_key(&format!("sim-pair/{}/{}", self.seed, self.patients));
+        let chain_id = self.genesis.chain_id();
+        let evs: Vec<SignedEvent> = (0..2u64)
+            .map(|seq| {
+                Event::new(
+                    chain_id,
+                    patient.public(),
+                    seq,
+                    Timestamp(self.now + 3_600_000),
+                    EventPayload::ConsentGrant(grant(patient.public(), seq)),
+                )
+                .sign(&patient)
+            })
+            .collect();
+        for ev in evs {
+            for j in 0..self.nodes.len() {
+                if (j == to || self.connected(to, j))
+                    && let Some(chain) = self.chain(j)
+                {
+                    let _ = chain.submit_verified_at(ev.clone(), None, Timestamp(self.now));
+                }
+            }
+            self.submitted.push(ev);
         }
     }
 
@@ -534,19 +810,7 @@ impl Sim {
             patient.public(),
             0,
             Timestamp(self.now + 3_600_000),
-            EventPayload::ConsentGrant(ConsentGrant {
-                patient: patient.public(),
-                grantee: Grantee::Organisation(dev_key("org/st-mary-hospital").public()),
-                scope: Scope {
-                    categories: [DataCategory::VitalSigns]
-                        .into_iter()
-                        .collect::<Categories>(),
-                    purposes: [Purpose::Treat].into_iter().collect::<Purposes>(),
-                    actions: [Action::Read].into_iter().collect::<Actions>(),
-                },
-                valid_from: Timestamp(0),
-                valid_until: None,
-            }),
+            EventPayload::ConsentGrant(grant(patient.public(), 0)),
         )
         .sign(&patient);
         for j in 0..self.nodes.len() {

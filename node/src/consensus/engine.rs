@@ -344,6 +344,11 @@ impl<A: App> Engine<A> {
         self.halted
     }
 
+    /// Messages held for the next height (bounded per validator).
+    pub fn buffered(&self) -> usize {
+        self.future.len()
+    }
+
     /// The app (for tests and the runtime).
     pub fn app(&self) -> &A {
         &self.app
