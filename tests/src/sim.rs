@@ -154,7 +154,7 @@ pub struct Sim {
 
 /// A consent grant by `patient` to a hospital (`n` varies the hospital).
 fn grant(patient: PublicKey, n: u64) -> ConsentGrant {
-    let org = if n % 2 == 0 {
+    let org = if n.is_multiple_of(2) {
         "org/st-mary-hospital"
     } else {
         "org/genome-institute"

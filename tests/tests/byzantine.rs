@@ -52,7 +52,7 @@ fn forging_proposer_is_refused(how: Byzantine, seed: u64, pairs: bool) -> Sim {
             break;
         }
         if pairs {
-            sim.submit_pair(1 + (sim.now as usize / 100) % 3);
+            sim.submit_pair(1 + usize::try_from(sim.now / 100 % 3).unwrap());
         }
         sim.run_until(100, if pairs { 0 } else { 50 }, |_| false);
     }

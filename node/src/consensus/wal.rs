@@ -358,8 +358,8 @@ mod tests {
             let mut w = FileWal::open(&path).unwrap();
             assert_eq!(w.entries().unwrap(), entries()[..2], "cut {cut}");
             assert_eq!(
-                std::fs::metadata(&path).unwrap().len() as usize,
-                full.len() - last,
+                std::fs::metadata(&path).unwrap().len(),
+                (full.len() - last) as u64,
                 "the torn tail is removed from the file"
             );
         }
