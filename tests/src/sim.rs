@@ -150,6 +150,8 @@ pub struct Sim {
     pub sync_targets: Vec<(usize, u64)>,
     /// Decisions each node broadcast.
     pub decisions_sent: Vec<u64>,
+    paused: Vec<bool>,
+    stalled: Vec<Item>,
 }
 
 /// A consent grant by `patient` to a hospital (`n` varies the hospital).
@@ -227,6 +229,8 @@ impl Sim {
             forged: 0,
             sync_targets: Vec::new(),
             decisions_sent: vec![0; n],
+            paused: vec![false; n],
+            stalled: Vec::new(),
         };
         for i in 0..n {
             sim.start(i);
@@ -324,6 +328,28 @@ impl Sim {
         self.nodes[i].engine = None;
         self.nodes[i].incarnation += 1;
         self.nodes[i].wal.crash();
+    }
+
+    /// SIGSTOP of node `i`: it handles nothing (messages to it and its timers wait) until
+    /// [`Sim::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.paused[i] = true;
+    }
+
+    /// SIGCONT of node `i`: everything that waited is handled now, in order.
+    pub fn resume(&mut self, i: usize) {
+        self.paused[i] = false;
+        let (mine, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut self.stalled)
+            .into_iter()
+            .partition(|item| match item {
+                Item::Deliver { to, .. } => *to == i,
+                Item::Timer { node, .. } => *node == i,
+            });
+        self.stalled = rest;
+        let now = self.now;
+        for item in mine {
+            self.push(now, item);
+        }
     }
 
     /// The WAL of node `i`.
@@ -864,6 +890,9 @@ impl Sim {
                 }
                 for i in 0..self.nodes.len() {
                     let now = self.now;
+                    if self.paused[i] {
+                        continue;
+                    }
                     if let Some(e) = self.nodes[i].engine.as_mut() {
                         let fx = e.tick(now);
                         self.effects(i, fx);
@@ -876,6 +905,15 @@ impl Sim {
             let Some(item) = self.items.remove(&seq) else {
                 continue;
             };
+            let target = match &item {
+                Item::Deliver { to, .. } => *to,
+                Item::Timer { node, .. } => *node,
+            };
+            if self.paused[target] {
+                // SIGSTOP: it all waits in the socket buffers and the timer wheel.
+                self.stalled.push(item);
+                continue;
+            }
             let now = self.now;
             match item {
                 Item::Deliver { to, msg, .. } => {

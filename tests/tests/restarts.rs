@@ -445,3 +445,97 @@ fn random_crash_restart_keeps_agreement_and_locks() {
         );
     }
 }
+
+/// §0: one of four validators stopped (SIGSTOP) for 6.6 s under load, then continued. The
+/// other three keep finalising while it is stopped; when it continues, the late precommits it
+/// then handles complete a decision in a later round than theirs (the driver reports the
+/// round it is in), and it still finds the certificate and catches up. It used to log
+/// "decided without a verifiable certificate; waiting" and never move on.
+#[test]
+fn one_paused_validator_of_four_does_not_stop_the_rest() {
+    for seed in seeds(&[31, 32, 33, 34]) {
+        let mut sim = Sim::new(4, seed);
+        assert!(
+            sim.run_until(30_000, 50, |s| all_reach(s, 3)),
+            "seed {seed}"
+        );
+        for cycle in 0..4u64 {
+            let who = usize::try_from((seed + cycle) % 4).unwrap();
+            let before: Vec<u64> = heights(&sim);
+            sim.pause(who);
+            sim.run_until(6_600, 50, |_| false);
+            let others_moved = (0..4)
+                .filter(|&i| i != who)
+                .all(|i| sim.height(i) >= before[i] + 2);
+            assert!(
+                others_moved,
+                "seed {seed}: the other three stalled while {who} was paused: {before:?} -> {:?}",
+                heights(&sim)
+            );
+            sim.resume(who);
+            let target = (0..4).map(|i| sim.height(i)).max().unwrap() + 2;
+            assert!(
+                sim.run_until(30_000, 50, |s| all_reach(s, target)),
+                "seed {seed}: no recovery after {who} continued: {:?}",
+                heights(&sim)
+            );
+        }
+        assert!(sim.halted.is_empty(), "seed {seed}: {:?}", sim.halted);
+        sim.check_agreement();
+    }
+}
+
+/// The root of the paused-validator halt of §0: a validator that moved on to round 1 and then
+/// receives the last precommit of a round-0 quorum decides (the driver names the round it is
+/// in, 1), and must build the certificate from the round-0 precommits it holds. It used to
+/// look only in round 1, log "decided without a verifiable certificate; waiting" and stay
+/// there. Scripted, with nothing else delivered (no decision push can rescue it).
+#[test]
+fn late_precommits_decide_in_a_later_round_with_their_certificate() {
+    let mut sim = Sim::new(4, 41);
+    let r = roles(&sim);
+    sim.hold = true;
+    sim.submit(r.a);
+    sim.tick(r.a);
+    let out = sim.take_outbox();
+    let proposal = one(&out, r.a, |m| matches!(m, Msg::Proposal { .. }));
+    let Msg::Proposal { proposal: p, .. } = &proposal else {
+        unreachable!()
+    };
+    let x = p.proposal.value;
+    let chain_id = sim.genesis().chain_id();
+    let vote = |sim: &Sim, i: usize, kind: VoteKind, value: Option<Checkpoint>| {
+        Msg::Vote(
+            twinledger_core::consensus::Vote {
+                chain_id,
+                height: 1,
+                round: 0,
+                kind,
+                value,
+            }
+            .sign(&sim.key(i).clone()),
+        )
+    };
+    // b: the proposal, then a's prevote for X and d's nil prevote: three prevotes, no polka;
+    // its prevote timeout: it precommits nil.
+    let _ = sim.deliver(r.b, proposal.clone());
+    let _ = sim.deliver(r.b, vote(&sim, r.a, VoteKind::Prevote, Some(x)));
+    let _ = sim.deliver(r.b, vote(&sim, r.d, VoteKind::Prevote, None));
+    sim.fire(r.b, 1, Timeout::prevote(Round::new(0)));
+    // a and c precommit X (they saw the polka of a, b, c): with b's nil, three precommits,
+    // no quorum for X: b's precommit timeout takes it to round 1.
+    let _ = sim.deliver(r.b, vote(&sim, r.a, VoteKind::Precommit, Some(x)));
+    let _ = sim.deliver(r.b, vote(&sim, r.c, VoteKind::Precommit, Some(x)));
+    sim.fire(r.b, 1, Timeout::precommit(Round::new(0)));
+    assert_eq!(sim.engine(r.b).unwrap().round(), 1, "b is in round 1");
+    // d's late precommit for X completes the round-0 quorum.
+    let _ = sim.deliver(r.b, vote(&sim, r.d, VoteKind::Precommit, Some(x)));
+    assert_eq!(
+        sim.height(r.b),
+        1,
+        "b holds the proposal and a round-0 quorum of precommits but did not commit"
+    );
+    let stored = sim.store(r.b).block(1).unwrap().unwrap();
+    assert_eq!(stored.block.header.checkpoint(), x);
+    assert_eq!(stored.certificate.round, 0, "the certificate is round 0's");
+}
