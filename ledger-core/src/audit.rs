@@ -8,8 +8,8 @@
 //!
 //! Signature checks are the expensive part; [`signature_items`] lists a block's event
 //! signatures so a caller can check many blocks ahead in parallel (with
-//! [`crate::keys::verify_batch`]) and then apply each block with
-//! [`SignatureCheck::AlreadyVerified`].
+//! [`crate::keys::verify_batch`], which checks each signature strictly, PROTOCOL.md §3) and then
+//! apply each block with [`SignatureCheck::AlreadyVerified`].
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ pub fn read_export(
     }))
 }
 
-/// The `(key, message, signature)` of every event in a block, for batch verification.
+/// The `(key, message, signature)` of every event in a block, for [`crate::keys::verify_batch`].
 pub fn signature_items(block: &Block) -> Vec<(PublicKey, Vec<u8>, Signature)> {
     block
         .events
@@ -295,7 +295,7 @@ impl Auditor {
     }
 }
 
-/// Names the first bad event of a block whose batch signature check failed.
+/// Names the first event of a block whose signature does not verify (strictly, PROTOCOL.md §3).
 pub fn first_bad_signature(cb: &CommittedBlock) -> Option<AuditFailure> {
     let items = signature_items(&cb.block);
     match crate::keys::verify_batch(&items) {

@@ -284,25 +284,24 @@ impl Keypair {
     }
 }
 
-/// Batch-verifies `(key, message, signature)` triples: a fast path for auditors replaying many
-/// events. Returns `Ok` only if every signature also passes `verify_strict`: on a batch failure
-/// the triples are re-checked one by one and the index of the first bad one is returned.
+/// Verifies many `(key, message, signature)` triples, as an auditor replaying a chain does:
+/// `Ok` only if every signature passes [`PublicKey::verify_raw`] (`verify_strict`, the protocol's
+/// rule, PROTOCOL.md §3), otherwise `Err` with the index of the first one that does not.
+///
+/// Each signature is checked on its own, in order. ed25519-dalek's batch check is not used: its
+/// equation is cofactorless with random coefficients and accepts signatures that `verify_strict`
+/// refuses (a small-order `R`, for one), so it cannot decide validity here, and after a strict
+/// check of every signature it has nothing left to add. A batch rule that agrees with single
+/// verification (cofactored, ZIP-215) would be a protocol change (issue #13). The name is kept
+/// for callers that verify many signatures at once, in parallel chunks for instance.
 pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usize> {
-    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = items
+    match items
         .iter()
-        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
-        .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(k, _, _)| k.verifying_key()).collect();
-    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-        return Ok(());
+        .position(|(key, msg, sig)| key.verify_raw(msg, sig).is_err())
+    {
+        Some(index) => Err(index),
+        None => Ok(()),
     }
-    for (i, (k, m, s)) in items.iter().enumerate() {
-        if k.verify_raw(m, s).is_err() {
-            return Err(i);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
