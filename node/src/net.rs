@@ -402,8 +402,13 @@ pub async fn run(
                         let body = message.data.get(8..).unwrap_or_default();
                         match codec::decode::<Msg>("consensus message", body, cfg.max_message_bytes) {
                             Ok(msg) => {
-                                let _ = from_net.try_send(FromNet::Consensus { msg, from: propagation_source });
-                                MessageAcceptance::Accept
+                                let verdict = check_consensus(&chain, &msg);
+                                if verdict == MessageAcceptance::Reject {
+                                    tracing::warn!(peer = %propagation_source, height = msg.height(), "consensus message that does not verify; not forwarded");
+                                } else if from_net.try_send(FromNet::Consensus { msg, from: propagation_source }).is_err() {
+                                    tracing::warn!(peer = %propagation_source, "consensus input queue full; message dropped (rebroadcast recovers it)");
+                                }
+                                verdict
                             }
                             Err(e) => {
                                 tracing::warn!(peer = %propagation_source, error = %e, "malformed consensus message");
@@ -443,6 +448,52 @@ pub async fn run(
     }
     tracing::info!("p2p stopped");
     Ok(())
+}
+
+/// What gossipsub does with a consensus message before the engine sees it: only messages that
+/// verify are forwarded to other peers (`Accept`); messages this node cannot judge yet or that
+/// concern only itself (an unsigned `Status`, an old or far-future height, a decision push) are
+/// handed to the engine but not forwarded (`Ignore`); messages that fail their signature,
+/// membership or body check are dropped (`Reject`). The engine verifies again: this check is
+/// about what this node passes on, not about what it accepts.
+fn check_consensus(chain: &Chain, msg: &Msg) -> MessageAcceptance {
+    let st = chain.state();
+    let tip = st.height();
+    let h = msg.height();
+    // Sets are fixed by the committed state up to two heights ahead.
+    let known = h > tip && h <= tip + 2;
+    let set = st.validators_for(h.clamp(tip + 1, tip + 2));
+    let id = chain.chain_id();
+    match msg {
+        Msg::Status { .. } => MessageAcceptance::Ignore,
+        // A decision at or below our tip concerns a set this check does not hold: the engine
+        // judges it. Above, its certificate and body must verify.
+        Msg::Decision { .. } if h <= tip => MessageAcceptance::Ignore,
+        Msg::Decision { block, certificate } => {
+            if certificate.verify(&block.header.checkpoint(), set).is_ok()
+                && block.check_body().is_ok()
+            {
+                MessageAcceptance::Ignore
+            } else {
+                MessageAcceptance::Reject
+            }
+        }
+        _ if !known => MessageAcceptance::Ignore,
+        Msg::Vote(v) => match v.verify(&id, set) {
+            Ok(()) => MessageAcceptance::Accept,
+            Err(_) => MessageAcceptance::Reject,
+        },
+        Msg::Proposal { proposal, block } => {
+            let ok = proposal.verify(&id, set).is_ok()
+                && block.header.checkpoint() == proposal.proposal.value
+                && block.check_body().is_ok();
+            if ok {
+                MessageAcceptance::Accept
+            } else {
+                MessageAcceptance::Reject
+            }
+        }
+    }
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {

@@ -5,11 +5,13 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod procnet;
 pub mod sim;
 
 /// The `twinledger-node` binary of this build profile, built once per test process.
@@ -53,6 +55,17 @@ pub struct NodeProcess {
     child: Child,
     /// Its API address.
     pub addr: SocketAddr,
+    /// Log lines it printed, and of them those that report a full gossip send queue.
+    pub log: Arc<LogCounts>,
+}
+
+/// Counts of a node's log lines (warnings and above by default).
+#[derive(Debug, Default)]
+pub struct LogCounts {
+    /// Every line.
+    pub lines: AtomicU64,
+    /// Lines reporting a full gossipsub send queue (`Send Queue full`).
+    pub queue_full: AtomicU64,
 }
 
 impl NodeProcess {
@@ -81,10 +94,16 @@ impl NodeProcess {
             .context("spawning twinledger-node")?;
         let stdout = child.stdout.take().context("node stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(LogCounts::default());
+        let counts = log.clone();
         std::thread::spawn(move || {
             // The node logs to stdout; with TWINLEDGER_TEST_LOG set, pass its lines on.
             let echo = std::env::var_os("TWINLEDGER_TEST_LOG").is_some();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                counts.lines.fetch_add(1, Ordering::Relaxed);
+                if line.contains("Send Queue full") {
+                    counts.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(url) = line.trim().strip_prefix("API") {
                     let _ = tx.send(url.trim().trim_start_matches("http://").to_string());
                 } else if echo {
@@ -102,7 +121,18 @@ impl NodeProcess {
                 bail!("the node did not print its API address within 60 s");
             }
         };
-        Ok(Self { child, addr })
+        Ok(Self { child, addr, log })
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill {sig} failed: {status}");
+        Ok(())
     }
 
     /// kill -9.
