@@ -187,6 +187,12 @@ pub struct Chain {
     /// Set when consensus stopped because a decided block could not be written: the node
     /// serves reads but takes no further part; `/health` reports it.
     halted: std::sync::atomic::AtomicBool,
+    /// When the last block was committed (ms since the epoch, this node's clock; 0: none yet
+    /// in this run).
+    last_commit_ms: std::sync::atomic::AtomicU64,
+    /// A replicated node that commits nothing for this long reports itself stalled on
+    /// `/health` (0: never; a single validator commits only when there is something to commit).
+    stall_after_ms: std::sync::atomic::AtomicU64,
 }
 
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
@@ -291,6 +297,8 @@ impl Chain {
             executed: Mutex::new(HashMap::new()),
             gossip: Mutex::new(None),
             halted: std::sync::atomic::AtomicBool::new(false),
+            last_commit_ms: std::sync::atomic::AtomicU64::new(now().0),
+            stall_after_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -367,6 +375,27 @@ impl Chain {
     /// Whether consensus halted on this node.
     pub fn is_halted(&self) -> bool {
         self.halted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on, report the node stalled when it commits nothing for `after` (a replicated
+    /// node: its validators propose an empty block at least every idle interval).
+    pub fn set_stall_after(&self, after: Duration) {
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.stall_after_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Milliseconds since this node last committed a block (or started), and whether that is
+    /// longer than the stall threshold: the chain is not moving here.
+    pub fn stalled(&self) -> (u64, bool) {
+        let since = now().0.saturating_sub(
+            self.last_commit_ms
+                .load(std::sync::atomic::Ordering::SeqCst),
+        );
+        let after = self
+            .stall_after_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        (since, after > 0 && since > after)
     }
 
     /// Gossip every event admitted through [`Chain::submit_verified`] to `tx` (BFT mode).
@@ -529,6 +558,8 @@ impl Chain {
             .mempool
             .set(i64::try_from(inner.mempool.len()).unwrap_or(i64::MAX));
         drop(inner);
+        self.last_commit_ms
+            .store(now().0, std::sync::atomic::Ordering::SeqCst);
         self.metrics
             .height
             .set(i64::try_from(height).unwrap_or(i64::MAX));

@@ -648,3 +648,30 @@ async fn a_pending_event_submitted_again_is_a_duplicate() {
     ));
     assert_eq!(chain.mempool_len(), 1);
 }
+
+/// `/health` is a load balancer's signal: 200 "ok" while the chain moves here, 503 "stalled"
+/// when a replicated node has committed nothing for longer than its threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_node_that_cannot_make_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let (s, v) = node.get("/health").await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    node.chain
+        .set_stall_after(std::time::Duration::from_millis(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, v) = node.get("/health").await;
+        if s == 503 {
+            assert_eq!(v["status"].as_str(), Some("stalled"), "{v}");
+            assert!(v["ms_since_commit"].as_u64().unwrap() >= 1, "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported stalled: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    node.stop().await;
+}

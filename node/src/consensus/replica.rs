@@ -70,6 +70,9 @@ impl Replica {
         let (listen_tx, listen_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         chain.set_event_gossip(events_tx);
+        // Validators propose an empty block at least every idle interval: a replicated node
+        // that commits nothing for ten of them (at least 30 s) cannot make progress.
+        chain.set_stall_after((cfg.idle * 10).max(Duration::from_secs(30)));
         let net = tokio::spawn(net::run(
             swarm,
             cfg.net.clone(),
