@@ -241,24 +241,106 @@ impl SignedProposal {
     }
 }
 
-/// The proposer of `round` at `height` (PROTOCOL.md §12.3): weighted round robin. Let `T` be the
-/// total power and `x = (height + round) mod T`; walk the set in key order summing powers and
-/// pick the first validator whose cumulative power exceeds `x`. Each validator proposes a share
-/// of consecutive (height, round) slots equal to its share of the power, and the choice depends
-/// only on the set, so every node derives it the same way.
+/// The proposer of `round` at `height` (PROTOCOL.md §12.3, protocol 1.2): weighted round
+/// robin that spreads each validator's turns evenly instead of giving it consecutive slots.
+///
+/// The slot is `height + round`, taken modulo the total power `T`. Validators of equal power
+/// form a class, whose slots they share in turn (in set order); the classes are the leaves of a
+/// Huffman tree built on their weights (members × power), and each inner node hands its slots
+/// to its two children in the proportion of their weights, spread evenly (the left child gets
+/// local slot `y` exactly when `⌊(y·W_L + ⌊W/2⌋)/W⌋` steps up at `y`). So every validator
+/// proposes exactly `p` of any `T` consecutive slots, a set of equal powers rotates in set
+/// order, and no window of slots strays far from a validator's share (§12.3 gives the bounds).
+///
+/// A pure function of the set, height and round: O(n log n) in the number of validators and
+/// independent of the powers' size; 128-bit arithmetic, no value above 2^114.
 pub fn proposer(set: &ValidatorSet, height: u64, round: u32) -> PublicKey {
-    let total = set.total_power();
+    let total = u128::from(set.total_power());
     // total ≥ 1 (a set is never empty, every power ≥ 1): the modulo is defined.
-    let x = (u128::from(height) + u128::from(round)) % u128::from(total);
-    let mut acc: u128 = 0;
-    for v in set.validators() {
-        acc += u128::from(v.power);
-        if acc > x {
-            return v.key;
+    let mut x = (u128::from(height) + u128::from(round)) % total;
+    let tree = ProposerTree::new(set);
+    let mut node = tree.nodes.len() - 1; // the root: the last node made (or the only class)
+    loop {
+        match tree.nodes[node].kind {
+            NodeKind::Inner { left, right } => {
+                let w = tree.nodes[node].weight;
+                let w_left = tree.nodes[left].weight;
+                // x < w ≤ 2^56 and w_left < w: the products stay below 2^113.
+                let left_before = |y: u128| (y * w_left + w / 2) / w;
+                let before = left_before(x);
+                if left_before(x + 1) > before {
+                    x = before;
+                    node = left;
+                } else {
+                    x -= before;
+                    node = right;
+                }
+            }
+            NodeKind::Class { class } => {
+                let members = &tree.classes[class];
+                // x < members × power; the members take the class's slots in turn.
+                let turn = x % members.len() as u128;
+                return members[usize::try_from(turn).unwrap_or(0)];
+            }
         }
     }
-    // Unreachable for a valid set (acc reaches total > x); the last validator keeps it total.
-    set.validators()[set.validators().len() - 1].key
+}
+
+/// The Huffman tree of PROTOCOL.md §12.3 step 2. Node `i` has rank `i`: the classes first
+/// (ascending power), then the inner nodes in the order they are made.
+struct ProposerTree {
+    /// Members of each class, in set order; classes in ascending order of power.
+    classes: Vec<Vec<PublicKey>>,
+    nodes: Vec<TreeNode>,
+}
+
+struct TreeNode {
+    weight: u128,
+    kind: NodeKind,
+}
+
+#[derive(Clone, Copy)]
+enum NodeKind {
+    Class { class: usize },
+    Inner { left: usize, right: usize },
+}
+
+impl ProposerTree {
+    fn new(set: &ValidatorSet) -> Self {
+        let mut by_power: std::collections::BTreeMap<u64, Vec<PublicKey>> =
+            std::collections::BTreeMap::new();
+        for v in set.validators() {
+            by_power.entry(v.power).or_default().push(v.key);
+        }
+        let mut nodes = Vec::with_capacity(2 * by_power.len());
+        let mut classes = Vec::with_capacity(by_power.len());
+        for (power, members) in by_power {
+            nodes.push(TreeNode {
+                weight: u128::from(power) * members.len() as u128,
+                kind: NodeKind::Class {
+                    class: classes.len(),
+                },
+            });
+            classes.push(members);
+        }
+        // Smallest (weight, rank) first.
+        let mut queue: std::collections::BinaryHeap<std::cmp::Reverse<(u128, usize)>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(rank, n)| std::cmp::Reverse((n.weight, rank)))
+            .collect();
+        while let (Some(std::cmp::Reverse((wa, a))), Some(std::cmp::Reverse((wb, b)))) =
+            (queue.pop(), queue.pop())
+        {
+            let rank = nodes.len();
+            nodes.push(TreeNode {
+                weight: wa + wb,
+                kind: NodeKind::Inner { left: b, right: a },
+            });
+            queue.push(std::cmp::Reverse((wa + wb, rank)));
+        }
+        Self { classes, nodes }
+    }
 }
 
 /// Two signed votes by one validator for different values at the same height, round and kind:
@@ -484,22 +566,63 @@ mod tests {
         );
     }
 
-    /// §12.3: weighted round robin, the same on every node; each validator's share of slots is
-    /// its share of the power.
-    #[test]
-    fn s12_3_proposer_is_weighted_round_robin() {
-        let keys: Vec<Keypair> = (0..3).map(|i| dev_key(&format!("v{i}"))).collect();
+    /// A set with these powers, assigned in set (key) order; its keys in that order.
+    fn weighted(powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
+        let mut keys: Vec<PublicKey> = (0..powers.len())
+            .map(|i| dev_key(&format!("v{i}")).public())
+            .collect();
+        keys.sort();
         let set = ValidatorSet::new(
             keys.iter()
-                .zip([1u64, 2, 5])
-                .map(|(k, power)| Validator {
-                    key: k.public(),
-                    organisation: k.public(),
+                .zip(powers)
+                .map(|(key, &power)| Validator {
+                    key: *key,
+                    organisation: *key,
                     power,
                 })
                 .collect(),
         )
         .unwrap();
+        (keys, set)
+    }
+
+    /// The proposers' positions in the set for heights `0..len` at round 0.
+    fn turns(powers: &[u64], len: u64) -> Vec<usize> {
+        let (keys, set) = weighted(powers);
+        (0..len)
+            .map(|h| {
+                let who = proposer(&set, h, 0);
+                keys.iter().position(|k| *k == who).unwrap()
+            })
+            .collect()
+    }
+
+    /// §12.3 (1.2): turns are spread, not consecutive; equal powers rotate in set order. In 1.1
+    /// `[3, 1]` gave A A A B and `[4, 4]` gave A A A A B B B B.
+    #[test]
+    fn s12_3_proposer_turns_are_interleaved() {
+        assert_eq!(turns(&[1, 1, 1, 1], 8), [0, 1, 2, 3, 0, 1, 2, 3]);
+        assert_eq!(turns(&[3, 1], 8), [0, 0, 1, 0, 0, 0, 1, 0]);
+        assert_eq!(turns(&[4, 4], 8), [0, 1, 0, 1, 0, 1, 0, 1]);
+        assert_eq!(turns(&[2, 1, 1], 8), [0, 1, 0, 2, 0, 1, 0, 2]);
+        assert_eq!(
+            turns(&[5, 3], 16),
+            [0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0]
+        );
+        assert_eq!(
+            turns(&[1, 2, 5], 16),
+            [2, 1, 2, 2, 0, 2, 1, 2, 2, 1, 2, 2, 0, 2, 1, 2]
+        );
+        // Equal powers of any size: slot s goes to the validator at s mod n, as in 1.1 for
+        // power 1.
+        assert_eq!(turns(&[7, 7, 7], 6), [0, 1, 2, 0, 1, 2]);
+    }
+
+    /// §12.3: each validator's share of slots is its share of the power, the next round moves
+    /// to the next slot, and the choice is the same however the set was listed.
+    #[test]
+    fn s12_3_proposer_is_weighted_round_robin() {
+        let (keys, set) = weighted(&[1, 2, 5]);
         let mut count = std::collections::BTreeMap::new();
         for h in 1..=800u64 {
             *count.entry(proposer(&set, h, 0)).or_insert(0u32) += 1;
@@ -507,8 +630,55 @@ mod tests {
         for v in set.validators() {
             assert_eq!(count[&v.key], 100 * u32::try_from(v.power).unwrap());
         }
-        // The next round moves to the next slot.
         assert_eq!(proposer(&set, 10, 1), proposer(&set, 11, 0));
+        assert_eq!(proposer(&set, 10, 5), proposer(&set, 15, 0));
+        let mut reversed: Vec<Validator> = set.validators().to_vec();
+        reversed.reverse();
+        let same = ValidatorSet::new(reversed).unwrap();
+        for h in 0..16 {
+            assert_eq!(proposer(&set, h, 3), proposer(&same, h, 3));
+        }
+        assert!(keys.contains(&proposer(&set, 0, 0)));
+    }
+
+    /// §12.3: the largest heights, rounds and powers do not overflow (slot up to 2^64 + 2^32,
+    /// total power up to 2^56), and the result is always a member of the set.
+    #[test]
+    fn s12_3_proposer_at_the_limits() {
+        let max = crate::validator::MAX_POWER;
+        let (keys, set) = weighted(&[max, max - 1, 1, max / 3, 2, max, 3]);
+        for (h, r) in [
+            (u64::MAX, u32::MAX),
+            (u64::MAX, 0),
+            (0, u32::MAX),
+            (u64::MAX - 1, 1),
+            (1 << 63, 7),
+        ] {
+            assert!(keys.contains(&proposer(&set, h, r)));
+        }
+        // 256 validators of the largest power: the total is 2^56, and the set rotates.
+        let keys: Vec<PublicKey> = {
+            let mut k: Vec<PublicKey> = (0..256)
+                .map(|i| dev_key(&format!("big/{i}")).public())
+                .collect();
+            k.sort();
+            k
+        };
+        let big = ValidatorSet::new(
+            keys.iter()
+                .map(|key| Validator {
+                    key: *key,
+                    organisation: *key,
+                    power: max,
+                })
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(big.total_power(), 1 << 56);
+        assert_eq!(proposer(&big, u64::MAX, u32::MAX), {
+            let slot = u128::from(u64::MAX) + u128::from(u32::MAX);
+            keys[usize::try_from(slot % 256).unwrap()]
+        });
     }
 
     /// §12.2: proposals must come from the round's proposer, with a valid signature.

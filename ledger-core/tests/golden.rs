@@ -1,5 +1,6 @@
 //! Golden vectors (PROTOCOL.md appendix A): the exact bytes of a genesis, one event of every
-//! payload type, a block header and a checkpoint, pinned in `docs/protocol-vectors.json`.
+//! payload type, a block header and a checkpoint, the consensus messages (§12) and proposer
+//! selection (§12.3), pinned in `docs/protocol-vectors.json`.
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
@@ -230,6 +231,85 @@ fn consensus_vectors(chain: &mut DevChain) -> serde_json::Value {
     })
 }
 
+/// Proposer selection (PROTOCOL.md §12.3, 1.2): for sets of powers (listed in set order), the
+/// proposer's 0-based position in the set at each `(height, round)`. Only powers and order
+/// matter, so the vectors carry no keys. Numbers stay below 2^53.
+const PROPOSER_POWERS: &[&[u64]] = &[
+    &[1, 1, 1, 1],
+    &[3, 1],
+    &[2, 1, 1],
+    &[1, 2, 5],
+    &[19, 1, 18, 1, 41, 30],
+    &[1, 2, 4, 8, 16, 32, 64],
+    &[1 << 48, 1, (1 << 47) + 3, 5, 1 << 48],
+];
+const PROPOSER_SLOTS: &[(u64, u32)] = &[
+    (0, 0),
+    (1, 0),
+    (2, 0),
+    (3, 0),
+    (4, 0),
+    (5, 0),
+    (6, 0),
+    (7, 0),
+    (8, 0),
+    (9, 0),
+    (10, 0),
+    (11, 0),
+    (5, 1),
+    (5, 2),
+    (5, 7),
+    (100, 0),
+    (1000, 3),
+    (123_456_789, 42),
+    (9_007_199_254_740_991, u32::MAX),
+];
+
+/// A validator set with these powers in set order (dev keys, sorted), and its keys in order.
+fn set_with_powers(powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
+    let mut keys: Vec<PublicKey> = (0..powers.len())
+        .map(|i| dev_key(&format!("proposer-vectors/{i}")).public())
+        .collect();
+    keys.sort();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .zip(powers)
+            .map(|(key, &power)| Validator {
+                key: *key,
+                organisation: *key,
+                power,
+            })
+            .collect(),
+    )
+    .unwrap();
+    (keys, set)
+}
+
+fn proposer_vectors() -> serde_json::Value {
+    let sets: Vec<serde_json::Value> = PROPOSER_POWERS
+        .iter()
+        .map(|powers| {
+            let (keys, set) = set_with_powers(powers);
+            let proposers: Vec<usize> = PROPOSER_SLOTS
+                .iter()
+                .map(|&(height, round)| {
+                    let who = consensus::proposer(&set, height, round);
+                    keys.iter().position(|k| *k == who).unwrap()
+                })
+                .collect();
+            serde_json::json!({ "powers": powers, "proposers": proposers })
+        })
+        .collect();
+    serde_json::json!({
+        "note": concat!(
+            "For each set (powers in set order), the 0-based position in the set of the ",
+            "proposer at each (height, round) of `slots`, in that order (PROTOCOL.md §12.3)."
+        ),
+        "slots": PROPOSER_SLOTS.iter().map(|&(h, r)| [h, u64::from(r)]).collect::<Vec<_>>(),
+        "sets": sets,
+    })
+}
+
 fn render() -> serde_json::Value {
     let (mut chain, events) = build();
     let consensus = consensus_vectors(&mut chain);
@@ -265,6 +345,7 @@ fn render() -> serde_json::Value {
         "commit_vote_signing_message_hex": hex::encode(vote.signing_message()),
         "checkpoint_text": cp.to_text(&last.certificate),
         "consensus": consensus,
+        "proposer_selection": proposer_vectors(),
     })
 }
 
@@ -337,6 +418,44 @@ fn vectors_verify_from_bytes_alone() {
     .unwrap();
     assert_eq!(header.hash(), cp.block_hash);
     assert_eq!(header.checkpoint(), cp);
+}
+
+/// §12.3 (1.2): the proposer vectors, read from the file, hold for `consensus::proposer`.
+#[test]
+fn proposer_vectors_hold() {
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
+    let vectors = &want["proposer_selection"];
+    let slots: Vec<(u64, u32)> = vectors["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let round = u32::try_from(s[1].as_u64().unwrap()).unwrap();
+            (s[0].as_u64().unwrap(), round)
+        })
+        .collect();
+    let sets = vectors["sets"].as_array().unwrap();
+    assert!(!sets.is_empty() && !slots.is_empty());
+    for case in sets {
+        let powers: Vec<u64> = case["powers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect();
+        let proposers = case["proposers"].as_array().unwrap();
+        assert_eq!(proposers.len(), slots.len());
+        let (keys, set) = set_with_powers(&powers);
+        for (&(height, round), at) in slots.iter().zip(proposers) {
+            let at = usize::try_from(at.as_u64().unwrap()).unwrap();
+            assert_eq!(
+                consensus::proposer(&set, height, round),
+                keys[at],
+                "powers {powers:?}, height {height}, round {round}"
+            );
+        }
+    }
 }
 
 /// PROTOCOL.md quotes the header, the checkpoint text and the chain id: they must be the
