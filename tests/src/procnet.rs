@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -26,9 +26,9 @@ use crate::NodeProcess;
 
 /// Multi-process scenarios start five or more processes each: they run one at a time, even when
 /// the test harness runs tests in parallel (2 cores).
-pub fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// The network under test.
@@ -94,6 +94,14 @@ impl ProcNet {
         let args = self.devnet.nodes[i].args(&self.devnet.genesis_path);
         self.procs[i] = Some(NodeProcess::start(&args).expect("node starts"));
         self.stopped[i] = false;
+    }
+
+    /// Adopts a process started outside the devnet (e.g. a stranger); returns its index.
+    /// [`ProcNet::stop_and_verify`] stops it but verifies only the devnet's stores.
+    pub fn start_extra(&mut self, p: NodeProcess) -> usize {
+        self.procs.push(Some(p));
+        self.stopped.push(false);
+        self.procs.len() - 1
     }
 
     /// kill -9 of node `i`.

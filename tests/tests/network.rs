@@ -13,140 +13,26 @@
 //!    the blocks are identical at every height on every node, and no validator was recorded
 //!    double-signing across the kills (the signing record survives kill -9).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
-use twinledger_core::codes::{Action, DataCategory, Purpose};
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
-use twinledger_core::{ChainId, Event, EventPayload, Hash, PublicKey, Timestamp};
-use twinledger_genesis::GenesisFile;
-use twinledger_node::chain::{Chain, NodePolicy, SoloValidator, now};
-use twinledger_node::devnet::{self, Devnet};
 use twinledger_node::keyfile;
-use twinledger_node::metrics::Metrics;
-use twinledger_node::store::Store;
 use twinledger_tests::NodeProcess;
+use twinledger_tests::procnet::{ProcNet, exclusive};
 
-struct Net {
-    devnet: Devnet,
-    procs: Vec<Option<NodeProcess>>,
-    http: reqwest::Client,
-    chain: ChainId,
-    org: PublicKey,
-    submitted: u64,
-}
-
-impl Net {
-    fn start(&mut self, i: usize) {
-        let args = self.devnet.nodes[i].args(&self.devnet.genesis_path);
-        self.procs[i] = Some(NodeProcess::start(&args).expect("node starts"));
-    }
-
-    fn kill9(&mut self, i: usize) {
-        self.procs[i].take().expect("running").kill9().unwrap();
-    }
-
-    async fn health(&self, i: usize) -> Option<serde_json::Value> {
-        let p = self.procs[i].as_ref()?;
-        let r = self.http.get(p.url("/health")).send().await.ok()?;
-        r.json().await.ok()
-    }
-
-    async fn height(&self, i: usize) -> u64 {
-        self.health(i)
-            .await
-            .map_or(0, |v| v["height"].as_u64().unwrap_or(0))
-    }
-
-    async fn log_size(&self, i: usize) -> u64 {
-        self.health(i)
-            .await
-            .map_or(0, |v| v["log_size"].as_u64().unwrap_or(0))
-    }
-
-    /// Submits one fresh patient's consent grant to node `i`; returns its event id (hex).
-    async fn submit(&mut self, i: usize) -> String {
-        let patient = twinledger_core::Keypair::from_secret(
-            blake3::hash(format!("net-patient-{}", self.submitted).as_bytes()).as_bytes(),
-        );
-        self.submitted += 1;
-        let ev = Event::new(
-            self.chain,
-            patient.public(),
-            0,
-            now().plus_ms(600_000),
-            EventPayload::ConsentGrant(ConsentGrant {
-                patient: patient.public(),
-                grantee: Grantee::Organisation(self.org),
-                scope: Scope {
-                    categories: [DataCategory::VitalSigns].into_iter().collect(),
-                    purposes: [Purpose::Treat].into_iter().collect(),
-                    actions: [Action::Read].into_iter().collect(),
-                },
-                valid_from: Timestamp(0),
-                valid_until: None,
-            }),
-        )
-        .sign(&patient);
-        let p = self.procs[i].as_ref().expect("running");
-        let r = self
-            .http
-            .post(p.url("/v1/events"))
-            .json(&json!({"event": hex::encode(ev.to_bytes())}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            202,
-            "node {i} refused an event: {}",
-            r.text().await.unwrap()
-        );
-        ev.id().to_string()
-    }
-
-    /// Whether nodes `range` all hold at least `n` events.
-    async fn all_final(&self, range: std::ops::Range<usize>, n: u64) -> bool {
-        for i in range {
-            if self.log_size(i).await < n {
-                return false;
-            }
-        }
-        true
-    }
-
-    async fn wait(&self, what: &str, deadline: Duration, mut ok: impl AsyncFnMut(&Net) -> bool) {
-        let end = Instant::now() + deadline;
-        loop {
-            if ok(self).await {
-                return;
-            }
-            assert!(Instant::now() < end, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+async fn all_final(net: &ProcNet, range: std::ops::Range<usize>, n: u64) -> bool {
+    for i in range {
+        if net.log_size(i).await < n {
+            return false;
         }
     }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers() {
+    let _one = exclusive().await;
     let dir = tempfile::tempdir().unwrap();
-    let devnet = devnet::create(dir.path(), 4, 1).unwrap();
-    let genesis = GenesisFile::load(&devnet.genesis_path).unwrap();
-    let ledger = genesis.ledger_genesis().unwrap();
-    let n = devnet.nodes.len();
-    let mut net = Net {
-        devnet,
-        procs: (0..n).map(|_| None).collect(),
-        http: reqwest::Client::new(),
-        chain: ledger.chain_id(),
-        org: ledger.organisations[0].key,
-        submitted: 0,
-    };
-    for i in 0..n {
-        net.start(i);
-    }
+    let mut net = ProcNet::start_all(dir.path(), 4, 1);
 
     // 1. Events submitted to any validator become final everywhere.
     for k in 0..20 {
@@ -155,7 +41,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "20 events final on all 5 nodes",
         Duration::from_secs(60),
-        async |net| net.all_final(0..5, 20).await,
+        async |net| all_final(net, 0..5, 20).await,
     )
     .await;
 
@@ -169,7 +55,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "3 validators finalise without the 4th",
         Duration::from_secs(60),
-        async |net| net.all_final(0..3, expected).await,
+        async |net| all_final(net, 0..3, expected).await,
     )
     .await;
 
@@ -188,7 +74,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "all four finalise again",
         Duration::from_secs(60),
-        async |net| net.all_final(0..4, expected).await,
+        async |net| all_final(net, 0..4, expected).await,
     )
     .await;
 
@@ -207,7 +93,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "progress resumes with both back",
         Duration::from_secs(90),
-        async |net| net.all_final(0..4, expected).await,
+        async |net| all_final(net, 0..4, expected).await,
     )
     .await;
     let _ = pending;
@@ -232,8 +118,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     .iter()
     .map(|s| s.to_string())
     .collect();
-    net.procs.push(Some(NodeProcess::start(&args).unwrap()));
-    let stranger = net.procs.len() - 1;
+    let stranger = net.start_extra(NodeProcess::start(&args).unwrap());
     let lost = net.submit(stranger).await;
     for k in 0..4 {
         net.submit(k).await;
@@ -242,7 +127,7 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     net.wait(
         "validators and observer move on",
         Duration::from_secs(60),
-        async |net| net.all_final(0..5, expected).await,
+        async |net| all_final(net, 0..5, expected).await,
     )
     .await;
     assert_eq!(
@@ -262,46 +147,6 @@ async fn four_validator_processes_replicate_survive_kill9_and_refuse_strangers()
     let _ = lost;
 
     // 6. Stop everything; every store verifies in full and they agree block by block.
-    for i in 0..net.procs.len() {
-        if net.procs[i].is_some() {
-            net.kill9(i);
-        }
-    }
-    let mut tips = Vec::new();
-    let mut stores = Vec::new();
-    for node in net.devnet.nodes.iter() {
-        let store = Store::open_sled(&node.data_dir.join("db")).unwrap();
-        let key = keyfile::read(&node.key_path).unwrap();
-        let chain = Chain::open(
-            ledger.clone(),
-            store.clone(),
-            Arc::new(SoloValidator::new(key, ledger.validators.clone())),
-            NodePolicy {
-                block_interval: Duration::from_secs(1),
-                mempool_size: 10,
-            },
-            true,
-            Metrics::new(),
-        )
-        .unwrap_or_else(|e| panic!("{} store does not verify: {e}", node.name));
-        tips.push(chain.height());
-        assert_eq!(
-            chain.state().misbehaviours().count(),
-            0,
-            "a validator double-signed"
-        );
-        stores.push(store);
-    }
-    let common = *tips.iter().min().unwrap();
-    assert!(common >= 5);
-    for h in 1..=common {
-        let hashes: Vec<Hash> = stores
-            .iter()
-            .map(|s| s.block(h).unwrap().unwrap().block.header.hash())
-            .collect();
-        assert!(
-            hashes.windows(2).all(|w| w[0] == w[1]),
-            "fork at height {h}"
-        );
-    }
+    let (tips, _) = net.stop_and_verify();
+    assert!(tips.iter().take(5).all(|t| *t >= 5), "{tips:?}");
 }

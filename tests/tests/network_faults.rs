@@ -45,7 +45,7 @@ fn queue_full(net: &ProcNet) -> u64 {
 /// sync from a certified decision, and the validators keep finalising meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_a_far_behind_observer_does_not_stall_validators() {
-    let _one = exclusive();
+    let _one = exclusive().await;
     let dir = tempfile::tempdir().unwrap();
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
     net.wait(
@@ -103,7 +103,7 @@ async fn restarting_a_far_behind_observer_does_not_stall_validators() {
 /// it catches up and the four go on together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_of_one_validator_does_not_stop_the_rest() {
-    let _one = exclusive();
+    let _one = exclusive().await;
     let dir = tempfile::tempdir().unwrap();
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
     net.wait(

@@ -55,18 +55,17 @@ async fn max_validator_height(net: &ProcNet) -> u64 {
     m
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `pct`-th percentile (nearest rank) of sorted durations.
+fn percentile(sorted: &[Duration], pct: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round();
-    sorted[usize::try_from(idx as u64)
-        .unwrap_or(0)
-        .min(sorted.len() - 1)]
+    let idx = ((sorted.len() - 1) * pct + 50) / 100;
+    sorted[idx.min(sorted.len() - 1)]
 }
 
 async fn soak(cycles: u64, seed: u64) {
-    let _one = exclusive();
+    let _one = exclusive().await;
     #[allow(clippy::print_stderr)]
     {
         eprintln!(
@@ -169,8 +168,8 @@ async fn soak(cycles: u64, seed: u64) {
             "fault soak: seed {seed}: {cycles} cycles, {submitted} events accepted, {} reported-final events checked on every node, final height {}, recovery median {:?}, p99 {:?}, max {:?}, 0 permanent halts",
             ids.len(),
             tips.iter().min().unwrap_or(&0),
-            percentile(&recoveries, 0.5),
-            percentile(&recoveries, 0.99),
+            percentile(&recoveries, 50),
+            percentile(&recoveries, 99),
             recoveries.last().copied().unwrap_or_default(),
         );
     }
