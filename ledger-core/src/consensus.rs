@@ -568,22 +568,7 @@ mod tests {
 
     /// A set with these powers, assigned in set (key) order; its keys in that order.
     fn weighted(powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
-        let mut keys: Vec<PublicKey> = (0..powers.len())
-            .map(|i| dev_key(&format!("v{i}")).public())
-            .collect();
-        keys.sort();
-        let set = ValidatorSet::new(
-            keys.iter()
-                .zip(powers)
-                .map(|(key, &power)| Validator {
-                    key: *key,
-                    organisation: *key,
-                    power,
-                })
-                .collect(),
-        )
-        .unwrap();
-        (keys, set)
+        crate::devkit::set_with_powers("v", powers)
     }
 
     /// The proposers' positions in the set for heights `0..len` at round 0.

@@ -25,6 +25,28 @@ pub fn dev_key(label: &str) -> Keypair {
     Keypair::from_secret(&seed)
 }
 
+/// A validator set whose validators have `powers`, assigned in set (key) order, with keys
+/// `dev_key("<label>/<i>")`; returns the keys in set order and the set. Each validator is its
+/// own organisation.
+pub fn set_with_powers(label: &str, powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
+    let mut keys: Vec<PublicKey> = (0..powers.len())
+        .map(|i| dev_key(&format!("{label}/{i}")).public())
+        .collect();
+    keys.sort();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .zip(powers)
+            .map(|(key, &power)| Validator {
+                key: *key,
+                organisation: *key,
+                power,
+            })
+            .collect(),
+    )
+    .expect("powers 1..=2^48, at most 256 validators");
+    (keys, set)
+}
+
 /// The genesis time of dev chains: 2026-01-01T00:00:00Z.
 pub const DEV_GENESIS_TIME: Timestamp = Timestamp(1_767_225_600_000);
 

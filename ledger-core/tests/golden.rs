@@ -267,22 +267,7 @@ const PROPOSER_SLOTS: &[(u64, u32)] = &[
 
 /// A validator set with these powers in set order (dev keys, sorted), and its keys in order.
 fn set_with_powers(powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
-    let mut keys: Vec<PublicKey> = (0..powers.len())
-        .map(|i| dev_key(&format!("proposer-vectors/{i}")).public())
-        .collect();
-    keys.sort();
-    let set = ValidatorSet::new(
-        keys.iter()
-            .zip(powers)
-            .map(|(key, &power)| Validator {
-                key: *key,
-                organisation: *key,
-                power,
-            })
-            .collect(),
-    )
-    .unwrap();
-    (keys, set)
+    twinledger_core::devkit::set_with_powers("proposer-vectors", powers)
 }
 
 fn proposer_vectors() -> serde_json::Value {

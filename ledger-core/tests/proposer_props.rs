@@ -22,8 +22,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use twinledger_core::consensus::proposer;
-use twinledger_core::devkit::dev_key;
-use twinledger_core::{PublicKey, Validator, ValidatorSet};
+use twinledger_core::{PublicKey, ValidatorSet};
 
 // ---------------------------------------------------------------------------------------------
 // Reference: PROTOCOL.md §12.3, transcribed (quadratic where the implementation is not).
@@ -156,22 +155,7 @@ fn ref_bounds(powers: &[u64], nodes: &[RefNode]) -> Vec<Frac> {
 
 /// A set with these powers, assigned in set (key) order; its keys in that order.
 fn weighted(powers: &[u64]) -> (Vec<PublicKey>, ValidatorSet) {
-    let mut keys: Vec<PublicKey> = (0..powers.len())
-        .map(|i| dev_key(&format!("validator/{i}")).public())
-        .collect();
-    keys.sort();
-    let set = ValidatorSet::new(
-        keys.iter()
-            .zip(powers)
-            .map(|(key, &power)| Validator {
-                key: *key,
-                organisation: *key,
-                power,
-            })
-            .collect(),
-    )
-    .unwrap();
-    (keys, set)
+    twinledger_core::devkit::set_with_powers("validator", powers)
 }
 
 /// Positions in the set of the proposers of `len` consecutive slots from `start`, each reached
