@@ -249,6 +249,24 @@ impl ProcNet {
         }
     }
 
+    /// Waits (deadline 60 s) until every running node has committed height `h`.
+    pub async fn wait_all_at(&self, h: u64) {
+        self.wait(
+            &format!("every running node at height {h}"),
+            Duration::from_secs(60),
+            async |n| {
+                let mut ok = true;
+                for i in 0..n.len() {
+                    if n.procs[i].is_some() {
+                        ok &= n.height(i).await >= h;
+                    }
+                }
+                ok
+            },
+        )
+        .await;
+    }
+
     /// Stops every process, then re-opens every store as a new node would (every signature,
     /// every certificate, every block re-executed), checks that blocks are identical at every
     /// height two stores share, that no misbehaviour was recorded, and returns the tips and

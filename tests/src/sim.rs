@@ -405,6 +405,11 @@ impl Sim {
         self.nodes[i].engine.as_ref()
     }
 
+    /// Puts a message back in the outbox (scripted tests that peek at it).
+    pub fn requeue(&mut self, from: usize, msg: Msg) {
+        self.outbox.push((from, msg));
+    }
+
     /// Takes the messages captured while [`Sim::hold`] is set, with their senders.
     pub fn take_outbox(&mut self) -> Vec<(usize, Msg)> {
         std::mem::take(&mut self.outbox)
@@ -653,14 +658,7 @@ impl Sim {
                 match rebuild(events) {
                     Some(forged) if forged.events.len() == block.events.len() => {
                         let p = resign(&forged);
-                        self.forged += 1;
-                        self.broadcast(
-                            i,
-                            Msg::Proposal {
-                                proposal: p,
-                                block: forged,
-                            },
-                        );
+                        self.send_forged(i, p, forged);
                     }
                     _ => self.broadcast(i, honest),
                 }
@@ -687,14 +685,7 @@ impl Sim {
                     .collect();
                 forged.header.events_root = Hash(mth::<Blake3Tree>(&leaves));
                 let p = resign(&forged);
-                self.forged += 1;
-                self.broadcast(
-                    i,
-                    Msg::Proposal {
-                        proposal: p,
-                        block: forged,
-                    },
-                );
+                self.send_forged(i, p, forged);
             }
             Byzantine::BadBodyFirst => {
                 let mut bad = block.clone();
@@ -705,14 +696,7 @@ impl Sim {
                         None => return self.broadcast(i, honest),
                     },
                 }
-                self.forged += 1;
-                self.broadcast(
-                    i,
-                    Msg::Proposal {
-                        proposal,
-                        block: bad,
-                    },
-                );
+                self.send_forged(i, proposal, bad);
                 self.broadcast(i, honest);
             }
             Byzantine::ProposalFlood => {
@@ -728,20 +712,24 @@ impl Sim {
                         .map(|b| b.block);
                     if let Some(v) = variant {
                         let p = resign(&v);
-                        self.forged += 1;
-                        self.broadcast(
-                            i,
-                            Msg::Proposal {
-                                proposal: p,
-                                block: v,
-                            },
-                        );
+                        self.send_forged(i, p, v);
                     }
                 }
                 self.broadcast(i, honest);
             }
             _ => self.broadcast(i, honest),
         }
+    }
+
+    /// Broadcasts a forged proposal from Byzantine node `i`, counting it.
+    fn send_forged(
+        &mut self,
+        i: usize,
+        proposal: twinledger_core::consensus::SignedProposal,
+        block: Block,
+    ) {
+        self.forged += 1;
+        self.broadcast(i, Msg::Proposal { proposal, block });
     }
 
     /// Re-opens every node's store as a new node would, verifying every signature and every
@@ -1004,4 +992,32 @@ impl Sim {
         }
         out
     }
+}
+
+/// The seeds a scenario runs: `default`, or the one in `TWINLEDGER_SIM_SEED`.
+pub fn seeds(default: &[u64]) -> Vec<u64> {
+    match std::env::var("TWINLEDGER_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("TWINLEDGER_SIM_SEED is a number")],
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// Whether every node has committed height `h`.
+pub fn all_reach(sim: &Sim, h: u64) -> bool {
+    (0..sim.len()).all(|i| sim.height(i) >= h)
+}
+
+/// Every node's committed height.
+pub fn heights(sim: &Sim) -> Vec<u64> {
+    (0..sim.len()).map(|i| sim.height(i)).collect()
+}
+
+/// No scenario expects an engine to halt unless it says so.
+pub fn no_halts(sim: &Sim) {
+    assert!(
+        sim.halted.is_empty(),
+        "seed {}: halted: {:?}",
+        sim.seed,
+        sim.halted
+    );
 }

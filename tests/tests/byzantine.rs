@@ -7,36 +7,12 @@
 use twinledger_core::consensus::{Vote, VoteKind};
 use twinledger_node::consensus::Msg;
 use twinledger_node::consensus::engine::MAX_FUTURE_PER_VALIDATOR;
-use twinledger_tests::sim::{Byzantine, Sim};
-
-fn seeds(default: &[u64]) -> Vec<u64> {
-    match std::env::var("TWINLEDGER_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("TWINLEDGER_SIM_SEED is a number")],
-        Err(_) => default.to_vec(),
-    }
-}
-
-fn all_reach(sim: &Sim, h: u64) -> bool {
-    (0..sim.len()).all(|i| sim.height(i) >= h)
-}
+use twinledger_tests::sim::{Byzantine, Sim, all_reach, heights, no_halts, seeds};
 
 fn honest_reach(sim: &Sim, byz: usize, h: u64) -> bool {
     (0..sim.len())
         .filter(|&i| i != byz)
         .all(|i| sim.height(i) >= h)
-}
-
-fn heights(sim: &Sim) -> Vec<u64> {
-    (0..sim.len()).map(|i| sim.height(i)).collect()
-}
-
-fn no_halts(sim: &Sim) {
-    assert!(
-        sim.halted.is_empty(),
-        "seed {}: halted: {:?}",
-        sim.seed,
-        sim.halted
-    );
 }
 
 /// Runs with validator 0 lying as `how` until the honest three pass height 16, then checks

@@ -4,28 +4,7 @@
 //! failure message names the seed.
 
 use twinledger_core::consensus::VoteKind;
-use twinledger_tests::sim::{Byzantine, Faults, Sim};
-
-fn seeds(default: &[u64]) -> Vec<u64> {
-    match std::env::var("TWINLEDGER_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("TWINLEDGER_SIM_SEED is a number")],
-        Err(_) => default.to_vec(),
-    }
-}
-
-/// No test expects an engine to halt unless it says so.
-fn no_halts(sim: &Sim) {
-    assert!(
-        sim.halted.is_empty(),
-        "seed {}: halted: {:?}",
-        sim.seed,
-        sim.halted
-    );
-}
-
-fn all_reach(sim: &Sim, h: u64) -> bool {
-    (0..sim.len()).all(|i| sim.height(i) >= h)
-}
+use twinledger_tests::sim::{Byzantine, Faults, Sim, all_reach, no_halts, seeds};
 
 /// Identical blocks (so block hashes, state hashes, log roots) at every height on every node,
 /// and events submitted to any node become final on all.

@@ -48,12 +48,7 @@ async fn restarting_a_far_behind_observer_does_not_stall_validators() {
     let _one = exclusive().await;
     let dir = tempfile::tempdir().unwrap();
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
-    net.wait(
-        "all five nodes at height 2",
-        Duration::from_secs(60),
-        async |n| n.heights().await.iter().all(|h| *h >= 2),
-    )
-    .await;
+    net.wait_all_at(2).await;
     net.kill9(OBSERVER);
     let left_at = validators_min(&net).await;
     let end = Instant::now() + Duration::from_secs(180);
@@ -106,12 +101,7 @@ async fn sigstop_of_one_validator_does_not_stop_the_rest() {
     let _one = exclusive().await;
     let dir = tempfile::tempdir().unwrap();
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
-    net.wait(
-        "all five nodes at height 2",
-        Duration::from_secs(60),
-        async |n| n.heights().await.iter().all(|h| *h >= 2),
-    )
-    .await;
+    net.wait_all_at(2).await;
     for who in [1, 3, 0, 2] {
         let before = validators_min(&net).await;
         net.pause(who, true);
@@ -127,19 +117,8 @@ async fn sigstop_of_one_validator_does_not_stop_the_rest() {
             net.heights().await
         );
         net.pause(who, false);
-        let target = during + 3;
-        net.wait(
-            "all four validators move on together after SIGCONT",
-            Duration::from_secs(60),
-            async |n| {
-                let mut ok = true;
-                for i in 0..4 {
-                    ok &= n.height(i).await >= target;
-                }
-                ok
-            },
-        )
-        .await;
+        // All four move on together after SIGCONT.
+        net.wait_all_at(during + 3).await;
     }
     net.stop_and_verify();
 }

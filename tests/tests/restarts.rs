@@ -10,22 +10,7 @@ use malachitebft_core_types::{Round, Timeout};
 use twinledger_core::consensus::{SignedVote, VoteKind, proposer};
 use twinledger_core::{Checkpoint, PublicKey};
 use twinledger_node::consensus::Msg;
-use twinledger_tests::sim::Sim;
-
-fn seeds(default: &[u64]) -> Vec<u64> {
-    match std::env::var("TWINLEDGER_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("TWINLEDGER_SIM_SEED is a number")],
-        Err(_) => default.to_vec(),
-    }
-}
-
-fn all_reach(sim: &Sim, h: u64) -> bool {
-    (0..sim.len()).all(|i| sim.height(i) >= h)
-}
-
-fn heights(sim: &Sim) -> Vec<u64> {
-    (0..sim.len()).map(|i| sim.height(i)).collect()
-}
+use twinledger_tests::sim::{Sim, all_reach, heights, seeds};
 
 /// The roles of the lock-amnesia scenario at height 1: `a` proposes round 0, `d` proposes
 /// round 1, `b` and `c` are the other two.
@@ -78,16 +63,39 @@ fn deliver_all(sim: &mut Sim, to: usize, msgs: &[Msg]) {
     }
 }
 
+/// Ends scripted mode: every node converges on height 3 within a minute, with no fork.
+fn heal_and_converge(sim: &mut Sim) {
+    sim.hold = false;
+    assert!(
+        sim.run_until(60_000, 200, |s| all_reach(s, 3)),
+        "seed {}: no progress after healing: {:?}",
+        sim.seed,
+        heights(sim)
+    );
+    sim.check_agreement();
+}
+
+/// Scripted mode: a proposes its block for round 0 of height 1; returns the proposal (and
+/// leaves its own prevote in the outbox).
+fn propose(sim: &mut Sim, r: &Roles) -> Msg {
+    sim.hold = true;
+    sim.submit(r.a);
+    sim.tick(r.a);
+    let out = sim.take_outbox();
+    let proposal = one(&out, r.a, |m| matches!(m, Msg::Proposal { .. }));
+    for (from, m) in out {
+        sim.requeue(from, m);
+    }
+    proposal
+}
+
 /// Runs round 0 of height 1 up to the point of the scenario: a, b, c prevote and precommit
 /// the block X proposed by a (they lock on it); d never saw the proposal, prevoted nil and
 /// precommitted nil; a received the three precommits for X and committed X. Nothing else was
 /// delivered. Returns the outbox of everything sent.
 fn round_zero(sim: &mut Sim, r: &Roles) -> Vec<(usize, Msg)> {
-    sim.hold = true;
-    sim.submit(r.a);
-    sim.tick(r.a);
+    let proposal = propose(sim, r);
     let mut out = sim.take_outbox();
-    let proposal = one(&out, r.a, |m| matches!(m, Msg::Proposal { .. }));
     for i in [r.b, r.c] {
         let _ = sim.deliver(i, proposal.clone());
     }
@@ -211,13 +219,7 @@ fn lock_amnesia_two_restarts_cannot_fork() {
         }
         sim.check_agreement();
         // Healed: everyone converges on X and goes on.
-        sim.hold = false;
-        assert!(
-            sim.run_until(60_000, 200, |s| all_reach(s, 3)),
-            "seed {seed}: no progress after healing: {:?}",
-            heights(&sim)
-        );
-        sim.check_agreement();
+        heal_and_converge(&mut sim);
         assert_eq!(x_of(&sim, r.b), x);
         assert!(
             sim.evidence.is_empty(),
@@ -282,13 +284,7 @@ fn restarted_validators_stay_locked_in_the_next_round() {
                 "seed {seed}: node {i} forgot its lock on X and prevoted d's block"
             );
         }
-        sim.hold = false;
-        assert!(
-            sim.run_until(60_000, 200, |s| all_reach(s, 3)),
-            "seed {seed}: no progress: {:?}",
-            heights(&sim)
-        );
-        sim.check_agreement();
+        heal_and_converge(&mut sim);
     }
 }
 
@@ -298,11 +294,8 @@ fn restarted_validators_stay_locked_in_the_next_round() {
 fn restart_between_sign_and_send_replays_the_same_vote() {
     let mut sim = Sim::new(4, 5);
     let r = roles(&sim);
-    sim.hold = true;
-    sim.submit(r.a);
-    sim.tick(r.a);
-    let out = sim.take_outbox();
-    let proposal = one(&out, r.a, |m| matches!(m, Msg::Proposal { .. }));
+    let proposal = propose(&mut sim, &r);
+    let _ = sim.take_outbox();
     let _ = sim.deliver(r.b, proposal);
     // The prevote was signed and handed to the network layer, which died with the process.
     let lost = one(&sim.take_outbox(), r.b, |m| {
@@ -317,13 +310,7 @@ fn restart_between_sign_and_send_replays_the_same_vote() {
     };
     assert_eq!(lost, resent, "the re-sent prevote is the one signed before");
     // And the height completes.
-    sim.hold = false;
-    assert!(
-        sim.run_until(60_000, 200, |s| all_reach(s, 3)),
-        "no progress: {:?}",
-        heights(&sim)
-    );
-    sim.check_agreement();
+    heal_and_converge(&mut sim);
 }
 
 /// §0: two of four validators killed and restarted in the middle of a height, after signing
@@ -494,11 +481,7 @@ fn one_paused_validator_of_four_does_not_stop_the_rest() {
 fn late_precommits_decide_in_a_later_round_with_their_certificate() {
     let mut sim = Sim::new(4, 41);
     let r = roles(&sim);
-    sim.hold = true;
-    sim.submit(r.a);
-    sim.tick(r.a);
-    let out = sim.take_outbox();
-    let proposal = one(&out, r.a, |m| matches!(m, Msg::Proposal { .. }));
+    let proposal = propose(&mut sim, &r);
     let Msg::Proposal { proposal: p, .. } = &proposal else {
         unreachable!()
     };

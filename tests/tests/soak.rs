@@ -75,12 +75,7 @@ async fn soak(cycles: u64, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
-    net.wait(
-        "all five nodes at height 2",
-        Duration::from_secs(60),
-        async |n| n.heights().await.iter().all(|h| *h >= 2),
-    )
-    .await;
+    net.wait_all_at(2).await;
     let mut recoveries = Vec::new();
     let mut reported = Vec::new();
     for cycle in 0..cycles {
@@ -144,12 +139,7 @@ async fn soak(cycles: u64, seed: u64) {
     }
     // Quiet end: every node reaches the validators' top height.
     let top = max_validator_height(&net).await;
-    net.wait(
-        "all five nodes at the same height",
-        Duration::from_secs(60),
-        async |n| n.heights().await.iter().all(|h| *h >= top),
-    )
-    .await;
+    net.wait_all_at(top).await;
     let submitted = net.submitted;
     let ids: Vec<_> = reported.iter().map(|k| net.event_id(*k)).collect();
     let (tips, held) = net.stop_and_verify();
