@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
 use twinledger_core::codes::{Action, DataCategory, Purpose};
 use twinledger_core::event::consent::{ConsentGrant, Grantee};
 use twinledger_core::event::delegation::Scope;
 use twinledger_core::request::RequestAuth;
+use twinledger_core::state::SignatureCheck;
 use twinledger_core::{
     ChainId, Event, EventId, EventPayload, Genesis, Hash, Keypair, PublicKey, Timestamp,
 };
@@ -268,7 +270,8 @@ impl ProcNet {
     }
 
     /// Stops every process, then re-opens every store as a new node would (every signature,
-    /// every certificate, every block re-executed), checks that blocks are identical at every
+    /// every certificate, every block re-executed), replays each node's export through the
+    /// auditor (`twinctl audit verify`), checks that blocks are identical at every
     /// height two stores share, that no misbehaviour was recorded, and returns the tips and
     /// the ids of the events in the shortest store.
     pub fn stop_and_verify(&mut self) -> (Vec<u64>, Vec<HashSet<EventId>>) {
@@ -303,11 +306,27 @@ impl ProcNet {
                 node.name
             );
             tips.push(chain.height());
+            // The node's export, as `GET /v1/export` streams it, through the auditor's replay
+            // (`twinctl audit verify`): every signature, certificate and decision.
+            let mut export = EXPORT_MAGIC.to_vec();
             let mut set = HashSet::new();
             for h in 1..=chain.height() {
-                for ev in store.block(h).unwrap().unwrap().block.events {
+                let sb = store.block(h).unwrap().unwrap();
+                for ev in &sb.block.events {
                     set.insert(ev.id());
                 }
+                export.extend(export_frame(&CommittedBlock {
+                    block: sb.block,
+                    results: sb.results,
+                    certificate: sb.certificate,
+                }));
+            }
+            let mut auditor = Auditor::new(&self.genesis).expect("genesis");
+            for cb in read_export(&export).expect("export header") {
+                let cb = cb.unwrap_or_else(|e| panic!("{}: export: {e}", node.name));
+                auditor
+                    .check(&cb, SignatureCheck::Verify)
+                    .unwrap_or_else(|e| panic!("{}: audit verify: {e}", node.name));
             }
             ids.push(set);
             stores.push(store);
