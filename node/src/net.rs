@@ -13,10 +13,10 @@
 //! penalised by gossipsub (`Reject`) and logged; a peer that serves a block that does not verify
 //! is disconnected (by the replica, which checks it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::allow_block_list::{self, AllowedPeers};
@@ -40,6 +40,52 @@ pub const EVENT_BATCH_BYTES: usize = 1024 * 1024;
 pub const SYNC_MAX_BLOCKS: u64 = 32;
 /// Most bytes of blocks in one sync response (a response always holds at least one block).
 pub const SYNC_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Consensus messages one peer may hand this node per second, on average (bursts: twice that).
+/// Honest peers send a few per height and round, plus what they forward.
+pub const PEER_MSGS_PER_SEC: u32 = 500;
+/// Consensus bytes one peer may hand this node per second, on average (bursts: two of the
+/// largest messages).
+pub const PEER_BYTES_PER_SEC: u32 = 16 * 1024 * 1024;
+
+/// A token bucket per peer over consensus messages and their bytes: what a peer sends beyond
+/// it is neither handed to the engine nor forwarded (one flooding peer cannot fill the engine's
+/// input queue for the others).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerBudget {
+    msgs: f64,
+    bytes: f64,
+    burst_bytes: f64,
+    at: Instant,
+}
+
+impl PeerBudget {
+    /// A full bucket at `now`; `max_message` bytes is the largest message.
+    pub fn new(now: Instant, max_message: usize) -> Self {
+        let burst_bytes = (2 * max_message) as f64;
+        Self {
+            msgs: 2.0 * f64::from(PEER_MSGS_PER_SEC),
+            bytes: burst_bytes,
+            burst_bytes,
+            at: now,
+        }
+    }
+
+    /// Takes one message of `size` bytes at `now`, if the budget allows it.
+    pub fn take(&mut self, now: Instant, size: usize) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        let rate = f64::from(PEER_MSGS_PER_SEC);
+        self.msgs = (self.msgs + dt * rate).min(2.0 * rate);
+        self.bytes = (self.bytes + dt * f64::from(PEER_BYTES_PER_SEC)).min(self.burst_bytes);
+        let size = size as f64;
+        if self.msgs < 1.0 || self.bytes < size {
+            return false;
+        }
+        self.msgs -= 1.0;
+        self.bytes -= size;
+        true
+    }
+}
 
 /// What the replica asks the network to do.
 #[derive(Debug)]
@@ -316,6 +362,7 @@ pub async fn run(
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let max_event = chain.max_event_bytes();
     let mut published: u64 = 0;
+    let mut budgets: HashMap<PeerId, (PeerBudget, u64)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -398,7 +445,21 @@ pub async fn run(
                 SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                     propagation_source, message_id, message,
                 })) => {
-                    let verdict = if message.topic == consensus_topic.hash() {
+                    let now = Instant::now();
+                    let (budget, dropped) = budgets
+                        .entry(propagation_source)
+                        .or_insert_with(|| (PeerBudget::new(now, cfg.max_message_bytes), 0));
+                    let within = message.topic != consensus_topic.hash()
+                        || budget.take(now, message.data.len());
+                    if !within {
+                        *dropped += 1;
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(peer = %propagation_source, dropped = *dropped, "peer over its consensus message budget; messages dropped");
+                        }
+                    }
+                    let verdict = if !within {
+                        MessageAcceptance::Ignore
+                    } else if message.topic == consensus_topic.hash() {
                         let body = message.data.get(8..).unwrap_or_default();
                         match codec::decode::<Msg>("consensus message", body, cfg.max_message_bytes) {
                             Ok(msg) => {
@@ -567,4 +628,33 @@ fn serve_sync(chain: &Chain, from: u64) -> Vec<(Block, CommitCertificate)> {
         h += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_budget_allows_bursts_then_refuses_then_refills() {
+        let t0 = Instant::now();
+        let mut b = PeerBudget::new(t0, 1000);
+        let burst = 2 * PEER_MSGS_PER_SEC;
+        assert!(
+            (0..burst).all(|_| b.take(t0, 1)),
+            "a burst of twice the rate passes"
+        );
+        assert!(!b.take(t0, 1), "the next message is over budget");
+        // Half a second later, half a second's worth is back.
+        let t1 = t0 + Duration::from_millis(500);
+        let back = PEER_MSGS_PER_SEC / 2;
+        assert!((0..back).all(|_| b.take(t1, 1)));
+        assert!(!b.take(t1, 1));
+        // Bytes: at most two of the largest messages at once.
+        let mut b = PeerBudget::new(t0, 1000);
+        assert!(b.take(t0, 1000) && b.take(t0, 1000));
+        assert!(
+            !b.take(t0, 1000),
+            "a third maximal message in the same instant is refused"
+        );
+    }
 }
