@@ -34,6 +34,24 @@ enum Fault {
     KillObserver,
 }
 
+const KINDS: [&str; 4] = [
+    "kill -9 one validator",
+    "kill -9 two validators",
+    "SIGSTOP one validator",
+    "kill -9 the observer",
+];
+
+impl Fault {
+    fn kind(self) -> usize {
+        match self {
+            Fault::KillOne(_) => 0,
+            Fault::KillTwo(..) => 1,
+            Fault::Stop(_) => 2,
+            Fault::KillObserver => 3,
+        }
+    }
+}
+
 /// About 40 events a second to the live validators, for `d`.
 async fn load_for(net: &mut ProcNet, d: Duration, rng: &mut StdRng) {
     let end = Instant::now() + d;
@@ -77,6 +95,7 @@ async fn soak(cycles: u64, seed: u64) {
     let mut net = ProcNet::start_all(dir.path(), 4, 1);
     net.wait_all_at(2).await;
     let mut recoveries = Vec::new();
+    let mut by_kind: [Vec<Duration>; 4] = Default::default();
     let mut reported = Vec::new();
     for cycle in 0..cycles {
         let fault = match rng.random_range(0..4) {
@@ -127,7 +146,9 @@ async fn soak(cycles: u64, seed: u64) {
             );
             load_for(&mut net, Duration::from_millis(100), &mut rng).await;
         }
-        recoveries.push(healed.elapsed());
+        let took = healed.elapsed();
+        recoveries.push(took);
+        by_kind[fault.kind()].push(took);
         // Sample what clients were told: events some node reports final.
         for _ in 0..3 {
             let k = rng.random_range(0..net.created());
@@ -162,6 +183,16 @@ async fn soak(cycles: u64, seed: u64) {
             percentile(&recoveries, 99),
             recoveries.last().copied().unwrap_or_default(),
         );
+        for (k, mut v) in by_kind.into_iter().enumerate() {
+            v.sort();
+            eprintln!(
+                "  {}: {} cycles, recovery median {:?}, max {:?}",
+                KINDS[k],
+                v.len(),
+                percentile(&v, 50),
+                v.last().copied().unwrap_or_default()
+            );
+        }
     }
 }
 
