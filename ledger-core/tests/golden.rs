@@ -1,11 +1,18 @@
 //! Golden vectors (PROTOCOL.md appendix A): the exact bytes of a genesis, one event of every
 //! payload type, a block header and a checkpoint, the consensus messages (§12) and proposer
-//! selection (§12.3), pinned in `docs/protocol-vectors.json`.
+//! selection (§12.3), pinned in `docs/protocol-vectors.json`; since 1.3 also every block of the
+//! reference chain with its body, results, certificate and state write log (§6.10), the
+//! validator sets, an export stream, the genesis file, a signed request, a cosignature,
+//! commitments and BLAKE3 Merkle proofs (`golden/extra.rs`).
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
 
 mod common;
+#[path = "golden/extra.rs"]
+mod extra;
+#[path = "golden/state_writes.rs"]
+mod state_writes;
 
 use std::collections::BTreeMap;
 
@@ -185,9 +192,10 @@ fn build() -> (DevChain, BTreeMap<&'static str, SignedEvent>) {
     (chain, out)
 }
 
-/// Consensus messages (PROTOCOL.md §12) and a misbehaviour event (§5.12), at height 1 of the
-/// reference chain, by its validators. Not committed: these pin bytes, not a history.
-fn consensus_vectors(chain: &mut DevChain) -> serde_json::Value {
+/// Consensus messages (PROTOCOL.md §12) and a misbehaviour event (§5.9), at height 1 of the
+/// reference chain, by its validators, and the misbehaviour event (committed in block 3 by
+/// [`extra::extend`]).
+fn consensus_vectors(chain: &mut DevChain) -> (serde_json::Value, SignedEvent) {
     use twinledger_core::consensus::{DoubleSign, ProposalBody, Vote, VoteKind};
     let first = &chain.blocks[0];
     let cp = first.block.header.checkpoint();
@@ -217,7 +225,7 @@ fn consensus_vectors(chain: &mut DevChain) -> serde_json::Value {
     }
     .canonical();
     let report = chain.event(&v0, EventPayload::Misbehaviour(evidence));
-    serde_json::json!({
+    let json = serde_json::json!({
         "prevote_signing_message_hex": hex::encode(prevote.vote.signing_message()),
         "prevote_nil_signing_message_hex": hex::encode(prevote_nil.vote.signing_message()),
         "precommit_signing_message_hex": hex::encode(precommit.vote.signing_message()),
@@ -228,7 +236,8 @@ fn consensus_vectors(chain: &mut DevChain) -> serde_json::Value {
             "signed_hex": hex::encode(report.to_bytes()),
             "event_id": report.id().to_hex(),
         },
-    })
+    });
+    (json, report)
 }
 
 /// Proposer selection (PROTOCOL.md §12.3, 1.2): for sets of powers (listed in set order), the
@@ -297,8 +306,10 @@ fn proposer_vectors() -> serde_json::Value {
 
 fn render() -> serde_json::Value {
     let (mut chain, events) = build();
-    let consensus = consensus_vectors(&mut chain);
-    let last = chain.blocks.last().unwrap();
+    let (consensus, report) = consensus_vectors(&mut chain);
+    // The header, results and checkpoint quoted since 1.0 are block 2's.
+    let last = chain.blocks[1].clone();
+    extra::extend(&mut chain, report);
     let header = &last.block.header;
     let cp = header.checkpoint();
     let mut evs = serde_json::Map::new();
@@ -331,6 +342,14 @@ fn render() -> serde_json::Value {
         "checkpoint_text": cp.to_text(&last.certificate),
         "consensus": consensus,
         "proposer_selection": proposer_vectors(),
+        "blocks": extra::blocks(&chain),
+        "validator_sets": extra::validator_sets(&chain),
+        "export": extra::export(&chain),
+        "genesis_file": extra::genesis_file(&chain),
+        "signed_request": extra::signed_request(&chain),
+        "cosignature": extra::cosignature(&chain),
+        "commitments": extra::commitments(),
+        "merkle": extra::merkle(),
     })
 }
 
@@ -474,4 +493,55 @@ fn protocol_md_quotes_the_vectors() {
         doc.contains(grant),
         "PROTOCOL.md does not quote the consent_grant vector"
     );
+}
+
+fn pinned() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap()
+}
+
+/// §8, §6.10, §9: every block of the reference chain, from its bytes: header and hash chain,
+/// events root and log root recomputed, results hash, the state write log decoded write by
+/// write and hashed to the state hash, validators hash and certificate against the set in
+/// force, checkpoint text.
+#[test]
+fn block_vectors_verify_from_bytes_alone() {
+    let want = pinned();
+    extra::check_validator_sets(&want);
+    extra::check_blocks(&want);
+}
+
+/// §11.2: the export stream splits into frames that decode and replay from the genesis.
+#[test]
+fn export_vector_replays() {
+    extra::check_export(&pinned());
+}
+
+/// §10.2: the genesis file maps to the pinned binary genesis and chain id.
+#[test]
+fn genesis_file_vector_maps_to_the_chain_id() {
+    extra::check_genesis_file(&pinned());
+}
+
+/// §11.1: the signed request's body, signing message, headers and signature.
+#[test]
+fn signed_request_vector_verifies() {
+    extra::check_signed_request(&pinned());
+}
+
+/// §9.1: the auditor's cosignature of the checkpoint.
+#[test]
+fn cosignature_vector_verifies() {
+    extra::check_cosignature(&pinned());
+}
+
+/// §2.3: the commitments open with their salt and data, and are the events' fields.
+#[test]
+fn commitment_vectors_open() {
+    extra::check_commitments(&pinned());
+}
+
+/// §8.1: BLAKE3 leaf hashes, roots of every size, inclusion and consistency proofs.
+#[test]
+fn merkle_vectors_verify() {
+    extra::check_merkle(&pinned());
 }

@@ -1,0 +1,779 @@
+//! Vectors added in protocol 1.3 (no format changed; the document became complete): every block
+//! of the reference chain with its body, results, certificate and state write log (§6.10), the
+//! validator sets, an export stream (§11.2), the genesis file (§10.2), a signed request
+//! (§11.1), a checkpoint cosignature (§9.1), commitments (§2.3) and BLAKE3 Merkle proofs (§8.1).
+//! Each generator has a checker that reads the pinned JSON and verifies it from the bytes alone.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame};
+use twinledger_core::block::MAX_BLOCK_BYTES;
+use twinledger_core::devkit::{DEV_GENESIS_TIME, DevChain, dev_key};
+use twinledger_core::event::governance::{Governance, GovernanceAction};
+use twinledger_core::hash::{domain, hash_in};
+use twinledger_core::keys::{sig_domain, signing_message};
+use twinledger_core::merkle::{self, Blake3Tree, MemoryTree};
+use twinledger_core::request::{RequestAuth, request_body};
+use twinledger_core::state::SignatureCheck;
+use twinledger_core::*;
+
+use super::state_writes::{self, Write};
+
+fn h(bytes: impl AsRef<[u8]>) -> String {
+    hex::encode(bytes)
+}
+
+fn unhex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().expect("a hex string")).expect("hex")
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().expect("a string")
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().expect("an integer")
+}
+
+/// A governance event by the first dev validator, approved by the first three.
+fn governance(chain: &mut DevChain, seq: u64, action: GovernanceAction) -> SignedEvent {
+    let chain_id = chain.state.chain_id();
+    let mut approvals: Vec<_> = chain.validators[..3]
+        .iter()
+        .map(|k| Governance::approve(&chain_id, seq, &action, k))
+        .collect();
+    approvals.sort_by_key(|a| a.validator);
+    let by = chain.validators[0].clone();
+    chain.event(
+        &by,
+        EventPayload::Governance(Governance {
+            seq,
+            action,
+            approvals,
+        }),
+    )
+}
+
+/// Blocks 3 to 5 of the reference chain: block 3 records the misbehaviour report of the
+/// consensus vectors, admits an organisation and changes the validator set (the first
+/// validator gets power 2 and the new organisation), in force from block 5; blocks 4 and 5 are
+/// empty (a state hash without writes; the new set's hash in block 5).
+pub fn extend(chain: &mut DevChain, report: SignedEvent) {
+    let clinic = dev_key("org/lakeside-clinic");
+    let enrol = governance(
+        chain,
+        1,
+        GovernanceAction::OrgEnrol {
+            org: clinic.public(),
+            name: "Lakeside Clinic".into(),
+        },
+    );
+    let mut validators = chain.validator_set().validators().to_vec();
+    validators[0].power = 2;
+    validators[0].organisation = clinic.public();
+    let change = governance(
+        chain,
+        2,
+        GovernanceAction::ValidatorSetChange {
+            validators: ValidatorSet::new(validators).unwrap(),
+        },
+    );
+    let c = chain.commit(vec![report, enrol, change]);
+    assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+    assert_eq!(c.block.events.len(), 3);
+    chain.commit(vec![]);
+    let five = chain.commit(vec![]);
+    assert_ne!(
+        five.block.header.validators_hash, chain.blocks[3].block.header.validators_hash,
+        "the new set is in force from block 5"
+    );
+}
+
+/// Every block of the chain, with its state write log.
+pub fn blocks(chain: &DevChain) -> Value {
+    let mut state = State::from_genesis(&chain.genesis).unwrap();
+    let mut out = Vec::new();
+    for c in &chain.blocks {
+        let writes = state_writes::block_writes(&state, &c.block);
+        let (next, results) = state.apply_block(&c.block).unwrap();
+        assert_eq!(results, c.results);
+        let hd = &c.block.header;
+        let log: Vec<u8> = writes.iter().flat_map(Write::bytes).collect();
+        out.push(json!({
+            "height": hd.height,
+            "block_hex": h(codec::encode(&c.block)),
+            "header_hex": h(codec::encode(hd)),
+            "block_hash": hd.hash().to_hex(),
+            "event_ids": c.block.events.iter().map(|e| e.id().to_hex()).collect::<Vec<_>>(),
+            "events_root": hd.events_root.to_hex(),
+            "log_size": hd.log_size,
+            "log_root": hd.log_root.to_hex(),
+            "results_hex": h(codec::encode(&c.results)),
+            "results_hash": c.results.hash().to_hex(),
+            "certificate_hex": h(codec::encode(&c.certificate)),
+            "checkpoint_text": hd.checkpoint().to_text(&c.certificate),
+            "state_writes": writes.iter().map(Write::to_json).collect::<Vec<_>>(),
+            "state_writes_hex": h(log),
+            "state_hash": hd.state_hash.to_hex(),
+            "validators_hash": hd.validators_hash.to_hex(),
+        }));
+        state = next;
+    }
+    Value::Array(out)
+}
+
+/// The validator sets of the chain: the genesis set, and the set in force from block 5.
+pub fn validator_sets(chain: &DevChain) -> Value {
+    let first = chain.validator_set().clone();
+    let later = chain.state.validators_for(chain.state.height() + 1).clone();
+    assert_ne!(first, later);
+    json!([
+        {"from_height": 1, "hex": h(codec::encode(&first)), "hash": first.hash().to_hex()},
+        {"from_height": 5, "hex": h(codec::encode(&later)), "hash": later.hash().to_hex()},
+    ])
+}
+
+/// The export stream of blocks 1 to 5.
+pub fn export(chain: &DevChain) -> Value {
+    let mut bytes = EXPORT_MAGIC.to_vec();
+    for c in &chain.blocks {
+        bytes.extend(export_frame(&CommittedBlock {
+            block: c.block.clone(),
+            results: c.results.clone(),
+            certificate: c.certificate.clone(),
+        }));
+    }
+    json!({"from": 1, "to": chain.blocks.len(), "hex": h(bytes)})
+}
+
+/// The libp2p peer id of an ed25519 key (§10.2).
+fn peer_id(key: &PublicKey) -> String {
+    let mut raw = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+    raw.extend_from_slice(key.as_bytes());
+    bs58::encode(raw).into_string()
+}
+
+#[derive(Serialize)]
+struct FileOrg {
+    name: String,
+    key: PublicKey,
+}
+
+#[derive(Serialize)]
+struct FileValidator {
+    organisation: PublicKey,
+    consensus_key: PublicKey,
+    power: u64,
+    peer_id: String,
+    listen_addr: String,
+}
+
+#[derive(Serialize)]
+struct FileAuditor {
+    name: String,
+    key: PublicKey,
+}
+
+#[derive(Serialize)]
+struct FileActor {
+    key: PublicKey,
+    organisation: PublicKey,
+    role: Role,
+}
+
+#[derive(Serialize)]
+struct FileLimits {
+    max_event_bytes: u32,
+    max_events_per_block: u32,
+    max_grants_per_patient: u32,
+    max_event_ttl_ms: u64,
+    block_interval_ms: u64,
+    mempool_size: u32,
+}
+
+#[derive(Serialize)]
+struct FileObserver {
+    name: String,
+    peer_id: String,
+}
+
+/// The genesis file format of §10.2, field for field (what `twinctl genesis` writes).
+#[derive(Serialize)]
+struct GenesisFileJson {
+    version: u8,
+    chain_name: String,
+    genesis_time_ms: u64,
+    organisations: Vec<FileOrg>,
+    validators: Vec<FileValidator>,
+    auditors: Vec<FileAuditor>,
+    actors: Vec<FileActor>,
+    limits: FileLimits,
+    observers: Vec<FileObserver>,
+}
+
+/// The genesis file of the reference chain: its ledger content is the pinned genesis, so its
+/// chain id is the pinned chain id. Validators are listed in descending key order (the binary
+/// genesis sorts them), and the file carries what the chain id does not cover: peer ids,
+/// listen addresses, an auditor's name, node policy and an observer.
+pub fn genesis_file(chain: &DevChain) -> Value {
+    let g = &chain.genesis;
+    let mut validators: Vec<FileValidator> = g
+        .validators
+        .validators()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| FileValidator {
+            organisation: v.organisation,
+            consensus_key: v.key,
+            power: v.power,
+            peer_id: peer_id(&v.key),
+            listen_addr: format!("/ip4/10.0.0.{}/tcp/7000", i + 1),
+        })
+        .collect();
+    validators.reverse();
+    let mut observer = vec![0x12, 0x20];
+    observer.extend_from_slice(blake3::hash(b"twinledger-dev observer").as_bytes());
+    let file = GenesisFileJson {
+        version: 1,
+        chain_name: g.chain_name.clone(),
+        genesis_time_ms: g.genesis_time.0,
+        organisations: g
+            .organisations
+            .iter()
+            .map(|o| FileOrg {
+                name: o.name.clone(),
+                key: o.key,
+            })
+            .collect(),
+        validators,
+        auditors: g
+            .auditors
+            .iter()
+            .map(|k| FileAuditor {
+                name: "National Health Data Regulator".into(),
+                key: *k,
+            })
+            .collect(),
+        actors: g
+            .actors
+            .iter()
+            .map(|a| FileActor {
+                key: a.key,
+                organisation: a.organisation,
+                role: a.role,
+            })
+            .collect(),
+        limits: FileLimits {
+            max_event_bytes: g.limits.max_event_bytes,
+            max_events_per_block: g.limits.max_block_events,
+            max_grants_per_patient: g.limits.max_grants_per_patient,
+            max_event_ttl_ms: g.limits.max_event_ttl_ms,
+            block_interval_ms: 1000,
+            mempool_size: 100_000,
+        },
+        observers: vec![FileObserver {
+            name: "Regulator read replica".into(),
+            peer_id: bs58::encode(observer).into_string(),
+        }],
+    };
+    let text = serde_json::to_string_pretty(&file).unwrap() + "\n";
+    let value = json!({"json": text, "chain_id": g.chain_id().to_hex()});
+    assert_eq!(genesis_from_file(&value).chain_id(), g.chain_id());
+    value
+}
+
+/// §10.2 applied by hand: the binary genesis a genesis file maps to.
+fn genesis_from_file(vector: &Value) -> Genesis {
+    let f: Value = serde_json::from_str(s(&vector["json"])).unwrap();
+    let key = |v: &Value| PublicKey::from_did(s(v)).unwrap();
+    let mut validators: Vec<Validator> = f["validators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| Validator {
+            key: key(&v["consensus_key"]),
+            organisation: key(&v["organisation"]),
+            power: n(&v["power"]),
+        })
+        .collect();
+    validators.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+    let l = &f["limits"];
+    let u32_of = |v: &Value| u32::try_from(n(v)).unwrap();
+    Genesis {
+        version: u8::try_from(n(&f["version"])).unwrap(),
+        chain_name: s(&f["chain_name"]).to_owned(),
+        genesis_time: Timestamp(n(&f["genesis_time_ms"])),
+        organisations: f["organisations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| state::GenesisOrg {
+                key: key(&o["key"]),
+                name: s(&o["name"]).to_owned(),
+            })
+            .collect(),
+        validators: ValidatorSet::new(validators).unwrap(),
+        auditors: f["auditors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| key(&a["key"]))
+            .collect(),
+        actors: f["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| state::GenesisActor {
+                key: key(&a["key"]),
+                organisation: key(&a["organisation"]),
+                role: s(&a["role"]).parse().unwrap(),
+            })
+            .collect(),
+        limits: Limits {
+            max_event_bytes: u32_of(&l["max_event_bytes"]),
+            max_block_events: u32_of(&l["max_events_per_block"]),
+            max_grants_per_patient: u32_of(&l["max_grants_per_patient"]),
+            max_event_ttl_ms: n(&l["max_event_ttl_ms"]),
+        },
+    }
+}
+
+/// The time and nonce of the signed-request vector.
+const REQUEST_TIME: Timestamp = Timestamp(DEV_GENESIS_TIME.0 + 60_000);
+const REQUEST_PATH: &str = "/v1/export?from=1&to=5";
+
+/// A signed `GET /v1/export` by the dev auditor (§11.1).
+pub fn signed_request(chain: &DevChain) -> Value {
+    let key = &chain.auditor;
+    let chain_id = chain.state.chain_id();
+    let nonce: [u8; 16] = std::array::from_fn(|i| u8::try_from(i).unwrap());
+    let auth = RequestAuth::sign(
+        key,
+        &chain_id,
+        "GET",
+        REQUEST_PATH,
+        b"",
+        REQUEST_TIME,
+        nonce,
+    );
+    let body = request_body("GET", REQUEST_PATH, b"", REQUEST_TIME, &nonce);
+    let headers: serde_json::Map<String, Value> = auth
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    json!({
+        "method": "GET",
+        "path_and_query": REQUEST_PATH,
+        "body_hex": "",
+        "body_hash": h(blake3::hash(b"").as_bytes()),
+        "time": REQUEST_TIME.0,
+        "nonce_hex": h(nonce),
+        "signed_body_hex": h(&body),
+        "signing_message_hex": h(signing_message(sig_domain::HTTP_REQUEST, &chain_id, &body)),
+        "headers": headers,
+    })
+}
+
+/// The dev auditor's cosignature of block 2's checkpoint (§9.1).
+pub fn cosignature(chain: &DevChain) -> Value {
+    let cp = chain.blocks[1].block.header.checkpoint();
+    let sig = cp.cosign(&chain.auditor);
+    json!({
+        "auditor": chain.auditor.public().to_did(),
+        "checkpoint_hex": h(codec::encode(&cp)),
+        "signing_message_hex": h(signing_message(sig_domain::COSIGN, &cp.chain_id, &codec::encode(&cp))),
+        "signature_hex": h(sig.0),
+    })
+}
+
+/// The commitments carried by the reference events (§2.3): salt, data, commitment, and where.
+const COMMITMENTS: &[(&str, &str, u8, &str)] = &[
+    (
+        "access_request",
+        "resource",
+        9,
+        "twin-store://alice/observations",
+    ),
+    (
+        "break_glass_request",
+        "resource",
+        9,
+        "twin-store://alice/imaging",
+    ),
+    (
+        "break_glass_request",
+        "reason",
+        8,
+        "unconscious on arrival, suspected stroke",
+    ),
+    (
+        "break_glass_review",
+        "notes",
+        3,
+        "reviewed with the attending physician",
+    ),
+];
+
+pub fn commitments() -> Value {
+    COMMITMENTS
+        .iter()
+        .map(|&(event, field, salt, data)| {
+            json!({
+                "event": event,
+                "field": field,
+                "salt_hex": h([salt; 32]),
+                "data_hex": h(data.as_bytes()),
+                "commitment": Commitment::new(&[salt; 32], data.as_bytes()).0.to_hex(),
+            })
+        })
+        .collect()
+}
+
+/// The leaf data of the RFC 6962 test vectors, hashed with BLAKE3 here (§8.1).
+const MERKLE_LEAVES: [&str; 8] = [
+    "",
+    "00",
+    "10",
+    "2021",
+    "3031",
+    "40414243",
+    "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f",
+];
+const INCLUSIONS: &[(u64, u64)] = &[(0, 1), (0, 8), (5, 8), (2, 3), (1, 5), (6, 7), (4, 5)];
+const CONSISTENCIES: &[(u64, u64)] = &[(1, 1), (1, 8), (6, 8), (2, 5), (3, 7), (4, 8), (7, 8)];
+
+pub fn merkle() -> Value {
+    let mut tree = MemoryTree::<Blake3Tree>::new();
+    for leaf in MERKLE_LEAVES {
+        tree.push_leaf_data(&hex::decode(leaf).unwrap());
+    }
+    let size = tree.size();
+    let proof = |p: Vec<[u8; 32]>| p.into_iter().map(h).collect::<Vec<_>>();
+    json!({
+        "leaves_hex": MERKLE_LEAVES,
+        "leaf_hashes": (0..size).map(|i| h(tree.leaf_hash(i).unwrap())).collect::<Vec<_>>(),
+        "roots": (0..=size).map(|n| h(tree.root_at(n).unwrap())).collect::<Vec<_>>(),
+        "inclusion": INCLUSIONS.iter().map(|&(index, size)| json!({
+            "index": index,
+            "size": size,
+            "proof": proof(tree.inclusion_proof(index, size).unwrap()),
+        })).collect::<Vec<_>>(),
+        "consistency": CONSISTENCIES.iter().map(|&(size1, size2)| json!({
+            "size1": size1,
+            "size2": size2,
+            "proof": proof(tree.consistency_proof(size1, size2).unwrap()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks from the bytes alone.
+
+/// `MTH` of RFC 9162 §2.1.1 with plain BLAKE3, written out.
+fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves {
+        [] => *blake3::hash(b"").as_bytes(),
+        [one] => *one,
+        _ => {
+            let k = 1usize << (leaves.len() - 1).ilog2();
+            let mut b = vec![0x01];
+            b.extend(mth(&leaves[..k]));
+            b.extend(mth(&leaves[k..]));
+            *blake3::hash(&b).as_bytes()
+        }
+    }
+}
+
+fn leaf_hash(data: &[u8]) -> [u8; 32] {
+    let mut b = vec![0x00];
+    b.extend_from_slice(data);
+    *blake3::hash(&b).as_bytes()
+}
+
+fn genesis_of(want: &Value) -> Genesis {
+    codec::decode("genesis", &unhex(&want["genesis_hex"]), 1 << 20).unwrap()
+}
+
+/// The set in force at `height` (§6.8), from the pinned sets.
+fn set_at(want: &Value, height: u64) -> ValidatorSet {
+    let sets = want["validator_sets"].as_array().unwrap();
+    let set = sets
+        .iter()
+        .filter(|s| n(&s["from_height"]) <= height)
+        .next_back()
+        .unwrap();
+    codec::decode("validator set", &unhex(&set["hex"]), 1 << 16).unwrap()
+}
+
+pub fn check_validator_sets(want: &Value) {
+    for set in want["validator_sets"].as_array().unwrap() {
+        let bytes = unhex(&set["hex"]);
+        let vs: ValidatorSet = codec::decode("validator set", &bytes, 1 << 16).unwrap();
+        vs.validate().unwrap();
+        assert_eq!(
+            hash_in("twinledger v1 validator-set", &bytes).to_hex(),
+            s(&set["hash"])
+        );
+    }
+    let genesis = genesis_of(want);
+    assert_eq!(genesis.validators, set_at(want, 1));
+}
+
+pub fn check_blocks(want: &Value) {
+    let genesis = genesis_of(want);
+    let chain_id = genesis.chain_id();
+    let mut prev_hash = Hash(chain_id.0);
+    let mut prev_state = Hash(chain_id.0);
+    let mut prev_time = genesis.genesis_time;
+    let mut log: Vec<[u8; 32]> = Vec::new();
+    let blocks = want["blocks"].as_array().unwrap();
+    assert!(blocks.len() >= 5);
+    for (i, b) in blocks.iter().enumerate() {
+        let height = i as u64 + 1;
+        assert_eq!(n(&b["height"]), height);
+        let bytes = unhex(&b["block_hex"]);
+        let block = Block::from_bytes(&bytes).unwrap();
+        let hd = &block.header;
+        let header_bytes = unhex(&b["header_hex"]);
+        assert_eq!(codec::encode(hd), header_bytes);
+        assert!(
+            bytes.starts_with(&header_bytes),
+            "a block is its header, then its events"
+        );
+        assert_eq!(
+            hash_in("twinledger v1 block-header", &header_bytes).to_hex(),
+            s(&b["block_hash"])
+        );
+        assert_eq!(hd.chain_id, chain_id);
+        assert_eq!(hd.height, height);
+        assert_eq!(hd.prev_hash, prev_hash);
+        assert!(hd.time > prev_time);
+        assert_eq!(hd.event_count as usize, block.events.len());
+        let leaves: Vec<[u8; 32]> = block
+            .events
+            .iter()
+            .map(|e| leaf_hash(&codec::encode(e)))
+            .collect();
+        let ids: Vec<String> = block.events.iter().map(|e| e.id().to_hex()).collect();
+        let want_ids: Vec<&str> = b["event_ids"].as_array().unwrap().iter().map(s).collect();
+        assert_eq!(ids, want_ids);
+        for e in &block.events {
+            e.verify_signature().unwrap();
+        }
+        assert_eq!(h(mth(&leaves)), s(&b["events_root"]));
+        assert_eq!(hd.events_root.to_hex(), s(&b["events_root"]));
+        log.extend(&leaves);
+        assert_eq!(hd.log_size, log.len() as u64);
+        assert_eq!(n(&b["log_size"]), hd.log_size);
+        assert_eq!(h(mth(&log)), s(&b["log_root"]));
+        assert_eq!(hd.log_root.to_hex(), s(&b["log_root"]));
+        let results_bytes = unhex(&b["results_hex"]);
+        let results: BlockResults = codec::decode("results", &results_bytes, 1 << 20).unwrap();
+        assert_eq!(results.outcomes.len(), block.events.len());
+        let results_hash = hash_in("twinledger v1 block-results", &results_bytes);
+        assert_eq!(results_hash.to_hex(), s(&b["results_hash"]));
+        assert_eq!(hd.results_hash, results_hash);
+        // §6.10: the write log, write by write, hashes to the state hash.
+        let mut writes = Vec::new();
+        for w in b["state_writes"].as_array().unwrap() {
+            let table = u8::try_from(n(&w["table"])).unwrap();
+            assert_eq!(s(&w["name"]), state_writes::TABLES[usize::from(table)]);
+            let (key, value) = (unhex(&w["key_hex"]), unhex(&w["value_hex"]));
+            state_writes::check_write(table, &key, &value);
+            writes.push(table);
+            writes.extend(key);
+            writes.extend(value);
+        }
+        assert_eq!(writes, unhex(&b["state_writes_hex"]));
+        let mut chained = prev_state.as_bytes().to_vec();
+        chained.extend(&writes);
+        let state_hash = hash_in("twinledger v1 state", &chained);
+        assert_eq!(state_hash.to_hex(), s(&b["state_hash"]));
+        assert_eq!(hd.state_hash, state_hash);
+        // §7: the set in force signs, and its hash is in the header.
+        let set = set_at(want, height);
+        assert_eq!(hd.validators_hash, set.hash());
+        assert_eq!(hd.validators_hash.to_hex(), s(&b["validators_hash"]));
+        assert!(set.get(&hd.proposer).is_some());
+        let cert: CommitCertificate =
+            codec::decode("certificate", &unhex(&b["certificate_hex"]), 1 << 16).unwrap();
+        cert.verify(&hd.checkpoint(), &set).unwrap();
+        let (cp, text_cert) = Checkpoint::from_text(s(&b["checkpoint_text"])).unwrap();
+        assert_eq!(cp, hd.checkpoint());
+        assert_eq!(text_cert, cert);
+        prev_hash = hash_in("twinledger v1 block-header", &header_bytes);
+        prev_state = state_hash;
+        prev_time = hd.time;
+    }
+}
+
+pub fn check_export(want: &Value) {
+    let bytes = unhex(&want["export"]["hex"]);
+    let blocks = want["blocks"].as_array().unwrap();
+    assert_eq!(&bytes[..8], b"TWLEXP01");
+    let mut rest = &bytes[8..];
+    let mut auditor = Auditor::new(&genesis_of(want)).unwrap();
+    let mut count = 0;
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let frame = &rest[4..4 + len];
+        let cb: CommittedBlock = codec::decode("committed block", frame, MAX_BLOCK_BYTES).unwrap();
+        let b = &blocks[count];
+        assert!(frame.starts_with(&unhex(&b["block_hex"])));
+        assert_eq!(codec::encode(&cb.results), unhex(&b["results_hex"]));
+        assert_eq!(codec::encode(&cb.certificate), unhex(&b["certificate_hex"]));
+        auditor.check(&cb, SignatureCheck::Verify).unwrap();
+        rest = &rest[4 + len..];
+        count += 1;
+    }
+    assert_eq!(count as u64, n(&want["export"]["to"]));
+    assert_eq!(count, blocks.len());
+    let last = &blocks[count - 1];
+    let summary = auditor.summary();
+    assert_eq!(summary.log_root, s(&last["log_root"]));
+    assert_eq!(
+        auditor.state().state_hash().to_hex(),
+        s(&last["state_hash"])
+    );
+}
+
+pub fn check_genesis_file(want: &Value) {
+    let v = &want["genesis_file"];
+    let genesis = genesis_from_file(v);
+    assert_eq!(h(codec::encode(&genesis)), s(&want["genesis_hex"]));
+    assert_eq!(genesis.chain_id().to_hex(), s(&v["chain_id"]));
+    assert_eq!(s(&v["chain_id"]), s(&want["chain_id"]));
+}
+
+fn varint(mut x: u64, out: &mut Vec<u8>) {
+    while x >= 0x80 {
+        out.push(u8::try_from(x & 0x7f).unwrap() | 0x80);
+        x >>= 7;
+    }
+    out.push(u8::try_from(x).unwrap());
+}
+
+pub fn check_signed_request(want: &Value) {
+    let r = &want["signed_request"];
+    let chain_id = hex::decode(s(&want["chain_id"])).unwrap();
+    let hd = &r["headers"];
+    assert_eq!(hd.as_object().unwrap().len(), 4);
+    let key = PublicKey::from_did(s(&hd["x-twinledger-key"])).unwrap();
+    let time: u64 = s(&hd["x-twinledger-time"]).parse().unwrap();
+    assert_eq!(time, n(&r["time"]));
+    let nonce = s(&hd["x-twinledger-nonce"]);
+    assert_eq!(nonce.len(), 32);
+    assert_eq!(nonce, s(&r["nonce_hex"]));
+    let sig = s(&hd["x-twinledger-signature"]);
+    assert_eq!(sig.len(), 128);
+    let body = unhex(&r["body_hex"]);
+    let body_hash = blake3::hash(&body);
+    assert_eq!(h(body_hash.as_bytes()), s(&r["body_hash"]));
+    let mut signed = Vec::new();
+    for part in [s(&r["method"]), s(&r["path_and_query"])] {
+        varint(part.len() as u64, &mut signed);
+        signed.extend(part.as_bytes());
+    }
+    signed.extend(body_hash.as_bytes());
+    varint(time, &mut signed);
+    signed.extend(hex::decode(nonce).unwrap());
+    assert_eq!(h(&signed), s(&r["signed_body_hex"]));
+    let domain = b"twinledger/v1/http-request";
+    let mut msg = vec![u8::try_from(domain.len()).unwrap()];
+    msg.extend(domain);
+    msg.extend(&chain_id);
+    msg.extend(&signed);
+    assert_eq!(h(&msg), s(&r["signing_message_hex"]));
+    let mut raw = [0u8; 64];
+    hex::decode_to_slice(sig, &mut raw).unwrap();
+    key.verify_raw(&msg, &Signature(raw)).unwrap();
+}
+
+pub fn check_cosignature(want: &Value) {
+    let c = &want["cosignature"];
+    let auditor = PublicKey::from_did(s(&c["auditor"])).unwrap();
+    assert!(genesis_of(want).auditors.contains(&auditor));
+    let cp_bytes = unhex(&c["checkpoint_hex"]);
+    assert_eq!(cp_bytes, unhex(&want["checkpoint_hex"]));
+    let cp: Checkpoint = codec::decode("checkpoint", &cp_bytes, 1024).unwrap();
+    let domain = b"twinledger/v1/checkpoint-cosign";
+    let mut msg = vec![u8::try_from(domain.len()).unwrap()];
+    msg.extend(domain);
+    msg.extend(cp.chain_id.as_bytes());
+    msg.extend(&cp_bytes);
+    assert_eq!(h(&msg), s(&c["signing_message_hex"]));
+    let mut raw = [0u8; 64];
+    hex::decode_to_slice(s(&c["signature_hex"]), &mut raw).unwrap();
+    auditor.verify_raw(&msg, &Signature(raw)).unwrap();
+    assert!(cp.verify_cosignature(&auditor, &Signature(raw)));
+}
+
+pub fn check_commitments(want: &Value) {
+    for c in want["commitments"].as_array().unwrap() {
+        let mut input = unhex(&c["salt_hex"]);
+        assert_eq!(input.len(), 32);
+        input.extend(unhex(&c["data_hex"]));
+        let got = blake3::derive_key("twinledger v1 commitment", &input);
+        assert_eq!(h(got), s(&c["commitment"]));
+        let ev = SignedEvent::from_bytes(
+            &unhex(&want["events"][s(&c["event"])]["signed_hex"]),
+            event::MAX_EVENT_BYTES,
+        )
+        .unwrap();
+        let field = match (&ev.event.payload, s(&c["field"])) {
+            (EventPayload::AccessRequest(p), "resource") => p.resource,
+            (EventPayload::BreakGlassRequest(p), "resource") => p.resource,
+            (EventPayload::BreakGlassRequest(p), "reason") => p.reason,
+            (EventPayload::BreakGlassReview(p), "notes") => p.notes,
+            (_, f) => panic!("no commitment field {f}"),
+        };
+        assert_eq!(h(field.0.as_bytes()), s(&c["commitment"]));
+    }
+}
+
+pub fn check_merkle(want: &Value) {
+    let m = &want["merkle"];
+    let leaves: Vec<[u8; 32]> = m["leaves_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| leaf_hash(&unhex(l)))
+        .collect();
+    let hashes: Vec<&str> = m["leaf_hashes"].as_array().unwrap().iter().map(s).collect();
+    assert_eq!(leaves.iter().map(h).collect::<Vec<_>>(), hashes);
+    let roots: Vec<Vec<u8>> = m["roots"].as_array().unwrap().iter().map(unhex).collect();
+    assert_eq!(roots.len(), leaves.len() + 1);
+    for (size, root) in roots.iter().enumerate() {
+        assert_eq!(
+            mth(&leaves[..size]).as_slice(),
+            root.as_slice(),
+            "size {size}"
+        );
+    }
+    for p in m["inclusion"].as_array().unwrap() {
+        let (index, size) = (n(&p["index"]), n(&p["size"]));
+        let proof: Vec<Vec<u8>> = p["proof"].as_array().unwrap().iter().map(unhex).collect();
+        merkle::verify_inclusion::<Blake3Tree>(
+            index,
+            size,
+            &leaves[usize::try_from(index).unwrap()],
+            &proof,
+            &roots[usize::try_from(size).unwrap()],
+        )
+        .unwrap();
+    }
+    for p in m["consistency"].as_array().unwrap() {
+        let (size1, size2) = (n(&p["size1"]), n(&p["size2"]));
+        let proof: Vec<Vec<u8>> = p["proof"].as_array().unwrap().iter().map(unhex).collect();
+        merkle::verify_consistency::<Blake3Tree>(
+            size1,
+            size2,
+            &proof,
+            &roots[usize::try_from(size1).unwrap()],
+            &roots[usize::try_from(size2).unwrap()],
+        )
+        .unwrap();
+    }
+}
