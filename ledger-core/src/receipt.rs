@@ -1,17 +1,20 @@
 //! Receipts (PROTOCOL.md §9.2): what a requester gets back for an event, checkable offline
-//! against the validator set alone.
+//! against the validator set in force at its height.
 //!
 //! A receipt carries the event, its position, the header, results and certificate of the block
 //! that holds it, and the event's inclusion proof in that block's event log. Verification checks
-//! the certificate over the header's checkpoint, the results against the header's results hash,
-//! the inclusion proof against the header's log root and size, and returns the decision.
+//! that the header names the validator set it is checked against, the certificate over the
+//! header's checkpoint, the results against the header's results hash, the inclusion proof
+//! against the header's log root and size, and returns the decision. Which set is in force at a
+//! height follows from the genesis and the certified chain of validator-set changes
+//! ([`crate::setproof`], §9.3); [`crate::setproof::ValidatorSets::verify_receipt`] does both.
 
 use serde::{Deserialize, Serialize};
 
 use crate::block::{BlockHeader, BlockResults, Decision, Outcome};
 use crate::checkpoint::{CertificateError, CommitCertificate};
 use crate::event::SignedEvent;
-use crate::hash::{EventId, Hash};
+use crate::hash::{ChainId, EventId, Hash};
 use crate::merkle::{self, Blake3Tree, MerkleError};
 use crate::validator::ValidatorSet;
 
@@ -21,6 +24,28 @@ pub enum ReceiptError {
     /// The event's signature does not verify.
     #[error("the event's signature does not verify")]
     EventSignature,
+    /// The event, or the block, is of another chain than expected.
+    #[error("the receipt is for chain {got}, expected chain {expected}")]
+    WrongChain {
+        /// The chain checked against.
+        expected: ChainId,
+        /// The event's or the header's chain.
+        got: ChainId,
+    },
+    /// The header names another validator set than the one given for its height.
+    #[error(
+        "block {height} names validator set {named}, but the validator set in force at that \
+         height, as given, hashes to {given} (a validator-set change missing from the chain of \
+         changes, or a block signed by a set that is not in force)"
+    )]
+    ValidatorsHash {
+        /// The block height.
+        height: u64,
+        /// `header.validators_hash`.
+        named: Hash,
+        /// The hash of the set given.
+        given: Hash,
+    },
     /// The certificate does not make the block final.
     #[error("the block's certificate does not verify: {0}")]
     Certificate(#[from] CertificateError),
@@ -72,11 +97,27 @@ impl Receipt {
     }
 
     /// Verifies the receipt against the validator set in force at its height and returns the
-    /// event's outcome. Nothing but the receipt and the validator set is needed.
+    /// event's outcome (PROTOCOL.md §9.2). Nothing but the receipt and the validator set is
+    /// needed; the set in force at the height comes from the genesis and the chain of
+    /// validator-set changes ([`crate::setproof::ValidatorSets::verify_receipt`]).
     pub fn verify(&self, validators: &ValidatorSet) -> Result<Outcome, ReceiptError> {
+        if self.event.event.chain_id != self.header.chain_id {
+            return Err(ReceiptError::WrongChain {
+                expected: self.header.chain_id,
+                got: self.event.event.chain_id,
+            });
+        }
         self.event
             .verify_signature()
             .map_err(|_| ReceiptError::EventSignature)?;
+        let given = validators.hash();
+        if self.header.validators_hash != given {
+            return Err(ReceiptError::ValidatorsHash {
+                height: self.header.height,
+                named: self.header.validators_hash,
+                given,
+            });
+        }
         self.certificate
             .verify(&self.header.checkpoint(), validators)?;
         if self.results.hash() != self.header.results_hash {
