@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, oneshot};
 use twinledger_core::checkpoint::{CertificateError, CommitVote};
 use twinledger_core::event::EventPayload;
+use twinledger_core::event::governance::GovernanceAction;
 use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::{
@@ -193,6 +194,23 @@ pub struct Chain {
     /// A replicated node that commits nothing for this long reports itself stalled on
     /// `/health` (0: never; a single validator commits only when there is something to commit).
     stall_after_ms: std::sync::atomic::AtomicU64,
+    /// The applied validator-set changes (height, governance event id), in height order:
+    /// rebuilt when the store is replayed on open, extended on every commit (PROTOCOL §9.3).
+    set_changes: Mutex<Vec<(u64, EventId)>>,
+}
+
+/// The validator-set changes a committed block made (PROTOCOL §9.3).
+fn set_changes_in(sb: &StoredBlock) -> impl Iterator<Item = (u64, EventId)> + '_ {
+    sb.block
+        .events
+        .iter()
+        .zip(&sb.results.outcomes)
+        .filter(|(ev, outcome)| {
+            **outcome == Outcome::Applied
+                && matches!(&ev.event.payload, EventPayload::Governance(g)
+                    if matches!(g.action, GovernanceAction::ValidatorSetChange { .. }))
+        })
+        .map(|(ev, _)| (sb.block.header.height, ev.id()))
 }
 
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
@@ -236,6 +254,7 @@ impl Chain {
         let tip = store.tip()?;
         let started = Instant::now();
         let mut last: Option<StoredBlock> = None;
+        let mut set_changes = Vec::new();
         for h in 1..=tip {
             let sb = store.block(h)?.ok_or(OpenError::Missing(h))?;
             let set = state.validators_for(h).clone();
@@ -256,6 +275,7 @@ impl Chain {
                     .map_err(|error| OpenError::Certificate { height: h, error })?;
             }
             state = next;
+            set_changes.extend(set_changes_in(&sb));
             if h % 10_000 == 0 {
                 tracing::info!(height = h, tip, "verifying store");
             }
@@ -299,6 +319,7 @@ impl Chain {
             halted: std::sync::atomic::AtomicBool::new(false),
             last_commit_ms: std::sync::atomic::AtomicU64::new(now().0),
             stall_after_ms: std::sync::atomic::AtomicU64::new(0),
+            set_changes: Mutex::new(set_changes),
         })
     }
 
@@ -508,6 +529,11 @@ impl Chain {
     ) {
         let height = stored.block.header.height;
         let mut inner = self.inner.lock().expect("chain lock");
+        // Under the chain lock: a reader never sees a state without its set changes.
+        self.set_changes
+            .lock()
+            .expect("set changes lock")
+            .extend(set_changes_in(&stored));
         inner.committed = state;
         let first_leaf = stored.block.header.log_size - stored.block.events.len() as u64;
         let mut included = HashSet::new();
@@ -792,6 +818,12 @@ impl Chain {
     /// changes it).
     pub fn validators(&self) -> &ValidatorSet {
         &self.genesis.validators
+    }
+
+    /// The applied validator-set changes, `(height, governance event id)` in height order
+    /// (PROTOCOL §9.3): their receipts ([`Chain::receipt`]) are the chain of changes.
+    pub fn validator_set_changes(&self) -> Vec<(u64, EventId)> {
+        self.set_changes.lock().expect("set changes lock").clone()
     }
 }
 

@@ -675,3 +675,134 @@ async fn health_reports_a_node_that_cannot_make_progress() {
     }
     node.stop().await;
 }
+
+/// PROTOCOL §9.3: after governance changes the validator set, `GET /v1/validator-sets` serves
+/// the certified chain of changes, receipt answers carry the part in force at their height, and
+/// receipts verify with it (not against the genesis set alone); the node rebuilds the list when
+/// it replays its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_set_changes_are_served_and_receipts_follow_them() {
+    use twinledger_core::event::governance::{Governance, GovernanceAction};
+    use twinledger_core::receipt::ReceiptError;
+    use twinledger_core::{Validator, ValidatorSet, ValidatorSets};
+
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let genesis = node.chain.genesis().clone();
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    assert_eq!(node.submit(&g).await.0, 202);
+    node.wait_log(1).await;
+    let (s, v) = node.get("/v1/validator-sets").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["validator_set_changes"], json!([]));
+
+    // The solo validator triples its power: a new set (new hash), the same signer.
+    let set = ValidatorSet::new(vec![Validator {
+        key: k.validator.public(),
+        organisation: k.hospital.public(),
+        power: 3,
+    }])
+    .unwrap();
+    let action = GovernanceAction::ValidatorSetChange {
+        validators: set.clone(),
+    };
+    let approval = Governance::approve(&node.chain_id(), 0, &action, &k.validator);
+    let ev = node.event(
+        &k.validator,
+        0,
+        EventPayload::Governance(Governance {
+            seq: 0,
+            action,
+            approvals: vec![approval],
+        }),
+    );
+    assert_eq!(node.submit(&ev).await.0, 202);
+    node.wait_log(2).await;
+    let changed_at = node.chain.state().height();
+
+    let (s, v) = node.get("/v1/validator-sets").await;
+    assert_eq!(s, 200, "{v}");
+    let changes: Vec<Receipt> = serde_json::from_value(v["validator_set_changes"].clone()).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].event_id(), ev.id());
+    let sets = ValidatorSets::verify(&genesis, &changes).unwrap();
+    assert_eq!(sets.set_at(changed_at + 2), &set);
+    for (to, n) in [(changed_at + 1, 0), (changed_at + 2, 1)] {
+        let (s, v) = node.get(&format!("/v1/validator-sets?to={to}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            v["validator_set_changes"].as_array().unwrap().len(),
+            n,
+            "to={to}"
+        );
+    }
+
+    // Accesses until one is final at or after the change's effective height.
+    let mut answers = Vec::new();
+    for seq in 0..4 {
+        let req = node.event(&k.physician, seq, access(&alice, DataCategory::VitalSigns));
+        let (s, v) = node
+            .post("/v1/access", json!({"event": hex::encode(req.to_bytes())}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let r: Receipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+        let h = r.header.height;
+        answers.push((req.id(), v));
+        if h >= changed_at + 2 {
+            break;
+        }
+    }
+    for (_, v) in &answers {
+        let r: Receipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+        let carried: Vec<Receipt> =
+            serde_json::from_value(v["validator_set_changes"].clone()).unwrap();
+        let after = r.header.height >= changed_at + 2;
+        assert_eq!(
+            carried.len(),
+            usize::from(after),
+            "height {}",
+            r.header.height
+        );
+        let sets = ValidatorSets::verify(&genesis, &carried).unwrap();
+        assert_eq!(
+            sets.verify_receipt(&r).unwrap(),
+            Outcome::Access(twinledger_core::Decision::Permit { grant: g.id() })
+        );
+        assert_eq!(v["outcome"], json!(sets.verify_receipt(&r).unwrap()));
+        if after {
+            assert!(matches!(
+                r.verify(&genesis.validators),
+                Err(ReceiptError::ValidatorsHash { .. })
+            ));
+        }
+    }
+    let (last_id, last) = answers.last().unwrap().clone();
+    assert!(
+        last["receipt"]["header"]["height"].as_u64().unwrap() >= changed_at + 2,
+        "an access after the change"
+    );
+
+    // After a restart the node rebuilds the list from its store.
+    node.stop().await;
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let (s, v) = node.get("/v1/validator-sets").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["validator_set_changes"].as_array().unwrap().len(), 1);
+    let (s, v) = node
+        .signed_get(&alice, &format!("/v1/events/{last_id}"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["validator_set_changes"], last["validator_set_changes"]);
+    assert_eq!(v["receipt"], last["receipt"]);
+    node.stop().await;
+}

@@ -8,11 +8,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use twinledger_core::event::EventPayload;
 
-use super::events::{check_signature, decode_event, reject, submit_error};
+use super::events::{check_signature, decode_event, receipt_answer, reject, submit_error};
 use super::{Api, ApiError, MAX_WAIT};
 use crate::chain::Finality;
 
@@ -61,13 +61,11 @@ pub async fn authorise(
         .submit_verified(ev, Some(tx))
         .map_err(submit_error)?;
     match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(Finality::Final { outcome, .. })) => {
+        Ok(Ok(Finality::Final { .. })) => {
             let receipt = api.chain.receipt(&id)?.ok_or_else(|| {
                 ApiError::internal(format!("final event {id} has no stored receipt"))
             })?;
-            Ok(Json(
-                json!({"id": id, "outcome": outcome, "receipt": receipt}),
-            ))
+            receipt_answer(&api, receipt).map(Json)
         }
         Ok(Ok(Finality::Dropped(reason))) => Err(reject(reason)),
         Ok(Err(_)) => Err(ApiError::internal("the block producer stopped")),

@@ -1,4 +1,5 @@
-//! `GET /v1/blocks/{height}`, `GET /v1/checkpoint`, `GET /v1/consistency`, `GET /v1/export`.
+//! `GET /v1/blocks/{height}`, `GET /v1/checkpoint`, `GET /v1/consistency`, `GET /v1/export`,
+//! `GET /v1/validator-sets`.
 
 use std::sync::Arc;
 
@@ -184,6 +185,50 @@ pub async fn consistency(
         "from_root": hex::encode(root(s.from)?),
         "to_root": hex::encode(root(s.to)?),
         "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+    })))
+}
+
+/// The receipts of the validator-set changes committed so far, in height order (PROTOCOL §9.3);
+/// with `in_force_at`, only those in force at that height (`h + VALIDATOR_SET_DELAY <= H`):
+/// the chain of changes a receipt at `H` is verified with.
+pub(super) fn set_change_receipts(
+    api: &Api,
+    in_force_at: Option<u64>,
+) -> Result<Vec<twinledger_core::Receipt>, ApiError> {
+    let delay = twinledger_core::state::VALIDATOR_SET_DELAY;
+    api.chain
+        .validator_set_changes()
+        .into_iter()
+        .filter(|(h, _)| in_force_at.is_none_or(|at| h.saturating_add(delay) <= at))
+        .map(|(h, id)| {
+            api.chain.receipt(&id)?.ok_or_else(|| {
+                ApiError::internal(format!(
+                    "validator-set change {id} of block {h} has no stored receipt"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Which changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetsQuery {
+    /// Only the changes in force at this height.
+    pub to: Option<u64>,
+}
+
+/// The certified chain of validator-set changes since genesis (PROTOCOL §9.3). Public: it
+/// holds governance events only.
+pub async fn validator_sets(
+    State(api): State<Arc<Api>>,
+    Query(q): Query<SetsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let height = api.chain.state().height();
+    let changes = set_change_receipts(&api, q.to)?;
+    Ok(Json(json!({
+        "height": height,
+        "validator_set_changes": changes,
     })))
 }
 

@@ -1,4 +1,5 @@
-//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}`.
+//! `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events/{id}` (a receipt answer,
+//! PROTOCOL §9.2).
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use twinledger_core::codec::CodecError;
-use twinledger_core::{RejectReason, SignedEvent};
+use twinledger_core::{Receipt, RejectReason, SignedEvent};
 
 use super::auth::{authenticate, forbidden, is_privileged, may_read_patient};
 use super::{Api, ApiError, MAX_BATCH, parse_id};
@@ -223,11 +224,30 @@ pub async fn get(
     if !allowed {
         return Err(forbidden(&requester, &format!("event {id}")));
     }
-    Ok(Json(json!({
-        "id": id,
-        "outcome": receipt.results.outcomes[receipt.index as usize],
+    receipt_answer(&api, receipt).map(Json)
+}
+
+/// A receipt answer (PROTOCOL §9.2): the event id, its outcome, the receipt and the chain of
+/// validator-set changes in force at its height (§9.3), all a verifier needs with the genesis.
+pub(super) fn receipt_answer(api: &Api, receipt: Receipt) -> Result<Value, ApiError> {
+    let changes = super::blocks::set_change_receipts(api, Some(receipt.header.height))?;
+    let outcome = receipt
+        .results
+        .outcomes
+        .get(receipt.index as usize)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "receipt of {} out of its block",
+                receipt.event_id()
+            ))
+        })?;
+    Ok(json!({
+        "id": receipt.event_id(),
+        "outcome": outcome,
         "receipt": receipt,
-    })))
+        "validator_set_changes": changes,
+    }))
 }
 
 /// A key's next sequence number (committed, and counting pending events): what a client needs

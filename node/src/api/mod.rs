@@ -172,6 +172,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/cosignatures", axum::routing::post(blocks::cosign))
         .route("/v1/consistency", axum::routing::get(blocks::consistency))
         .route("/v1/export", axum::routing::get(blocks::export))
+        .route(
+            "/v1/validator-sets",
+            axum::routing::get(blocks::validator_sets),
+        )
         .route("/v1/reviews", axum::routing::get(blocks::reviews))
         .route(
             "/v1/twins/{twin}/{version}",
