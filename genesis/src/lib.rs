@@ -12,6 +12,10 @@
 //!
 //! Every loaded file is validated: each rule has its own [`GenesisFileError`] variant, naming
 //! the field (`validators[2].power`) and the offending value.
+//!
+//! The file format, its rules and its mapping to the binary genesis are normative in
+//! `docs/PROTOCOL.md` §10.2; `docs/protocol-vectors.json` holds a file and its chain id
+//! (`genesis_file`, checked by `tests/protocol_vector.rs`).
 
 mod error;
 mod json;
@@ -78,7 +82,8 @@ pub struct GenesisFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObserverEntry {
-    /// Who runs it (free text, 1..=128 bytes).
+    /// Who runs it: free text for people. Not checked (any string is accepted) and not covered
+    /// by the chain id (PROTOCOL.md §10.2).
     pub name: String,
     /// Its libp2p peer id (see [`peer_id_from_ed25519`]).
     pub peer_id: String,
@@ -177,7 +182,7 @@ pub struct NodeLimits {
 }
 
 impl GenesisLimits {
-    /// The ledger limits (PROTOCOL.md §10).
+    /// The ledger limits (PROTOCOL.md §10.1).
     pub fn ledger(&self) -> Limits {
         Limits {
             max_event_bytes: self.max_event_bytes,

@@ -1,4 +1,4 @@
-//! Misbehaviour evidence (PROTOCOL.md §5.12, rules §6.11): a validator reports that another
+//! Misbehaviour evidence (PROTOCOL.md §5.9, rules §6.11): a validator reports that another
 //! validator signed two different values in one consensus slot. The evidence is checkable by
 //! anyone (both signatures, PROTOCOL.md §12.4); recording it names the validator on chain for
 //! governance to act on (this issue only records; cutting power is a governance action).
