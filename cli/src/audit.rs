@@ -1,7 +1,7 @@
 //! `twinctl audit`: export a chain and verify it offline, trusting only the genesis file.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -12,11 +12,12 @@ use twinledger_core::audit::{
     AuditFailure, Auditor, CommittedBlock, first_bad_signature, read_export,
 };
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{Decision, EventPayload, Outcome};
+use twinledger_core::{Decision, EventPayload, Outcome, Receipt, ValidatorSets};
 use twinledger_genesis::GenesisFile;
 
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
+use crate::receipt::CHANGES;
 use crate::{CliError, Output};
 
 /// `twinctl audit ...`
@@ -65,8 +66,9 @@ pub enum AuditCommand {
         #[arg(long)]
         quiet: bool,
     },
-    /// Write a single-file evidence bundle for one event: the event, its decision, its
-    /// inclusion proof, and its block's header, results and certificate.
+    /// Write a single-file evidence bundle for one event (PROTOCOL.md §9.3, version 2): the
+    /// event, its decision, its inclusion proof, its block's header, results and certificate,
+    /// and the certified chain of validator-set changes in force at its height.
     Prove {
         /// The auditor's key file.
         #[arg(long)]
@@ -80,17 +82,24 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Verify an evidence bundle offline against the genesis (exit 0 valid, 6 not).
+    /// Verify an evidence bundle offline against the genesis and the bundle's chain of
+    /// validator-set changes: the receipt against the set in force at its height, and every
+    /// other field against what the receipt proves (exit 0 valid; 6 not, naming the field).
     VerifyBundle {
         /// The bundle.
         file: PathBuf,
         /// The chain's genesis file.
         #[arg(long)]
         genesis: PathBuf,
+        /// A chain of validator-set changes from a source you trust (`audit validator-sets
+        /// --out`), merged with the bundle's own.
+        #[arg(long)]
+        validator_sets: Option<PathBuf>,
     },
     /// Verify that a newer checkpoint extends an older one: both certificates against the
-    /// genesis validators, and the RFC 9162 consistency proof fetched from the node (exit 0 if
-    /// consistent, 6 if not).
+    /// validator set in force at their heights (the node's certified chain of validator-set
+    /// changes, verified from the genesis), and the RFC 9162 consistency proof fetched from the
+    /// node (exit 0 if consistent, 6 if not).
     Consistency {
         /// The older checkpoint (text form).
         #[arg(long)]
@@ -101,11 +110,31 @@ pub enum AuditCommand {
         /// The chain's genesis file.
         #[arg(long)]
         genesis: PathBuf,
+        /// A chain of validator-set changes from a source you trust, merged with the node's.
+        #[arg(long)]
+        validator_sets: Option<PathBuf>,
+    },
+    /// Fetch the node's certified chain of validator-set changes, verify it from the genesis
+    /// (merged with `--validator-sets` if given), print the set in force from each height, and
+    /// write it with `--out` for offline use (`--validator-sets FILE` of the other commands).
+    /// Exit 6 if it does not verify or conflicts with the given chain.
+    ValidatorSets {
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// A chain you hold already (it must agree with the node's).
+        #[arg(long)]
+        validator_sets: Option<PathBuf>,
+        /// Where to write the verified chain.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Checkpoint witness: take in the node's latest checkpoint (or a checkpoint file, e.g.
-    /// one another auditor received), compare it with every checkpoint kept in `--state`, and
-    /// keep it. Exit 6 with a fork report naming the validators that signed both sides if two
-    /// valid checkpoints cannot both be true.
+    /// one another auditor received), check its certificate against the validator set in force
+    /// at its height, compare it with every checkpoint kept in `--state`, and keep it. Exit 6
+    /// with a fork report naming the validators that signed both sides if two valid checkpoints
+    /// cannot both be true. The witness also keeps the longest verified chain of validator-set
+    /// changes (`validator-sets.json`; from the node, or `--validator-sets`).
     Witness {
         /// Where the witness keeps the checkpoints it accepted.
         #[arg(long)]
@@ -113,6 +142,10 @@ pub enum AuditCommand {
         /// The chain's genesis file.
         #[arg(long)]
         genesis: PathBuf,
+        /// A chain of validator-set changes (`audit validator-sets --out`), merged with the
+        /// one the witness kept.
+        #[arg(long)]
+        validator_sets: Option<PathBuf>,
         /// A checkpoint file to take in instead of asking the node.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -322,7 +355,14 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(key, pass)?;
             let v = NodeClient::connect(node)?.signed_get(&key, &format!("/v1/events/{id}"))?;
-            let bundle = json!({"kind": "twinledger-evidence-bundle", "version": 1, "id": id, "outcome": v["outcome"], "receipt": v["receipt"]});
+            let bundle = json!({
+                "kind": BUNDLE_KIND,
+                "version": 2,
+                "id": id,
+                "outcome": v["outcome"],
+                "receipt": v["receipt"],
+                CHANGES: v.get(CHANGES).cloned().unwrap_or_else(|| json!([])),
+            });
             std::fs::write(out, serde_json::to_string_pretty(&bundle).expect("json"))
                 .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
             Ok(Output {
@@ -330,41 +370,25 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 json: json!({"file": out, "id": id}),
             })
         }
-        AuditCommand::VerifyBundle { file, genesis } => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
-            let receipt: twinledger_core::Receipt = serde_json::from_value(v["receipt"].clone())
-                .map_err(|e| {
-                    CliError::Invalid(format!("{}: not an evidence bundle: {e}", file.display()))
-                })?;
+        AuditCommand::VerifyBundle {
+            file,
+            genesis,
+            validator_sets,
+        } => verify_bundle(file, genesis, validator_sets.as_deref()),
+        AuditCommand::Consistency {
+            old,
+            new,
+            genesis,
+            validator_sets,
+        } => {
             let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
-            if receipt.header.chain_id != ledger.chain_id() {
-                return Err(mismatch(format!(
-                    "the bundle is for chain {}, the genesis is {}",
-                    receipt.header.chain_id,
-                    ledger.chain_id()
-                )));
+            let client = NodeClient::connect(node)?;
+            let (mut sets, _) = crate::witness::node_sets(&ledger, &client)?;
+            if let Some(f) = validator_sets {
+                sets = crate::receipt::merge(sets, crate::receipt::sets_file(&ledger, f)?)?;
             }
-            let outcome = receipt
-                .verify(&ledger.validators)
-                .map_err(|e| mismatch(format!("evidence bundle does not verify: {e}")))?;
-            Ok(Output {
-                text: format!(
-                    "evidence verifies: event {} is leaf {} of the log at block {} with outcome {}\n",
-                    receipt.event_id(),
-                    receipt.leaf_index,
-                    receipt.header.height,
-                    serde_json::to_string(&outcome).unwrap_or_default()
-                ),
-                json: json!({"valid": true, "event": receipt.event_id(), "height": receipt.header.height, "outcome": outcome}),
-            })
-        }
-        AuditCommand::Consistency { old, new, genesis } => {
-            let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
-            let a = read_checkpoint(old, &ledger.validators)?;
-            let b = read_checkpoint(new, &ledger.validators)?;
+            let a = read_checkpoint(old, &sets)?;
+            let b = read_checkpoint(new, &sets)?;
             if a.chain_id != b.chain_id || a.chain_id != ledger.chain_id() {
                 return Err(mismatch(
                     "the checkpoints are not both of this genesis's chain",
@@ -382,7 +406,6 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                     a.log_size, b.log_size
                 )));
             }
-            let client = NodeClient::connect(node)?;
             let v = client.get_json(&format!(
                 "/v1/consistency?from={}&to={}",
                 a.log_size, b.log_size
@@ -415,6 +438,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
         AuditCommand::Witness {
             state,
             genesis,
+            validator_sets,
             checkpoint,
             cosign_key,
             pass,
@@ -433,7 +457,13 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                     (v["text"].as_str().unwrap_or_default().to_string(), Some(c))
                 }
             };
-            let v = crate::witness::ingest(state, &ledger, &text, client.as_ref())?;
+            let sets = crate::witness::known_sets(
+                state,
+                &ledger,
+                validator_sets.as_deref(),
+                client.as_ref(),
+            )?;
+            let v = crate::witness::ingest(state, &sets, &text, client.as_ref())?;
             if let (
                 Some(key),
                 crate::witness::Verdict::Accepted(cp) | crate::witness::Verdict::Known(cp),
@@ -470,12 +500,9 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             loop {
                 let v = client.get_json("/v1/checkpoint")?;
                 let text = v["text"].as_str().unwrap_or_default().to_string();
-                let out = verdict(crate::witness::ingest(
-                    state,
-                    &ledger,
-                    &text,
-                    Some(&client),
-                )?)?;
+                // The chain of changes after the checkpoint: it covers the checkpoint's height.
+                let sets = crate::witness::known_sets(state, &ledger, None, Some(&client))?;
+                let out = verdict(crate::witness::ingest(state, &sets, &text, Some(&client))?)?;
                 {
                     use std::io::Write as _;
                     let mut o = std::io::stdout().lock();
@@ -609,6 +636,11 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 json: json!({"findings": findings}),
             })
         }
+        AuditCommand::ValidatorSets {
+            genesis,
+            validator_sets,
+            out,
+        } => validator_sets_cmd(node, genesis, validator_sets.as_deref(), out.as_deref()),
         AuditCommand::Checkpoint { out } => {
             let v = NodeClient::connect(node)?.get_json("/v1/checkpoint")?;
             let text = v["text"]
@@ -733,19 +765,173 @@ fn mismatch(what: impl std::fmt::Display) -> CliError {
 
 fn read_checkpoint(
     path: &PathBuf,
-    validators: &twinledger_core::ValidatorSet,
+    sets: &ValidatorSets,
 ) -> Result<twinledger_core::Checkpoint, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
     let (cp, cert) = twinledger_core::Checkpoint::from_text(&text)
         .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
-    cert.verify(&cp, validators).map_err(|e| {
+    if cp.chain_id != sets.chain_id() {
+        return Err(mismatch(format!(
+            "{}: checkpoint of chain {}, the genesis is {}",
+            path.display(),
+            cp.chain_id,
+            sets.chain_id()
+        )));
+    }
+    sets.verify_checkpoint(&cp, &cert).map_err(|e| {
         mismatch(format!(
-            "{}: certificate does not verify: {e}",
-            path.display()
+            "{}: certificate does not verify against the {}: {e}",
+            path.display(),
+            crate::receipt::set_line(sets, cp.height)
         ))
     })?;
     Ok(cp)
+}
+
+/// The `kind` of an evidence bundle.
+pub const BUNDLE_KIND: &str = "twinledger-evidence-bundle";
+
+/// Verifies an evidence bundle (PROTOCOL.md §9.3): exactly the keys of its version, the chain
+/// of changes from the genesis, the receipt against the set in force at its height, and `id`
+/// and `outcome` against what the receipt proves. Every refusal names the field (exit 6).
+fn verify_bundle(file: &Path, genesis: &Path, trusted: Option<&Path>) -> Result<Output, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CliError::Invalid(format!("{}: not an evidence bundle", file.display())))?;
+    if obj.get("kind") != Some(&json!(BUNDLE_KIND)) {
+        return Err(mismatch(format!(
+            "field `kind` is {}, not \"{BUNDLE_KIND}\"",
+            obj.get("kind").unwrap_or(&serde_json::Value::Null)
+        )));
+    }
+    let keys: &[&str] = match obj.get("version").and_then(serde_json::Value::as_u64) {
+        Some(1) => &["kind", "version", "id", "outcome", "receipt"],
+        Some(2) => &["kind", "version", "id", "outcome", "receipt", CHANGES],
+        _ => {
+            return Err(mismatch(format!(
+                "field `version` is {}, not 1 or 2",
+                obj.get("version").unwrap_or(&serde_json::Value::Null)
+            )));
+        }
+    };
+    if let Some(k) = obj.keys().find(|k| !keys.contains(&k.as_str())) {
+        return Err(mismatch(format!(
+            "field `{k}` is not part of an evidence bundle of this version: nothing proves it"
+        )));
+    }
+    if let Some(k) = keys.iter().find(|k| !obj.contains_key(**k)) {
+        return Err(mismatch(format!("field `{k}` is missing")));
+    }
+    let receipt: Receipt = crate::receipt::canonical(&v["receipt"], "receipt")?;
+    let changes = crate::receipt::changes_in(&v)?;
+    let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+    if receipt.header.chain_id != ledger.chain_id() {
+        return Err(mismatch(format!(
+            "field `receipt`: the bundle is for chain {}, the genesis is {}",
+            receipt.header.chain_id,
+            ledger.chain_id()
+        )));
+    }
+    let sets = crate::receipt::sets_for(&ledger, &changes, "the bundle", trusted)?;
+    let height = receipt.header.height;
+    let outcome = sets.verify_receipt(&receipt).map_err(|e| {
+        mismatch(format!(
+            "field `receipt`: evidence bundle does not verify against the validator set in \
+             force at block {height} ({} validator-set change(s) known since genesis): {e}",
+            sets.changes_in_force_at(height)
+        ))
+    })?;
+    crate::receipt::check_id_and_outcome(&v, &receipt, &outcome)?;
+    Ok(Output {
+        text: format!(
+            "evidence verifies: event {} is leaf {} of the log at block {height} with outcome {}\n{}\n",
+            receipt.event_id(),
+            receipt.leaf_index,
+            serde_json::to_string(&outcome).unwrap_or_default(),
+            crate::receipt::set_line(&sets, height)
+        ),
+        json: json!({
+            "valid": true,
+            "event": receipt.event_id(),
+            "height": height,
+            "outcome": outcome,
+            "validator_set": {
+                "hash": sets.set_at(height).hash(),
+                "changes_since_genesis": sets.changes_in_force_at(height),
+            },
+        }),
+    })
+}
+
+/// `audit validator-sets`: the node's chain of changes, verified, merged, printed, written.
+fn validator_sets_cmd(
+    node: &str,
+    genesis: &Path,
+    trusted: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<Output, CliError> {
+    let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+    let client = NodeClient::connect(node)?;
+    let v = client.get_json("/v1/validator-sets")?;
+    let node_changes = crate::receipt::changes_in(&v)?;
+    let mut sets = crate::receipt::verify_changes(&ledger, &node_changes, "the node's answer")?;
+    if let Some(f) = trusted {
+        sets = crate::receipt::merge(sets, crate::receipt::sets_file(&ledger, f)?)?;
+    }
+    if sets.changes().len() > node_changes.len() {
+        return Err(mismatch(format!(
+            "the node's chain of validator-set changes ({} changes) lacks changes of the given \
+             chain ({}): the node is behind or hides a change",
+            node_changes.len(),
+            sets.changes().len()
+        )));
+    }
+    let g = sets.genesis_set();
+    let mut text = format!(
+        "chain {}: {} validator-set change(s) since genesis, verified\n\
+         from block 1: {} (genesis, {} validator(s), power {})\n",
+        sets.chain_id(),
+        sets.changes().len(),
+        g.hash(),
+        g.validators().len(),
+        g.total_power()
+    );
+    let mut rows = vec![
+        json!({"from_height": 1, "validators_hash": g.hash(), "event": null, "validators": g}),
+    ];
+    for c in sets.changes() {
+        text.push_str(&format!(
+            "from block {}: {} (change in block {}, event {}, {} validator(s), power {})\n",
+            c.in_force_from,
+            c.validators.hash(),
+            c.height,
+            c.event,
+            c.validators.validators().len(),
+            c.validators.total_power()
+        ));
+        rows.push(json!({"from_height": c.in_force_from, "validators_hash": c.validators.hash(), "event": c.event, "validators": c.validators}));
+    }
+    if let Some(out) = out {
+        if out.exists() {
+            return Err(CliError::Invalid(format!(
+                "{} already exists",
+                out.display()
+            )));
+        }
+        let file = json!({ CHANGES: node_changes });
+        std::fs::write(out, serde_json::to_string_pretty(&file).expect("json"))
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+        text.push_str(&format!("wrote {}\n", out.display()));
+    }
+    Ok(Output {
+        text,
+        json: json!({"chain_id": sets.chain_id(), "sets": rows}),
+    })
 }
 
 /// Verifies an export: worker threads batch-verify the event signatures of blocks ahead while

@@ -1,17 +1,100 @@
 //! `twinctl audit witness` / `audit watch`: a checkpoint witness. It keeps every checkpoint it
-//! has accepted; each new one must carry a valid certificate and extend the last one (an RFC 9162
-//! consistency proof when a node is at hand). Two valid checkpoints that cannot both be true (a
-//! fork, a rollback, a split view served to different auditors) produce a fork report naming
-//! the validators that signed both sides, and exit code 6.
+//! has accepted; each new one must carry a valid certificate (against the validator set in force
+//! at its height) and extend the last one (an RFC 9162 consistency proof when a node is at hand).
+//! Two valid checkpoints that cannot both be true (a fork, a rollback, a split view served to
+//! different auditors) produce a fork report naming the validators that signed both sides, and
+//! exit code 6.
+//!
+//! The witness also keeps the longest certified chain of validator-set changes it has verified
+//! (PROTOCOL.md §9.3) in `validator-sets.json`: every chain it is given later (by the node, or
+//! with `--validator-sets`) must agree with it change for change, so a node cannot make it
+//! forget a change and accept checkpoints of a retired set.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use twinledger_core::merkle::{Blake3Tree, verify_consistency};
-use twinledger_core::{Checkpoint, CommitCertificate, Genesis};
+use twinledger_core::{Checkpoint, CommitCertificate, Genesis, Receipt, ValidatorSets};
 
 use crate::CliError;
 use crate::client::NodeClient;
+use crate::receipt::{CHANGES, changes_in, sets_file, verify_changes};
+
+/// The file in the witness's state directory that keeps the chain of validator-set changes.
+pub const SETS_FILE: &str = "validator-sets.json";
+
+/// The chain of validator-set changes from the node (`GET /v1/validator-sets`), verified from
+/// the genesis; returns the receipts too.
+pub fn node_sets(
+    genesis: &Genesis,
+    client: &NodeClient,
+) -> Result<(ValidatorSets, Vec<Receipt>), CliError> {
+    let v = client.get_json("/v1/validator-sets")?;
+    let changes = changes_in(&v)?;
+    let sets = verify_changes(genesis, &changes, "the node's answer")?;
+    Ok((sets, changes))
+}
+
+/// The validator sets the witness knows: the chain it kept in `dir`, merged with the one in
+/// `file` and the node's, each verified from the genesis. A chain that conflicts with another
+/// is refused (exit 6); a longer one is kept in `dir` for next time.
+pub fn known_sets(
+    dir: &Path,
+    genesis: &Genesis,
+    file: Option<&Path>,
+    node: Option<&NodeClient>,
+) -> Result<ValidatorSets, CliError> {
+    let kept_path = dir.join(SETS_FILE);
+    let mut sources: Vec<(String, ValidatorSets, Vec<Receipt>)> = Vec::new();
+    if kept_path.exists() {
+        let text = std::fs::read_to_string(&kept_path)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
+        let changes = changes_in(&v)?;
+        let sets = verify_changes(genesis, &changes, &kept_path.display().to_string())?;
+        sources.push(("the chain the witness kept".into(), sets, changes));
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?;
+        let sets = sets_file(genesis, f)?;
+        sources.push((f.display().to_string(), sets, changes_in(&v)?));
+    }
+    if let Some(c) = node {
+        let (sets, changes) = node_sets(genesis, c)?;
+        sources.push(("the node's chain".into(), sets, changes));
+    }
+    let kept = if kept_path.exists() {
+        sources.first().map_or(0, |(_, _, c)| c.len())
+    } else {
+        0
+    };
+    let mut best = ValidatorSets::from_genesis(genesis);
+    let mut best_changes: Vec<Receipt> = Vec::new();
+    let mut best_name = "the genesis".to_string();
+    for (name, sets, changes) in sources {
+        best = best.merge(sets).map_err(|e| {
+            CliError::Mismatch(format!(
+                "{name} of validator-set changes conflicts with {best_name}: {e}"
+            ))
+        })?;
+        if changes.len() > best_changes.len() {
+            best_changes = changes;
+            best_name = name;
+        }
+    }
+    if best_changes.len() > kept {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", dir.display())))?;
+        let v = json!({ CHANGES: best_changes });
+        std::fs::write(&kept_path, serde_json::to_string_pretty(&v).expect("json"))
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
+    }
+    Ok(best)
+}
 
 /// What the witness concluded about a new checkpoint.
 #[derive(Debug)]
@@ -67,28 +150,30 @@ fn report(
     })
 }
 
-/// Takes in one checkpoint (text form): verifies its certificate against the genesis set,
-/// compares it with every stored checkpoint, checks consistency with the latest through
-/// `node` if given, and stores it if all is well.
+/// Takes in one checkpoint (text form): verifies its certificate against the validator set in
+/// force at its height (`sets`: the genesis and the known changes, [`known_sets`]), compares it
+/// with every stored checkpoint, checks consistency with the latest through `node` if given,
+/// and stores it if all is well.
 pub fn ingest(
     dir: &PathBuf,
-    genesis: &Genesis,
+    sets: &ValidatorSets,
     text: &str,
     node: Option<&NodeClient>,
 ) -> Result<Verdict, CliError> {
     let (cp, cert) =
         Checkpoint::from_text(text).map_err(|e| CliError::Invalid(format!("checkpoint: {e}")))?;
-    if cp.chain_id != genesis.chain_id() {
+    if cp.chain_id != sets.chain_id() {
         return Err(CliError::Mismatch(format!(
             "checkpoint of chain {}, the genesis is {}",
             cp.chain_id,
-            genesis.chain_id()
+            sets.chain_id()
         )));
     }
-    cert.verify(&cp, &genesis.validators).map_err(|e| {
+    sets.verify_checkpoint(&cp, &cert).map_err(|e| {
         CliError::Mismatch(format!(
-            "checkpoint at height {}: certificate does not verify: {e}",
-            cp.height
+            "checkpoint at height {}: certificate does not verify against the {}: {e}",
+            cp.height,
+            crate::receipt::set_line(sets, cp.height)
         ))
     })?;
     let seen = stored(dir)?;

@@ -205,7 +205,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
 
     // Revoke: denied from the next block on; the list shows it revoked.
     let o = run(
