@@ -10,7 +10,7 @@ use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame
 use twinledger_core::block::MAX_BLOCK_BYTES;
 use twinledger_core::devkit::{DEV_GENESIS_TIME, DevChain, dev_key};
 use twinledger_core::event::governance::{Governance, GovernanceAction};
-use twinledger_core::hash::{domain, hash_in};
+use twinledger_core::hash::hash_in;
 use twinledger_core::keys::{sig_domain, signing_message};
 use twinledger_core::merkle::{self, Blake3Tree, MemoryTree};
 use twinledger_core::request::{RequestAuth, request_body};
@@ -501,8 +501,7 @@ fn set_at(want: &Value, height: u64) -> ValidatorSet {
     let sets = want["validator_sets"].as_array().unwrap();
     let set = sets
         .iter()
-        .filter(|s| n(&s["from_height"]) <= height)
-        .next_back()
+        .rfind(|s| n(&s["from_height"]) <= height)
         .unwrap();
     codec::decode("validator set", &unhex(&set["hex"]), 1 << 16).unwrap()
 }
