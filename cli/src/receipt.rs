@@ -193,12 +193,12 @@ pub fn set_line(sets: &ValidatorSets, height: u64) -> String {
     let whence = match n {
         0 => "the genesis set".to_string(),
         n => format!(
-            "the set of the change in block {} ({n} change(s) since genesis)",
+            "set by the change in block {}, change {n} since genesis",
             sets.changes()[n - 1].height
         ),
     };
     format!(
-        "validator set in force at block {height}: {} ({whence}, {} validator(s), power {})",
+        "validator set in force at block {height}: {} ({whence}; {} validator(s), power {})",
         set.hash(),
         set.validators().len(),
         set.total_power()
