@@ -3,7 +3,7 @@
 //! selection (§12.3), pinned in `docs/protocol-vectors.json`; since 1.3 also every block of the
 //! reference chain with its body, results, certificate and state write log (§6.10), the
 //! validator sets, an export stream, the genesis file, a signed request, a cosignature,
-//! commitments and BLAKE3 Merkle proofs (`golden/extra.rs`).
+//! commitments, BLAKE3 Merkle proofs, receipts and an evidence bundle (`golden/extra.rs`).
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
@@ -350,6 +350,7 @@ fn render() -> serde_json::Value {
         "cosignature": extra::cosignature(&chain),
         "commitments": extra::commitments(),
         "merkle": extra::merkle(),
+        "receipts": extra::receipts(&chain),
     })
 }
 
@@ -544,4 +545,10 @@ fn commitment_vectors_open() {
 #[test]
 fn merkle_vectors_verify() {
     extra::check_merkle(&pinned());
+}
+
+/// §9.2, §9.3: receipts before and after a validator-set change, and an evidence bundle.
+#[test]
+fn receipt_vectors_verify() {
+    extra::check_receipts(&pinned());
 }

@@ -1,7 +1,8 @@
 //! Vectors added in protocol 1.3 (no format changed; the document became complete): every block
 //! of the reference chain with its body, results, certificate and state write log (§6.10), the
 //! validator sets, an export stream (§11.2), the genesis file (§10.2), a signed request
-//! (§11.1), a checkpoint cosignature (§9.1), commitments (§2.3) and BLAKE3 Merkle proofs (§8.1).
+//! (§11.1), a checkpoint cosignature (§9.1), commitments (§2.3), BLAKE3 Merkle proofs (§8.1),
+//! receipts and an evidence bundle (§9.2, §9.3).
 //! Each generator has a checker that reads the pinned JSON and verifies it from the bytes alone.
 
 use serde::Serialize;
@@ -14,6 +15,7 @@ use twinledger_core::hash::hash_in;
 use twinledger_core::keys::{sig_domain, signing_message};
 use twinledger_core::merkle::{self, Blake3Tree, MemoryTree};
 use twinledger_core::request::{RequestAuth, request_body};
+use twinledger_core::setproof::ValidatorSets;
 use twinledger_core::state::SignatureCheck;
 use twinledger_core::*;
 
@@ -56,8 +58,10 @@ fn governance(chain: &mut DevChain, seq: u64, action: GovernanceAction) -> Signe
 
 /// Blocks 3 to 5 of the reference chain: block 3 records the misbehaviour report of the
 /// consensus vectors, admits an organisation and changes the validator set (the first
-/// validator gets power 2 and the new organisation), in force from block 5; blocks 4 and 5 are
-/// empty (a state hash without writes; the new set's hash in block 5).
+/// validator gets power 2 and the new organisation), in force from block 5; block 4 is empty
+/// (a state hash without writes); block 5, the first signed by the new set, holds the
+/// physician's access request for alice, denied since her grant was revoked in block 2 (its
+/// receipt needs the chain of validator-set changes, §9.3).
 pub fn extend(chain: &mut DevChain, report: SignedEvent) {
     let clinic = dev_key("org/lakeside-clinic");
     let enrol = governance(
@@ -82,7 +86,23 @@ pub fn extend(chain: &mut DevChain, report: SignedEvent) {
     assert!(c.rejected.is_empty(), "{:?}", c.rejected);
     assert_eq!(c.block.events.len(), 3);
     chain.commit(vec![]);
-    let five = chain.commit(vec![]);
+    let phys = chain.physician.clone();
+    let access = chain.event(
+        &phys,
+        crate::common::access_payload(
+            &crate::common::patient("alice").public(),
+            DataCategory::VitalSigns,
+            Purpose::Treat,
+            Action::Read,
+        ),
+    );
+    let five = chain.commit(vec![access]);
+    assert_eq!(
+        five.results.outcomes,
+        vec![Outcome::Access(Decision::Deny {
+            reason: DenyReason::NoCoveringGrant
+        })]
+    );
     assert_ne!(
         five.block.header.validators_hash, chain.blocks[3].block.header.validators_hash,
         "the new set is in force from block 5"
@@ -468,6 +488,68 @@ pub fn merkle() -> Value {
     })
 }
 
+/// The receipt (§9.2) of event `index` of block `height`, from the chain's log.
+fn receipt(chain: &DevChain, height: usize, index: usize) -> Receipt {
+    let c = &chain.blocks[height - 1];
+    let hd = &c.block.header;
+    let leaf = hd.log_size - u64::from(hd.event_count) + index as u64;
+    Receipt {
+        event: c.block.events[index].clone(),
+        index: u32::try_from(index).unwrap(),
+        leaf_index: leaf,
+        inclusion_proof: chain
+            .log
+            .inclusion_proof(leaf, hd.log_size)
+            .unwrap()
+            .into_iter()
+            .map(Hash)
+            .collect(),
+        header: hd.clone(),
+        results: c.results.clone(),
+        certificate: c.certificate.clone(),
+    }
+}
+
+/// Receipts (§9.2) and an evidence bundle (§9.3): the permitted access of block 1 (verified
+/// against the genesis set), the validator-set change of block 3, and the denied access of
+/// block 5 (verified against the set that change put in force), with its bundle.
+pub fn receipts(chain: &DevChain) -> Value {
+    let entry = |height: usize, index: usize, changes: &[Receipt]| {
+        let r = receipt(chain, height, index);
+        let sets = ValidatorSets::verify(&chain.genesis, changes).unwrap();
+        let outcome = sets.verify_receipt(&r).unwrap();
+        json!({
+            "height": height,
+            "index": index,
+            "receipt_hex": h(codec::encode(&r)),
+            "receipt": r,
+            "outcome": outcome,
+            "validator_set_changes": changes,
+        })
+    };
+    let change = receipt(chain, 3, 2);
+    let denied = receipt(chain, 5, 0);
+    let sets = ValidatorSets::verify(&chain.genesis, std::slice::from_ref(&change)).unwrap();
+    let outcome = sets.verify_receipt(&denied).unwrap();
+    assert!(
+        denied.verify(chain.validator_set()).is_err(),
+        "block 5 is not signed by the genesis set"
+    );
+    json!({
+        "access_permitted": entry(1, 1, &[]),
+        "validator_set_change": entry(3, 2, &[]),
+        "access_denied": entry(5, 0, std::slice::from_ref(&change)),
+        "evidence_bundle": {
+            "kind": "twinledger-evidence-bundle",
+            "version": 2,
+            "id": denied.event_id(),
+            "outcome": outcome,
+            "receipt": denied,
+            "validator_set_changes": [change],
+        },
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checks from the bytes alone.
 
@@ -775,4 +857,103 @@ pub fn check_merkle(want: &Value) {
         )
         .unwrap();
     }
+}
+
+/// A receipt from its bytes (§9.2): the event's chain and signature, the header's validator set,
+/// the certificate, the results, the leaf index and the inclusion proof, by hand; then the
+/// JSON form and the library's verification agree.
+fn check_receipt(want: &Value, v: &Value, sets: &ValidatorSets) -> Outcome {
+    let bytes = unhex(&v["receipt_hex"]);
+    let r: Receipt = codec::decode("receipt", &bytes, 1 << 20).unwrap();
+    let from_json: Receipt = serde_json::from_value(v["receipt"].clone()).unwrap();
+    assert_eq!(from_json, r);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap(),
+        v["receipt"],
+        "canonical JSON"
+    );
+    let genesis = genesis_of(want);
+    assert_eq!(r.event.event.chain_id, genesis.chain_id());
+    assert_eq!(r.header.chain_id, genesis.chain_id());
+    r.event.verify_signature().unwrap();
+    let set = set_at(want, r.header.height);
+    assert_eq!(r.header.validators_hash, set.hash());
+    r.certificate.verify(&r.header.checkpoint(), &set).unwrap();
+    let results = codec::encode(&r.results);
+    assert_eq!(
+        hash_in("twinledger v1 block-results", &results),
+        r.header.results_hash
+    );
+    let index = r.index as usize;
+    assert!(index < r.results.outcomes.len());
+    assert_eq!(
+        r.leaf_index,
+        r.header.log_size - u64::from(r.header.event_count) + u64::from(r.index)
+    );
+    let proof: Vec<[u8; 32]> = r.inclusion_proof.iter().map(|p| p.0).collect();
+    merkle::verify_inclusion::<Blake3Tree>(
+        r.leaf_index,
+        r.header.log_size,
+        &leaf_hash(&codec::encode(&r.event)),
+        &proof,
+        r.header.log_root.as_bytes(),
+    )
+    .unwrap();
+    let outcome = r.results.outcomes[index];
+    assert_eq!(serde_json::to_value(outcome).unwrap(), v["outcome"]);
+    assert_eq!(sets.verify_receipt(&r).unwrap(), outcome);
+    outcome
+}
+
+pub fn check_receipts(want: &Value) {
+    let rs = &want["receipts"];
+    let genesis = genesis_of(want);
+    for name in ["access_permitted", "validator_set_change", "access_denied"] {
+        let v = &rs[name];
+        let changes: Vec<Receipt> =
+            serde_json::from_value(v["validator_set_changes"].clone()).unwrap();
+        let sets = ValidatorSets::verify(&genesis, &changes).unwrap();
+        let outcome = check_receipt(want, v, &sets);
+        let expected = match name {
+            "access_permitted" => "permit",
+            "access_denied" => "deny",
+            _ => "applied",
+        };
+        let shown = serde_json::to_string(&outcome).unwrap();
+        assert!(shown.contains(expected), "{name}: {shown}");
+    }
+    // §9.3: the chain of changes names the set the denied access's block is signed by.
+    let change: Receipt =
+        serde_json::from_value(rs["validator_set_change"]["receipt"].clone()).unwrap();
+    let EventPayload::Governance(g) = &change.event.event.payload else {
+        panic!("the change is a governance event");
+    };
+    let GovernanceAction::ValidatorSetChange { validators } = &g.action else {
+        panic!("the change is a validator-set change");
+    };
+    assert_eq!(*validators, set_at(want, change.header.height + 2));
+    // The bundle: exactly its keys, its receipt and chain of changes as in the entries, id and
+    // outcome what the receipt proves.
+    let b = &rs["evidence_bundle"];
+    let keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want_keys = vec![
+        "id",
+        "kind",
+        "outcome",
+        "receipt",
+        "validator_set_changes",
+        "version",
+    ];
+    want_keys.sort_unstable();
+    assert_eq!(keys, want_keys);
+    assert_eq!(s(&b["kind"]), "twinledger-evidence-bundle");
+    assert_eq!(n(&b["version"]), 2);
+    assert_eq!(b["receipt"], rs["access_denied"]["receipt"]);
+    assert_eq!(
+        b["validator_set_changes"],
+        rs["access_denied"]["validator_set_changes"]
+    );
+    let r: Receipt = serde_json::from_value(b["receipt"].clone()).unwrap();
+    assert_eq!(s(&b["id"]), r.event_id().to_hex());
+    assert_eq!(b["outcome"], rs["access_denied"]["outcome"]);
 }
