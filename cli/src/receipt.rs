@@ -43,6 +43,58 @@ pub struct ReceiptArgs {
     pub command: ReceiptCommand,
 }
 
+/// The `kind` of an evidence bundle (PROTOCOL.md §9.3).
+pub const BUNDLE_KIND: &str = "twinledger-evidence-bundle";
+
+/// The receipt and the chain of changes of a piece of evidence (PROTOCOL.md §9.2, §9.3): an
+/// evidence bundle (it has a `kind`: exactly the keys of its version), a receipt file (it has a
+/// `receipt`: only the keys of a receipt file), or a bare receipt. Every field is read strictly
+/// ([`canonical`]); a key that is not part of the format is refused by name (exit 6). `id` and
+/// `outcome` are checked after the receipt verifies ([`check_id_and_outcome`]).
+pub fn read_evidence(v: &Value) -> Result<(Receipt, Vec<Receipt>), CliError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CliError::Invalid("not a receipt or evidence bundle".into()))?;
+    if let Some(kind) = obj.get("kind") {
+        if kind != &json!(BUNDLE_KIND) {
+            return Err(CliError::Mismatch(format!(
+                "field `kind` is {kind}, not \"{BUNDLE_KIND}\""
+            )));
+        }
+        let keys: &[&str] = match obj.get("version").and_then(Value::as_u64) {
+            Some(1) => &["kind", "version", "id", "outcome", "receipt"],
+            Some(2) => &["kind", "version", "id", "outcome", "receipt", CHANGES],
+            _ => {
+                return Err(CliError::Mismatch(format!(
+                    "field `version` is {}, not 1 or 2",
+                    obj.get("version").unwrap_or(&Value::Null)
+                )));
+            }
+        };
+        if let Some(k) = obj.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(CliError::Mismatch(format!(
+                "field `{k}` is not part of an evidence bundle of this version: nothing proves it"
+            )));
+        }
+        if let Some(k) = keys.iter().find(|k| !obj.contains_key(**k)) {
+            return Err(CliError::Mismatch(format!("field `{k}` is missing")));
+        }
+        return Ok((canonical(&v["receipt"], "receipt")?, changes_in(v)?));
+    }
+    if obj.contains_key("receipt") {
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !RECEIPT_FILE_KEYS.contains(&k.as_str()))
+        {
+            return Err(CliError::Mismatch(format!(
+                "field `{k}` is not part of a receipt file: nothing proves it (PROTOCOL.md §9.2)"
+            )));
+        }
+        return Ok((canonical(&v["receipt"], "receipt")?, changes_in(v)?));
+    }
+    Ok((canonical(v, "receipt")?, Vec::new()))
+}
+
 /// What the twin store is about to serve: each flag given must be what the receipt permits.
 #[derive(Debug, Args, Default)]
 pub struct Expect {
@@ -85,7 +137,8 @@ pub enum ReceiptCommand {
     /// what the receipt proves, or an `--expect-*` flag is not what it permits; 4 with
     /// `--require-permit` if valid but not a permit; 2 if the file is not a receipt.
     Verify {
-        /// The receipt file (as written by `twinctl access request`, or a bare receipt).
+        /// The receipt file (as written by `twinctl access request`), an evidence bundle
+        /// (`twinctl audit prove`) or a bare receipt.
         file: PathBuf,
         /// The chain's genesis file.
         #[arg(long)]
@@ -431,23 +484,7 @@ fn verify_file(
         .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| CliError::Invalid(format!("{}: not a receipt: {e}", file.display())))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| CliError::Invalid(format!("{}: not a receipt", file.display())))?;
-    // A receipt file (an answer of the node, with salts) or a bare receipt.
-    let (receipt, changes): (Receipt, Vec<Receipt>) = if obj.contains_key("receipt") {
-        if let Some(k) = obj
-            .keys()
-            .find(|k| !RECEIPT_FILE_KEYS.contains(&k.as_str()))
-        {
-            return Err(CliError::Mismatch(format!(
-                "field `{k}` is not part of a receipt file: nothing proves it (PROTOCOL.md §9.2)"
-            )));
-        }
-        (canonical(&v["receipt"], "receipt")?, changes_in(&v)?)
-    } else {
-        (canonical(&v, "receipt")?, Vec::new())
-    };
+    let (receipt, changes) = read_evidence(&v)?;
     let g = GenesisFile::load(genesis)?;
     let ledger = g.ledger_genesis()?;
     if receipt.header.chain_id != ledger.chain_id() {
@@ -548,4 +585,133 @@ fn verify_file(
         )));
     }
     Ok(Output { text, json: j })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `--expect-*` and `--max-age` against what a receipt permits (PROTOCOL.md §9.2: read from
+    //! the signed event, the resource by opening its commitment).
+    use twinledger_core::devkit::{DevChain, dev_key};
+    use twinledger_core::event::access::AccessRequest;
+    use twinledger_core::event::break_glass::BreakGlassRequest;
+    use twinledger_core::event::consent::{ConsentGrant, Grantee};
+    use twinledger_core::event::delegation::Scope;
+    use twinledger_core::{Hash, Timestamp};
+
+    use super::*;
+
+    const SALT: [u8; 32] = [7; 32];
+
+    /// Receipts (unproved: only the event and header matter here) of an access request, a
+    /// break-glass request and a consent grant.
+    fn receipts() -> (DevChain, PublicKey, Vec<Receipt>) {
+        let mut dc = DevChain::new(1);
+        let alice = dev_key("receipt-cli/alice");
+        let phys = dc.physician.clone();
+        let grant = EventPayload::ConsentGrant(ConsentGrant {
+            patient: alice.public(),
+            grantee: Grantee::Actor(phys.public()),
+            scope: Scope {
+                categories: [DataCategory::VitalSigns].into_iter().collect(),
+                purposes: [Purpose::Treat].into_iter().collect(),
+                actions: [Action::Read].into_iter().collect(),
+            },
+            valid_from: Timestamp(0),
+            valid_until: None,
+        });
+        let access = EventPayload::AccessRequest(AccessRequest {
+            patient: alice.public(),
+            category: DataCategory::VitalSigns,
+            purpose: Purpose::Treat,
+            action: Action::Read,
+            resource: Commitment::new(&SALT, b"twin://alice/vitals"),
+        });
+        let bg = EventPayload::BreakGlassRequest(BreakGlassRequest {
+            patient: alice.public(),
+            category: DataCategory::Imaging,
+            action: Action::Read,
+            resource: Commitment::new(&SALT, b"twin://alice/ct"),
+            reason: Commitment::new(&SALT, b"unconscious"),
+        });
+        let evs = vec![
+            dc.event(&alice, grant),
+            dc.event(&phys, access),
+            dc.event(&phys, bg),
+        ];
+        let c = dc.commit(evs);
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        let rs = (0..3)
+            .map(|i| Receipt {
+                event: c.block.events[i].clone(),
+                index: u32::try_from(i).unwrap(),
+                leaf_index: i as u64,
+                inclusion_proof: Vec::<Hash>::new(),
+                header: c.block.header.clone(),
+                results: c.results.clone(),
+                certificate: c.certificate.clone(),
+            })
+            .collect();
+        (dc, alice.public(), rs)
+    }
+
+    fn check(r: &Receipt, e: &Expect) -> Result<Vec<&'static str>, CliError> {
+        let t = r.header.time.0;
+        check_expectations(r, Some(&hex::encode(SALT)), e, move || Ok(t + 60_000))
+    }
+
+    #[test]
+    fn expectations_are_what_the_receipt_permits() {
+        let (dc, alice, rs) = receipts();
+        let (access, bg, grant) = (&rs[1], &rs[2], &rs[0]);
+        let phys = dc.physician.public().to_did();
+        let e = |f: fn(&mut Expect, String), v: &str| {
+            let mut e = Expect::default();
+            f(&mut e, v.to_string());
+            e
+        };
+        let patient = |e: &mut Expect, v| e.expect_patient = Some(v);
+        let requester = |e: &mut Expect, v| e.expect_requester = Some(v);
+        let category = |e: &mut Expect, v| e.expect_category = Some(v);
+        let purpose = |e: &mut Expect, v| e.expect_purpose = Some(v);
+        let action = |e: &mut Expect, v| e.expect_action = Some(v);
+        let resource = |e: &mut Expect, v| e.expect_resource = Some(v);
+        let max_age = |e: &mut Expect, v: String| e.max_age = Some(v.parse().unwrap());
+        // (receipt, expectation, Ok(field checked) or Err(field named))
+        let table: Vec<(&Receipt, Expect, Result<&str, &str>)> = vec![
+            (access, e(patient, &alice.to_did()), Ok("patient")),
+            (access, e(patient, &phys), Err("patient:")),
+            (access, e(requester, &phys), Ok("requester")),
+            (access, e(requester, &alice.to_did()), Err("requester:")),
+            (access, e(category, "vital-signs"), Ok("category")),
+            (access, e(category, "GDIS"), Err("category:")),
+            (access, e(purpose, "TREAT"), Ok("purpose")),
+            (access, e(purpose, "HRESCH"), Err("purpose:")),
+            (access, e(action, "read"), Ok("action")),
+            (access, e(action, "disclose"), Err("action:")),
+            (access, e(resource, "twin://alice/vitals"), Ok("resource")),
+            (access, e(resource, "twin://alice/genome"), Err("resource:")),
+            (access, e(max_age, "2m"), Ok("time")),
+            (access, e(max_age, "30s"), Err("--max-age")),
+            (bg, e(purpose, "ETREAT"), Ok("purpose")),
+            (bg, e(purpose, "TREAT"), Err("(break-glass)")),
+            (bg, e(category, "imaging"), Ok("category")),
+            (bg, e(resource, "twin://alice/ct"), Ok("resource")),
+            (grant, e(patient, &alice.to_did()), Err("permits no access")),
+            (grant, Expect::default(), Ok("")),
+        ];
+        for (i, (r, exp, want)) in table.into_iter().enumerate() {
+            match (check(r, &exp), want) {
+                (Ok(checked), Ok("")) => assert!(checked.is_empty(), "row {i}"),
+                (Ok(checked), Ok(f)) => assert_eq!(checked, vec![f], "row {i}"),
+                (Err(CliError::Mismatch(m)), Err(f)) => assert!(m.contains(f), "row {i}: {m}"),
+                (got, want) => panic!("row {i}: got {got:?}, want {want:?}"),
+            }
+        }
+        // Without a salt the resource cannot be checked: invalid input, not a pass.
+        let exp = e(resource, "twin://alice/vitals");
+        assert!(matches!(
+            check_expectations(access, None, &exp, || Ok(0)),
+            Err(CliError::Invalid(_))
+        ));
+    }
 }

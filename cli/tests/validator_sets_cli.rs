@@ -543,6 +543,42 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     .await;
     assert!(o.status.success(), "{}", err(&o));
     let bv = read(&bundle);
+    // The patient proves an access to their twin with their own key, as the patient guide shows,
+    // and checks what it permitted.
+    let mine = d.join("mine.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "prove",
+            "--key",
+            &patient_file,
+            &id,
+            "--out",
+            mine.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "receipt",
+            "verify",
+            mine.to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--expect-patient",
+            &did,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("requester: {phys_did}")),
+        "{}",
+        err(&o)
+    );
     assert_eq!(bv["version"], 2);
     assert_eq!(
         bv["validator_set_changes"],
