@@ -154,6 +154,16 @@ pub enum AuditFailure {
     /// The block does not re-execute (links, events, roots, state).
     #[error("{0}")]
     Block(BlockError),
+    /// The recorded results list another number of outcomes than the block has events.
+    #[error("block {height}: {recorded} recorded outcomes, re-execution derives {derived}")]
+    ResultsCount {
+        /// Height.
+        height: u64,
+        /// In the export.
+        recorded: usize,
+        /// Derived by replay.
+        derived: usize,
+    },
     /// A recorded decision differs from the re-derived one.
     #[error(
         "block {height}, event #{index} ({id}): recorded outcome {recorded:?}, re-derived {derived:?}"
@@ -178,7 +188,8 @@ impl AuditFailure {
         match self {
             Self::Certificate { height, .. }
             | Self::EventSignature { height, .. }
-            | Self::Decision { height, .. } => Some(*height),
+            | Self::Decision { height, .. }
+            | Self::ResultsCount { height, .. } => Some(*height),
             Self::Block(e) => match e {
                 BlockError::WrongHeight { got, .. } => Some(*got),
                 BlockError::BrokenLink { height, .. }
@@ -256,6 +267,13 @@ impl Auditor {
         cb.certificate
             .verify(&cb.block.header.checkpoint(), &set)
             .map_err(|error| AuditFailure::Certificate { height, error })?;
+        if cb.results.outcomes.len() != results.outcomes.len() {
+            return Err(AuditFailure::ResultsCount {
+                height,
+                recorded: cb.results.outcomes.len(),
+                derived: results.outcomes.len(),
+            });
+        }
         for (index, derived) in results.outcomes.iter().enumerate() {
             let recorded = cb.results.outcomes.get(index).copied();
             if recorded != Some(*derived) {
@@ -268,8 +286,6 @@ impl Auditor {
                 });
             }
         }
-        // Results are also hashed into the header, which apply_block compared; a longer
-        // recorded list would not hash the same either.
         for o in &results.outcomes {
             match o {
                 Outcome::Access(Decision::Permit { .. }) => self.summary.permitted += 1,

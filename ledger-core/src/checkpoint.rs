@@ -114,6 +114,9 @@ pub enum CertificateError {
         /// Total power.
         total: u64,
     },
+    /// A checkpoint of a version this protocol does not know (PROTOCOL.md §9).
+    #[error("checkpoint version {0} is not supported (this protocol has version 1)")]
+    UnknownVersion(u8),
     /// More signatures than validators could give.
     #[error("certificate has {0} signatures, more than any validator set")]
     TooManySignatures(usize),
@@ -142,6 +145,9 @@ impl CommitCertificate {
         checkpoint: &Checkpoint,
         validators: &ValidatorSet,
     ) -> Result<u64, CertificateError> {
+        if checkpoint.version != CHECKPOINT_VERSION {
+            return Err(CertificateError::UnknownVersion(checkpoint.version));
+        }
         if self.signatures.len() > crate::validator::MAX_VALIDATORS {
             return Err(CertificateError::TooManySignatures(self.signatures.len()));
         }
@@ -228,14 +234,15 @@ impl Checkpoint {
 
     /// Checks an auditor's cosignature.
     pub fn verify_cosignature(&self, auditor: &PublicKey, sig: &Signature) -> bool {
-        auditor
-            .verify(
-                sig_domain::COSIGN,
-                &self.chain_id,
-                &codec::encode(self),
-                sig,
-            )
-            .is_ok()
+        self.version == CHECKPOINT_VERSION
+            && auditor
+                .verify(
+                    sig_domain::COSIGN,
+                    &self.chain_id,
+                    &codec::encode(self),
+                    sig,
+                )
+                .is_ok()
     }
 
     /// The origin line: `twinledger/<chain id hex>`.

@@ -82,6 +82,9 @@ impl Vote {
     /// Whether the vote is well formed: a value, if any, names this chain and height.
     pub fn check(&self) -> Result<(), ConsensusError> {
         if let Some(cp) = &self.value {
+            if cp.version != crate::checkpoint::CHECKPOINT_VERSION {
+                return Err(ConsensusError::Version(cp.version));
+            }
             if cp.chain_id != self.chain_id {
                 return Err(ConsensusError::WrongChain);
             }
@@ -215,6 +218,9 @@ impl SignedProposal {
         let p = &self.proposal;
         if p.version != CONSENSUS_VERSION {
             return Err(ConsensusError::Version(p.version));
+        }
+        if p.value.version != crate::checkpoint::CHECKPOINT_VERSION {
+            return Err(ConsensusError::Version(p.value.version));
         }
         if p.value.chain_id != *chain_id {
             return Err(ConsensusError::WrongChain);

@@ -163,6 +163,21 @@ fn every_tampering_is_named() {
             |f| matches!(f, AuditFailure::Decision { index: 1, .. }),
         ),
         (
+            "extra recorded outcome",
+            |b| b[1].results.outcomes.push(Outcome::Applied),
+            2,
+            |f| {
+                matches!(
+                    f,
+                    AuditFailure::ResultsCount {
+                        recorded: 3,
+                        derived: 2,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
             "removed event",
             |b| {
                 b[5].block.events.pop();

@@ -198,3 +198,36 @@ fn conflicts_on_their_face() {
     other_chain.chain_id.0[0] ^= 1;
     assert_eq!(cp.conflict_with(&other_chain), None);
 }
+
+/// §9: a checkpoint of an unknown version is refused by certificates, cosignatures and votes,
+/// even when every signature over it is genuine.
+#[test]
+fn unknown_checkpoint_version_is_refused_everywhere() {
+    use twinledger_core::consensus::{Vote, VoteKind};
+    let mut chain = twinledger_core::devkit::DevChain::new(4);
+    let committed = chain.commit(vec![]);
+    let mut cp = committed.block.header.checkpoint();
+    cp.version = 2;
+    let set = chain.validator_set().clone();
+    let vote = CommitVote {
+        checkpoint: cp,
+        round: 0,
+    };
+    let cert = CommitCertificate::new(0, chain.validators.iter().map(|k| vote.sign(k)).collect());
+    assert!(matches!(
+        cert.verify(&cp, &set),
+        Err(twinledger_core::checkpoint::CertificateError::UnknownVersion(2))
+    ));
+    let auditor = twinledger_core::devkit::dev_key("auditor/regulator");
+    let cosig = cp.cosign(&auditor);
+    assert!(!cp.verify_cosignature(&auditor.public(), &cosig));
+    let v = Vote {
+        chain_id: cp.chain_id,
+        height: cp.height,
+        round: 0,
+        kind: VoteKind::Prevote,
+        value: Some(cp),
+    }
+    .sign(&chain.validators[0]);
+    assert!(v.verify(&cp.chain_id, &set).is_err());
+}

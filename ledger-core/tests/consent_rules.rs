@@ -936,3 +936,29 @@ fn rule_8_block_checks() {
     assert_eq!(prev.height(), 0);
     assert_eq!(prev.log_size(), 0);
 }
+
+/// §5: an event of an unknown version is refused wherever it is applied, including inside a
+/// block (a proposal or an export does not pass through the single-event decoder).
+#[test]
+fn rule_5_unknown_event_version_is_refused_inside_blocks() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let phys = w.phys.clone();
+    let ev = w.chain.event(
+        &alice,
+        grant_payload(
+            &alice.public(),
+            Grantee::Actor(phys.public()),
+            &[VitalSigns],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    let mut unknown = ev.event.clone();
+    unknown.version = 2;
+    let signed = unknown.sign(&alice);
+    match refuse_one(&mut w.chain, signed) {
+        RejectReason::InvalidField(why) => assert!(why.contains("version 2"), "{why}"),
+        other => panic!("refused for another reason: {other}"),
+    }
+}

@@ -632,6 +632,15 @@ impl State {
         writes: &mut Vec<u8>,
     ) -> Result<(EventId, Outcome), RejectReason> {
         let e = &ev.event;
+        // Decoders check the version too; events also arrive inside blocks (proposals,
+        // exports), so the rule is enforced where every event is applied (PROTOCOL.md §5).
+        if e.version != crate::event::EVENT_VERSION {
+            return Err(RejectReason::InvalidField(format!(
+                "event version {} is not supported (this protocol has version {})",
+                e.version,
+                crate::event::EVENT_VERSION
+            )));
+        }
         if e.chain_id != self.chain_id {
             return Err(RejectReason::WrongChain {
                 expected: self.chain_id,
