@@ -41,6 +41,8 @@ pub const MAX_FUTURE_PROPOSALS_PER_VALIDATOR: usize = 2;
 /// that round's proposer); when full, blocks of past rounds that are neither locked nor valid
 /// are dropped first.
 pub const MAX_CANDIDATE_BLOCKS: usize = 64;
+/// Least time between two `Status` announcements made because peers are further ahead (ms).
+pub const STATUS_INTERVAL_MS: u64 = 1000;
 /// Votes for rounds further ahead of ours than this are refused (each round held costs memory).
 pub const MAX_ROUNDS_AHEAD: u32 = 64;
 
@@ -185,7 +187,7 @@ impl Default for EngineConfig {
                 max_timeout: Duration::from_secs(30),
             },
             rebroadcast: Duration::from_millis(2000),
-            decision_push: Duration::from_millis(2000),
+            decision_push: Duration::from_millis(1000),
         }
     }
 }
@@ -251,6 +253,8 @@ pub struct Engine<A: App> {
     /// Verified messages for the next height, with their signer.
     future: VecDeque<(PublicKey, Msg)>,
     reported: HashSet<(PublicKey, u64, u32, VoteKind)>,
+    /// When this node last announced its height because peers were ahead.
+    last_status: Option<u64>,
     /// When the last decision was pushed to peers that are behind (one push per interval,
     /// whatever asks for it, so old messages cannot make this node amplify).
     last_push: Option<u64>,
@@ -320,6 +324,7 @@ impl<A: App> Engine<A> {
             future: VecDeque::new(),
             reported: HashSet::new(),
             last_push: None,
+            last_status: None,
             wal,
             replaying: false,
             replayed_own: Vec::new(),
@@ -387,6 +392,12 @@ impl<A: App> Engine<A> {
             return fx;
         }
         self.drain_future(now, &mut fx);
+        // Announce the height: peers that are past it answer with a certified decision, the
+        // sync target of a node that was down.
+        self.last_status = Some(now);
+        fx.push(Effect::Broadcast(Msg::Status {
+            height: self.height,
+        }));
         fx
     }
 
@@ -625,7 +636,7 @@ impl<A: App> Engine<A> {
             return Ok(());
         }
         if h > self.height {
-            return self.on_future(msg, h, fx);
+            return self.on_future(msg, h, now, fx);
         }
         match msg {
             Msg::Vote(v) => self.on_vote(v, now, fx),
@@ -640,7 +651,13 @@ impl<A: App> Engine<A> {
     /// A message for a later height: a certified decision is a sync target; a vote or proposal
     /// for the next height is verified against that height's set and held, within the
     /// signer's quota; anything further ahead is dropped.
-    fn on_future(&mut self, msg: Msg, h: u64, fx: &mut Vec<Effect>) -> Result<(), Refused> {
+    fn on_future(
+        &mut self,
+        msg: Msg,
+        h: u64,
+        now: u64,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Refused> {
         let set = self.app.validators_for(h);
         if let Msg::Decision { block, certificate } = &msg {
             // The set at `h` may not be known yet; the current one certifies the common case.
@@ -652,6 +669,18 @@ impl<A: App> Engine<A> {
             return Ok(());
         }
         if h > self.height + 1 {
+            // Peers are further ahead: say where we are (at most once a second), so that one
+            // of them answers with a certified decision to sync from. The message itself is
+            // not used.
+            if self
+                .last_status
+                .is_none_or(|t| now.saturating_sub(t) >= STATUS_INTERVAL_MS)
+            {
+                self.last_status = Some(now);
+                fx.push(Effect::Broadcast(Msg::Status {
+                    height: self.height,
+                }));
+            }
             return Err(Refused::TooFarAhead(h));
         }
         let Some(set) = set else {
