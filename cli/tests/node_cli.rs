@@ -630,6 +630,8 @@ async fn patient_and_clinician_flows_against_a_node() {
         &[
             "twin",
             "check",
+            "--genesis",
+            genesis,
             "--key",
             &patient_file,
             "--twin-id",
@@ -648,6 +650,8 @@ async fn patient_and_clinician_flows_against_a_node() {
         &[
             "twin",
             "check",
+            "--genesis",
+            genesis,
             "--key",
             &patient_file,
             "--twin-id",
@@ -664,6 +668,8 @@ async fn patient_and_clinician_flows_against_a_node() {
         &[
             "twin",
             "check",
+            "--genesis",
+            genesis,
             "--key",
             &patient_file,
             "--twin-id",

@@ -206,9 +206,13 @@ pub async fn twin(
             "event {id} is not a twin anchor"
         )));
     };
+    let changes = super::blocks::set_change_receipts(&api, Some(receipt.header.height))?;
     Ok(Json(json!({
         "twin": twin, "version": version, "state_hash": anchor.state_hash,
         "patient": anchor.patient, "organisation": rec.organisation, "latest_version": rec.version,
         "receipt": receipt,
+        // The certified chain of validator-set changes in force at the anchor's height
+        // (PROTOCOL §9.3): with the genesis, all a verifier needs to check the receipt.
+        "validator_set_changes": changes,
     })))
 }
