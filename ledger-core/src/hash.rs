@@ -17,8 +17,12 @@ pub mod domain {
     pub const BLOCK_HEADER: &str = "twinledger v1 block-header";
     /// Hash of a block's results (decisions), see [`crate::block::BlockResults`].
     pub const RESULTS: &str = "twinledger v1 block-results";
-    /// The chained state commitment, see [`crate::state::State::state_hash`].
-    pub const STATE: &str = "twinledger v1 state";
+    /// Key hashes of the state map (protocol 2.0, §6.10): over `table tag || encoded key`.
+    pub const STATE_KEY: &str = "twinledger v2 state-key";
+    /// Node, leaf and value hashes of the state map (protocol 2.0, §6.10).
+    pub const STATE_MAP: &str = "twinledger v2 state-map";
+    /// Chain heads of the events concerning a patient (protocol 2.0, §6.10 table 13).
+    pub const PATIENT_EVENTS: &str = "twinledger v2 patient-events";
     /// Hash of a validator set.
     pub const VALIDATORS: &str = "twinledger v1 validator-set";
     /// Chain id: over the canonical encoding of the genesis.
@@ -148,7 +152,7 @@ mod tests {
 
     #[test]
     fn hex_round_trip_and_errors() {
-        let h = hash_in(domain::STATE, b"abc");
+        let h = hash_in(domain::STATE_MAP, b"abc");
         assert_eq!(Hash::from_hex(&h.to_hex()).unwrap(), h);
         let err = Hash::from_hex("zz").unwrap_err();
         assert!(err.to_string().contains("malformed Hash"), "{err}");

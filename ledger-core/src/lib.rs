@@ -25,6 +25,7 @@ pub mod receipt;
 pub mod request;
 pub mod setproof;
 pub mod state;
+pub mod statemap;
 pub mod time;
 pub mod validator;
 
@@ -38,5 +39,6 @@ pub use keys::{Keypair, PublicKey, Signature};
 pub use receipt::Receipt;
 pub use setproof::ValidatorSets;
 pub use state::{Genesis, Limits, RejectReason, State, apply};
+pub use statemap::{StateProof, Table};
 pub use time::Timestamp;
 pub use validator::{Validator, ValidatorSet};

@@ -11,6 +11,8 @@
 mod common;
 #[path = "golden/extra.rs"]
 mod extra;
+#[path = "golden/state_map.rs"]
+mod state_map;
 #[path = "golden/state_writes.rs"]
 mod state_writes;
 
@@ -351,6 +353,7 @@ fn render() -> serde_json::Value {
         "commitments": extra::commitments(),
         "merkle": extra::merkle(),
         "receipts": extra::receipts(&chain),
+        "state_map": extra::state_map(&chain),
     })
 }
 
@@ -509,6 +512,13 @@ fn block_vectors_verify_from_bytes_alone() {
     let want = pinned();
     extra::check_validator_sets(&want);
     extra::check_blocks(&want);
+}
+
+/// §6.10: the genesis records and root, the empty root, and a membership and two
+/// non-membership proofs against block 5's state hash, verified with the document's algorithm.
+#[test]
+fn state_map_vectors_verify() {
+    extra::check_state_map(&pinned());
 }
 
 /// §11.2: the export stream splits into frames that decode and replay from the genesis.

@@ -4,6 +4,8 @@
 //! and a block, or a single event, is applied to a copy that replaces the original only when
 //! everything checked out: a refused event or block changes nothing. Iteration order is the key
 //! order, never a hash order, so every node derives the same decisions and the same state hash.
+//! Every record is also in the authenticated state map ([`crate::statemap`], PROTOCOL.md §6.10),
+//! whose root after a block is that block's state hash.
 
 mod error;
 pub mod records;
@@ -21,6 +23,8 @@ use crate::event::{EventPayload, SignedEvent};
 use crate::hash::{ChainId, EventId, Hash, TwinId, domain, hash_in};
 use crate::keys::PublicKey;
 use crate::merkle::{Blake3Tree, Frontier, TreeHasher, mth};
+pub use crate::statemap::Table;
+use crate::statemap::{StateMap, StateProof};
 use crate::time::Timestamp;
 use crate::validator::{ValidatorSet, ValidatorSetError};
 
@@ -209,22 +213,12 @@ impl Genesis {
     }
 }
 
-/// The tables of the state, for the state-hash write log.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub(crate) enum Table {
-    Nonce,
-    Patient,
-    PatientKey,
-    Org,
-    Actor,
-    Auditor,
-    Grant,
-    Delegation,
-    BreakGlass,
-    Twin,
-    PendingValidators,
-    GovernanceSeq,
-    Misbehaviour,
+/// One write to the state map: a record's table, encoded key and encoded new value.
+#[derive(Clone, Debug)]
+pub(crate) struct Write {
+    table: Table,
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 /// The whole ledger state after some block.
@@ -235,7 +229,8 @@ pub struct State {
     height: u64,
     last_block_hash: Hash,
     last_time: Timestamp,
-    state_hash: Hash,
+    /// The authenticated map of every record, as of the last block.
+    map: StateMap,
     log: Frontier,
     validators: ValidatorSet,
     pending_validators: Option<(u64, ValidatorSet)>,
@@ -258,6 +253,8 @@ pub struct State {
     pub(crate) twins: Map<TwinId, TwinRecord>,
     /// Recorded double signs: (validator, height, round, kind) → the evidence event.
     pub(crate) misbehaviour: Map<(PublicKey, u64, u32, crate::consensus::VoteKind), EventId>,
+    /// Per patient: count and chain head of the events concerning them.
+    pub(crate) patient_events: Map<PublicKey, PatientEvents>,
 }
 
 /// Context of the event being applied.
@@ -270,16 +267,21 @@ pub(crate) struct Ctx {
     pub kind: &'static str,
 }
 
-/// A state being changed by one event, logging every write for the state hash.
+/// A state being changed by one event, logging every write for the state map.
 pub(crate) struct Tx<'a> {
     pub st: &'a mut State,
-    writes: Vec<u8>,
+    writes: Vec<Write>,
 }
 
 impl Tx<'_> {
-    /// Logs a write: `(table, key, value)` canonically encoded. The state hash chains these.
+    /// Logs a write: the new value of `table[key]`, to be set in the state map at the end of
+    /// the block (§6.10).
     pub fn log<K: Serialize, V: Serialize>(&mut self, table: Table, key: &K, value: &V) {
-        self.writes.extend(codec::encode(&(table, key, value)));
+        self.writes.push(Write {
+            table,
+            key: codec::encode(key),
+            value: codec::encode(value),
+        });
     }
 
     /// Whether `key` already identifies any party on this chain.
@@ -451,6 +453,22 @@ impl State {
         for k in &genesis.auditors {
             auditors.insert_mut(*k, true);
         }
+        // The genesis records are the map's first version (§6.10, §10.1).
+        let mut entries = std::collections::BTreeMap::new();
+        let mut put = |table: Table, key: Vec<u8>, value: Vec<u8>| {
+            entries.insert(crate::statemap::key_hash(table, &key), value);
+        };
+        for (k, o) in orgs.iter() {
+            put(Table::Org, codec::encode(k), codec::encode(o));
+        }
+        for (k, a) in actors.iter() {
+            put(Table::Actor, codec::encode(k), codec::encode(a));
+        }
+        for (k, live) in auditors.iter() {
+            put(Table::Auditor, codec::encode(k), codec::encode(live));
+        }
+        let mut map = StateMap::default();
+        map.update(entries);
         Ok(Self {
             chain_id,
             limits: genesis.limits.clone(),
@@ -458,7 +476,7 @@ impl State {
             // Block 1 links to the chain id, binding the chain to its genesis.
             last_block_hash: Hash(chain_id.0),
             last_time: genesis.genesis_time,
-            state_hash: Hash(chain_id.0),
+            map,
             log: Frontier::new(),
             validators: genesis.validators.clone(),
             pending_validators: None,
@@ -477,6 +495,7 @@ impl State {
             review_queue: Map::new_sync(),
             twins: Map::new_sync(),
             misbehaviour: Map::new_sync(),
+            patient_events: Map::new_sync(),
         })
     }
 
@@ -500,10 +519,33 @@ impl State {
     pub fn last_time(&self) -> Timestamp {
         self.last_time
     }
-    /// The chained state commitment after the last block:
-    /// `H_state(previous || writes of the block)`, starting from the chain id.
+    /// The state commitment after the last block (its header's `state_hash`): the root of the
+    /// state map (§6.10). Before block 1, the root of the genesis records.
     pub fn state_hash(&self) -> Hash {
-        self.state_hash
+        self.map.root()
+    }
+    /// The root of the state map after the last block; the same as [`State::state_hash`].
+    pub fn state_root(&self) -> Hash {
+        self.map.root()
+    }
+    /// The value of `table[key]` in the state map after the last block, with its proof against
+    /// [`State::state_root`]: a membership proof when present, a non-membership proof when
+    /// absent (§6.10). `key` is the table's key type (e.g. a `PublicKey`, an `EventId`).
+    pub fn prove<K: Serialize>(&self, table: Table, key: &K) -> StateProof {
+        self.map.prove(table, &codec::encode(key))
+    }
+    /// The stored value (canonical encoding) of `table[key]` after the last block.
+    pub fn map_value<K: Serialize>(&self, table: Table, key: &K) -> Option<&[u8]> {
+        self.map.get(table, &codec::encode(key))
+    }
+    /// Number of records in the state map after the last block.
+    pub fn map_len(&self) -> usize {
+        self.map.len()
+    }
+    /// How many accepted events concern `patient`, and the head of their chain (§6.10,
+    /// patient-events); `None` when none does.
+    pub fn patient_events(&self, patient: &PublicKey) -> Option<&PatientEvents> {
+        self.patient_events.get(patient)
     }
     /// Number of events in the log.
     pub fn log_size(&self) -> u64 {
@@ -629,7 +671,7 @@ impl State {
         height: u64,
         time: Timestamp,
         sigs: SignatureCheck,
-        writes: &mut Vec<u8>,
+        writes: &mut Vec<Write>,
     ) -> Result<(EventId, Outcome), RejectReason> {
         let e = &ev.event;
         // Decoders check the version too; events also arrive inside blocks (proposals,
@@ -698,6 +740,8 @@ impl State {
             height,
             kind: e.payload.kind(),
         };
+        // Decided on the state before the event (a review concerns the patient of its access).
+        let concerned = self.patient_concerned(ev);
         let mut next = self.clone();
         let mut tx = Tx {
             st: &mut next,
@@ -718,6 +762,17 @@ impl State {
             EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
             EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
         };
+        if let Some(p) = concerned {
+            let rec = tx
+                .st
+                .patient_events
+                .get(&p)
+                .copied()
+                .unwrap_or_default()
+                .next(&id);
+            tx.log(Table::PatientEvents, &p, &rec);
+            tx.st.patient_events.insert_mut(p, rec);
+        }
         let seq = e.seq + 1;
         tx.log(Table::Nonce, &e.author, &seq);
         tx.st.nonces.insert_mut(e.author, seq);
@@ -803,20 +858,22 @@ impl State {
         mut self,
         header_in: BlockHeader,
         leaves: &[[u8; 32]],
-        writes: &[u8],
+        writes: Vec<Write>,
     ) -> (Self, BlockHeader) {
         let mut header = header_in;
-        let mut chained = Vec::with_capacity(32 + writes.len());
-        chained.extend_from_slice(self.state_hash.as_bytes());
-        chained.extend_from_slice(writes);
-        header.state_hash = hash_in(domain::STATE, &chained);
+        // The last write of a record in the block is its new value (§6.10).
+        let mut entries = std::collections::BTreeMap::new();
+        for w in writes {
+            entries.insert(crate::statemap::key_hash(w.table, &w.key), w.value);
+        }
+        self.map.update(entries);
+        header.state_hash = self.map.root();
         header.events_root = Hash(mth::<Blake3Tree>(leaves));
         header.log_size = self.log.size();
         header.log_root = Hash(self.log.root::<Blake3Tree>());
         header.validators_hash = self.validators.hash();
         self.height = header.height;
         self.last_time = header.time;
-        self.state_hash = header.state_hash;
         self.last_block_hash = header.hash();
         (self, header)
     }
@@ -870,7 +927,7 @@ impl State {
         let results = BlockResults { outcomes };
         let mut derived = h.clone();
         derived.results_hash = results.hash();
-        let (st, derived) = st.finish_block(derived, &leaves, &writes);
+        let (st, derived) = st.finish_block(derived, &leaves, writes);
         for (field, want, got) in [
             ("events_root", derived.events_root, h.events_root),
             ("log_root", derived.log_root, h.log_root),
@@ -966,7 +1023,7 @@ impl State {
         let results = BlockResults { outcomes };
         header.results_hash = results.hash();
         header.event_count = u32::try_from(events.len()).expect("bounded by max_block_events");
-        let (state, header) = st.finish_block(header, &leaves, &writes);
+        let (state, header) = st.finish_block(header, &leaves, writes);
         Ok(BuiltBlock {
             block: Block { header, events },
             results,

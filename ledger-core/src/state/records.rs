@@ -144,3 +144,37 @@ pub struct TwinRecord {
     /// The anchoring event.
     pub event: EventId,
 }
+
+/// Completeness record of a patient (PROTOCOL.md §6.10, table patient-events): how many
+/// accepted events concern the patient (`State::patient_concerned`) and the head of their hash
+/// chain, `head_n = H_"twinledger v2 patient-events"(head_(n−1) || event id)`, `head_0` = 32
+/// zero bytes. A patient no event concerns has no record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientEvents {
+    /// Number of events.
+    pub count: u64,
+    /// Head of the chain after the last one.
+    pub head: Hash,
+}
+
+impl PatientEvents {
+    /// The record after one more event `id`.
+    pub fn next(&self, id: &EventId) -> Self {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(self.head.as_bytes());
+        bytes[32..].copy_from_slice(id.as_bytes());
+        Self {
+            count: self.count + 1,
+            head: crate::hash::hash_in(crate::hash::domain::PATIENT_EVENTS, &bytes),
+        }
+    }
+}
+
+impl Default for PatientEvents {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            head: Hash::ZERO,
+        }
+    }
+}

@@ -102,11 +102,8 @@ pub fn refuse_one(chain: &mut DevChain, ev: SignedEvent) -> RejectReason {
     assert_eq!(c.block.events.len(), 0);
     assert_eq!(chain.state.log_size(), before_log);
     assert_eq!(chain.state.next_seq(&author), before_seq);
-    // An empty block chains the state hash with no writes: H(prev || "").
-    assert_eq!(
-        chain.state.state_hash(),
-        hash::hash_in(hash::domain::STATE, before_state.as_bytes())
-    );
+    // An empty block writes nothing: the state map, so the state hash, is unchanged (§6.10).
+    assert_eq!(chain.state.state_hash(), before_state);
     c.rejected.into_iter().next().expect("one refusal").1
 }
 

@@ -19,7 +19,155 @@ use twinledger_core::setproof::ValidatorSets;
 use twinledger_core::state::SignatureCheck;
 use twinledger_core::*;
 
+use super::state_map;
 use super::state_writes::{self, Write};
+
+/// The records of the state map as `(table, key) → value`, all canonically encoded.
+type Records = std::collections::BTreeMap<(u8, Vec<u8>), Vec<u8>>;
+
+fn root_of(records: &Records) -> Hash {
+    state_map::root(&state_map::leaves(
+        records
+            .iter()
+            .map(|((t, k), v)| (*t, k.as_slice(), v.as_slice())),
+    ))
+}
+
+/// §6.10, §10.1: the genesis records (organisations, actors, auditors), transcribed.
+fn genesis_records(genesis: &Genesis) -> Vec<Write> {
+    let mut w = Vec::new();
+    for o in &genesis.organisations {
+        w.push(Write::new("organisation", &o.key, &(o.name.clone(), true)));
+    }
+    for a in &genesis.actors {
+        w.push(Write::new("actor", &a.key, &(a.organisation, a.role, true)));
+    }
+    for k in &genesis.auditors {
+        w.push(Write::new("auditor", k, &true));
+    }
+    w
+}
+
+fn records_from_json(v: &Value, into: &mut Records) {
+    for w in v.as_array().unwrap() {
+        let table = u8::try_from(n(&w["table"])).unwrap();
+        assert_eq!(s(&w["name"]), state_writes::TABLES[usize::from(table)]);
+        let (key, value) = (unhex(&w["key_hex"]), unhex(&w["value_hex"]));
+        state_writes::check_write(table, &key, &value);
+        into.insert((table, key), value);
+    }
+}
+
+/// §6.10: the genesis records and root, the empty root, and proofs against block 5's state:
+/// a membership proof, and non-membership proofs ending at another record's leaf and at an
+/// empty subtree.
+pub fn state_map(chain: &DevChain) -> Value {
+    let records = genesis_records(&chain.genesis);
+    let mut map = Records::new();
+    for w in &records {
+        map.insert((w.table, w.key.clone()), w.value.clone());
+    }
+    let genesis_root = root_of(&map);
+    assert_eq!(
+        genesis_root,
+        State::from_genesis(&chain.genesis).unwrap().state_hash()
+    );
+    let st = &chain.state;
+    let root = st.state_root();
+    let first = &chain.blocks[0].block.events[0];
+    let patient = st
+        .patient_concerned(first)
+        .expect("block 1 starts with a grant");
+    let proof_json = |table: Table, key: Vec<u8>, proof: &StateProof| {
+        let bytes = proof.to_bytes();
+        json!({
+            "table": table.tag(),
+            "name": table.name(),
+            "key_hex": h(&key),
+            "key_hash": h(state_map::key_hash(table.tag(), &key)),
+            "value_hex": proof.value.as_ref().map(h),
+            "proof_hex": h(&bytes),
+            "proof_bytes": bytes.len(),
+            "siblings": proof.siblings.len(),
+        })
+    };
+    let member = st.prove(Table::PatientEvents, &patient);
+    assert!(member.value.is_some());
+    let mut out = vec![proof_json(
+        Table::PatientEvents,
+        codec::encode(&patient),
+        &member,
+    )];
+    // The first absent grant ids (32 equal bytes) whose proofs end at a leaf, then at nothing.
+    for want_leaf in [true, false] {
+        let id = (0u8..=255)
+            .map(|b| EventId([b; 32]))
+            .find(|id| {
+                let p = st.prove(Table::Grant, id);
+                p.value.is_none() && p.leaf.is_some() == want_leaf
+            })
+            .expect("such an id");
+        out.push(proof_json(
+            Table::Grant,
+            codec::encode(&id),
+            &st.prove(Table::Grant, &id),
+        ));
+    }
+    json!({
+        "empty_root": h(state_map::PLACEHOLDER),
+        "genesis_records": records.iter().map(Write::to_json).collect::<Vec<_>>(),
+        "genesis_root": genesis_root.to_hex(),
+        "height": st.height(),
+        "root": root.to_hex(),
+        "proofs": out,
+    })
+}
+
+/// §6.10: the pinned genesis root and proofs verify with the document's algorithm alone.
+pub fn check_state_map(want: &Value) {
+    let sm = &want["state_map"];
+    assert_eq!(s(&sm["empty_root"]), h(state_map::PLACEHOLDER));
+    assert_eq!(s(&sm["empty_root"]), h(b"SPARSE_MERKLE_PLACEHOLDER_HASH__"));
+    let mut map = Records::new();
+    records_from_json(&sm["genesis_records"], &mut map);
+    assert_eq!(root_of(&map).to_hex(), s(&sm["genesis_root"]));
+    let blocks = want["blocks"].as_array().unwrap();
+    let height = usize::try_from(n(&sm["height"])).unwrap();
+    assert_eq!(s(&sm["root"]), s(&blocks[height - 1]["state_hash"]));
+    let root = Hash::from_hex(s(&sm["root"])).unwrap();
+    let proofs = sm["proofs"].as_array().unwrap();
+    assert_eq!(proofs.len(), 3);
+    for (i, p) in proofs.iter().enumerate() {
+        let table = u8::try_from(n(&p["table"])).unwrap();
+        let key = unhex(&p["key_hex"]);
+        assert_eq!(h(state_map::key_hash(table, &key)), s(&p["key_hash"]));
+        let bytes = unhex(&p["proof_hex"]);
+        let proof = state_map::decode_proof(&bytes).unwrap();
+        let proven = state_map::verify(&root, table, &key, &proof).unwrap();
+        assert_eq!(
+            proven.as_ref().map(h),
+            p["value_hex"].as_str().map(String::from)
+        );
+        assert_eq!(
+            i == 0,
+            proven.is_some(),
+            "one membership, then two absences"
+        );
+        // The library agrees, and refuses the proof for another key or a tampered one.
+        let lib = StateProof::from_bytes(&bytes, 1 << 16).unwrap();
+        let t = Table::from_tag(table).unwrap();
+        assert_eq!(lib.verify_value(root, t, &key).unwrap(), proven.as_deref());
+        let mut other = key.clone();
+        other[0] ^= 1;
+        assert!(state_map::verify(&root, table, &other, &proof).is_err() || proven.is_none());
+        let mut tampered = bytes.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        if let Ok(tp) = state_map::decode_proof(&tampered) {
+            assert!(state_map::verify(&root, table, &key, &tp).is_err());
+        }
+    }
+}
 
 fn h(bytes: impl AsRef<[u8]>) -> String {
     hex::encode(bytes)
@@ -109,16 +257,28 @@ pub fn extend(chain: &mut DevChain, report: SignedEvent) {
     );
 }
 
-/// Every block of the chain, with its state write log.
+/// Every block of the chain, with the state-map records it sets.
 pub fn blocks(chain: &DevChain) -> Value {
     let mut state = State::from_genesis(&chain.genesis).unwrap();
+    let mut map = Records::new();
+    for w in genesis_records(&chain.genesis) {
+        map.insert((w.table, w.key), w.value);
+    }
     let mut out = Vec::new();
     for c in &chain.blocks {
         let writes = state_writes::block_writes(&state, &c.block);
         let (next, results) = state.apply_block(&c.block).unwrap();
         assert_eq!(results, c.results);
         let hd = &c.block.header;
-        let log: Vec<u8> = writes.iter().flat_map(Write::bytes).collect();
+        for w in &writes {
+            map.insert((w.table, w.key.clone()), w.value.clone());
+        }
+        assert_eq!(
+            root_of(&map),
+            hd.state_hash,
+            "block {}: the §6.10 writes as transcribed do not give the block's state hash",
+            hd.height
+        );
         out.push(json!({
             "height": hd.height,
             "block_hex": h(codec::encode(&c.block)),
@@ -133,7 +293,6 @@ pub fn blocks(chain: &DevChain) -> Value {
             "certificate_hex": h(codec::encode(&c.certificate)),
             "checkpoint_text": hd.checkpoint().to_text(&c.certificate),
             "state_writes": writes.iter().map(Write::to_json).collect::<Vec<_>>(),
-            "state_writes_hex": h(log),
             "state_hash": hd.state_hash.to_hex(),
             "validators_hash": hd.validators_hash.to_hex(),
         }));
@@ -606,7 +765,8 @@ pub fn check_blocks(want: &Value) {
     let genesis = genesis_of(want);
     let chain_id = genesis.chain_id();
     let mut prev_hash = Hash(chain_id.0);
-    let mut prev_state = Hash(chain_id.0);
+    let mut map = Records::new();
+    records_from_json(&want["state_map"]["genesis_records"], &mut map);
     let mut prev_time = genesis.genesis_time;
     let mut log: Vec<[u8; 32]> = Vec::new();
     let blocks = want["blocks"].as_array().unwrap();
@@ -656,21 +816,10 @@ pub fn check_blocks(want: &Value) {
         let results_hash = hash_in("twinledger v1 block-results", &results_bytes);
         assert_eq!(results_hash.to_hex(), s(&b["results_hash"]));
         assert_eq!(hd.results_hash, results_hash);
-        // §6.10: the write log, write by write, hashes to the state hash.
-        let mut writes = Vec::new();
-        for w in b["state_writes"].as_array().unwrap() {
-            let table = u8::try_from(n(&w["table"])).unwrap();
-            assert_eq!(s(&w["name"]), state_writes::TABLES[usize::from(table)]);
-            let (key, value) = (unhex(&w["key_hex"]), unhex(&w["value_hex"]));
-            state_writes::check_write(table, &key, &value);
-            writes.push(table);
-            writes.extend(key);
-            writes.extend(value);
-        }
-        assert_eq!(writes, unhex(&b["state_writes_hex"]));
-        let mut chained = prev_state.as_bytes().to_vec();
-        chained.extend(&writes);
-        let state_hash = hash_in("twinledger v1 state", &chained);
+        // §6.10: the records the block sets, over the map after the previous block, give a
+        // map whose root is the state hash.
+        records_from_json(&b["state_writes"], &mut map);
+        let state_hash = root_of(&map);
         assert_eq!(state_hash.to_hex(), s(&b["state_hash"]));
         assert_eq!(hd.state_hash, state_hash);
         // §7: the set in force signs, and its hash is in the header.
@@ -685,7 +834,6 @@ pub fn check_blocks(want: &Value) {
         assert_eq!(cp, hd.checkpoint());
         assert_eq!(text_cert, cert);
         prev_hash = hash_in("twinledger v1 block-header", &header_bytes);
-        prev_state = state_hash;
         prev_time = hd.time;
     }
 }

@@ -1,20 +1,21 @@
-//! The state write log of PROTOCOL.md §6.10, transcribed from the document: which writes each
-//! event makes, in which order, with which key and value. The generator rebuilds a block's log
-//! from these rules and the public state after each event (not from the state machine's own
-//! log, which is private), and refuses to pin a log that does not hash to the block's
-//! `state_hash`; the checker decodes a pinned log write by write with the types of §6.10.
+//! The state-map writes of PROTOCOL.md §6.10, transcribed from the document: which records each
+//! event sets, in which order, with which key and value. The generator rebuilds a block's
+//! writes from these rules and the public state after each event (not from the state machine's
+//! own log, which is private), and the caller refuses to pin writes whose map root
+//! (`golden/state_map.rs`) is not the block's `state_hash`; the checker decodes a pinned write
+//! with the types of §6.10.
 
 use serde::Serialize;
 use twinledger_core::codec;
 use twinledger_core::consensus::VoteKind;
 use twinledger_core::event::governance::GovernanceAction;
-use twinledger_core::hash::{domain, hash_in};
+use twinledger_core::hash::hash_in;
 use twinledger_core::state::SignatureCheck;
 use twinledger_core::state::records::*;
 use twinledger_core::*;
 
 /// Table names of §6.10, by index.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "nonce",
     "patient",
     "patient-key",
@@ -28,9 +29,10 @@ pub const TABLES: [&str; 13] = [
     "pending-validators",
     "governance-seq",
     "misbehaviour",
+    "patient-events",
 ];
 
-/// One write: `encode((table, key, value))` is `table (1 byte) || key || value`.
+/// One write: `table[key] = value`, key and value canonically encoded.
 #[derive(Clone, Debug)]
 pub struct Write {
     pub table: u8,
@@ -39,7 +41,7 @@ pub struct Write {
 }
 
 impl Write {
-    fn new<K: Serialize, V: Serialize>(table: &str, key: &K, value: &V) -> Self {
+    pub fn new<K: Serialize, V: Serialize>(table: &str, key: &K, value: &V) -> Self {
         let index = TABLES
             .iter()
             .position(|t| *t == table)
@@ -49,14 +51,6 @@ impl Write {
             key: codec::encode(key),
             value: codec::encode(value),
         }
-    }
-
-    /// The logged bytes.
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut b = vec![self.table];
-        b.extend_from_slice(&self.key);
-        b.extend_from_slice(&self.value);
-        b
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -214,12 +208,24 @@ fn event_writes(before: &State, after: &State, ev: &SignedEvent, height: u64) ->
             ));
         }
     }
+    // Table 13: every accepted event that concerns a patient (decided on the state before it)
+    // advances the patient's count and chain head.
+    if let Some(p) = before.patient_concerned(ev) {
+        let (count, head) = before
+            .patient_events(&p)
+            .map_or((0, Hash::ZERO), |r| (r.count, r.head));
+        let mut chained = head.as_bytes().to_vec();
+        chained.extend(id.as_bytes());
+        let next = (count + 1, hash_in("twinledger v2 patient-events", &chained));
+        let rec = after.patient_events(&p).expect("recorded");
+        assert_eq!((rec.count, rec.head), next);
+        w.push(Write::new("patient-events", &p, &next));
+    }
     w.push(Write::new("nonce", &author, &(ev.event.seq + 1)));
     w
 }
 
-/// The write log of `block` applied to `before` (the state after the previous block).
-/// Panics unless `H_state(before.state_hash() || log)` is the block's `state_hash`.
+/// The writes of `block` applied to `before` (the state after the previous block), in order.
 pub fn block_writes(before: &State, block: &Block) -> Vec<Write> {
     let height = block.header.height;
     let mut st = before.clone();
@@ -230,21 +236,7 @@ pub fn block_writes(before: &State, block: &Block) -> Vec<Write> {
             .expect("a committed event applies");
         writes.extend(event_writes(&prev, &st, ev, height));
     }
-    let hashed = state_hash(&before.state_hash(), &writes);
-    assert_eq!(
-        hashed, block.header.state_hash,
-        "block {height}: the §6.10 write log as transcribed does not give the block's state hash"
-    );
     writes
-}
-
-/// `H_"twinledger v1 state"(previous || writes)`.
-pub fn state_hash(previous: &Hash, writes: &[Write]) -> Hash {
-    let mut bytes = previous.as_bytes().to_vec();
-    for w in writes {
-        bytes.extend(w.bytes());
-    }
-    hash_in(domain::STATE, &bytes)
 }
 
 /// Decodes one pinned write with the key and value types of its table (§6.10), refusing
@@ -276,6 +268,7 @@ pub fn check_write(table: u8, key: &[u8], value: &[u8]) {
             both::<(), u64>(key, value);
         }
         12 => both::<(PublicKey, u64, u32, VoteKind), EventId>(key, value),
+        13 => both::<PublicKey, PatientEvents>(key, value),
         t => panic!("no state table {t}"),
     }
 }
