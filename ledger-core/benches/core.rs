@@ -70,6 +70,7 @@ struct Big {
 fn big() -> &'static Big {
     static BIG: OnceLock<Big> = OnceLock::new();
     BIG.get_or_init(|| {
+        let started = std::time::Instant::now();
         let mut chain = DevChain::with_limits(
             1,
             Limits {
@@ -158,6 +159,10 @@ fn big() -> &'static Big {
             .build_block(proposer, chain.next_time(), reqs)
             .unwrap();
         assert!(built.rejected.is_empty());
+        eprintln!(
+            "built the 100,000-grant state (10 blocks of 10,000 grants) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Big {
             state: chain.state,
             block: built.block,
@@ -172,6 +177,67 @@ fn apply_block_1000_requests_100k_grants(b: Bencher<'_, '_>) {
     let big = big();
     b.counter(divan::counter::ItemsCount::new(1000usize))
         .bench(|| big.state.apply_block(black_box(&big.block)).unwrap());
+}
+
+/// The state map of the 100,000-grant state (about 130,000 records): proof of a grant record
+/// (membership) and of an absent grant id (non-membership), and their verification.
+fn proofs() -> &'static (StateProof, StateProof, EventId, EventId) {
+    static P: OnceLock<(StateProof, StateProof, EventId, EventId)> = OnceLock::new();
+    P.get_or_init(|| {
+        let st = &big().state;
+        let (present, _) = st
+            .patient_grants(&dev_key("bench/patient/4242").public())
+            .next()
+            .unwrap();
+        let absent = EventId([0x5a; 32]);
+        let m = st.prove(Table::Grant, present);
+        let n = st.prove(Table::Grant, &absent);
+        eprintln!(
+            "state map: {} records; membership proof {} bytes ({} siblings, value {} bytes), \
+             non-membership proof {} bytes ({} siblings, leaf: {})",
+            st.map_len(),
+            m.to_bytes().len(),
+            m.siblings.len(),
+            m.value.as_ref().map_or(0, Vec::len),
+            n.to_bytes().len(),
+            n.siblings.len(),
+            n.leaf.is_some()
+        );
+        (m, n, *present, absent)
+    })
+}
+
+/// Prove a grant record present in the 100,000-grant state.
+#[divan::bench]
+fn state_prove_member_100k_grants(b: Bencher<'_, '_>) {
+    let st = &big().state;
+    let (_, _, id, _) = proofs();
+    b.bench(|| black_box(st.prove(Table::Grant, black_box(id))));
+}
+
+/// Verify that proof against the state root.
+#[divan::bench]
+fn state_verify_member_100k_grants(b: Bencher<'_, '_>) {
+    let st = &big().state;
+    let (m, _, id, _) = proofs();
+    let root = st.state_root();
+    let want = st.grant(id).unwrap().clone();
+    b.bench(|| {
+        m.verify(root, Table::Grant, black_box(id), Some(&want))
+            .unwrap()
+    });
+}
+
+/// Verify the non-membership proof of an absent grant id.
+#[divan::bench]
+fn state_verify_absent_100k_grants(b: Bencher<'_, '_>) {
+    let st = &big().state;
+    let (_, n, _, absent) = proofs();
+    let root = st.state_root();
+    b.bench(|| {
+        n.verify::<_, ()>(root, Table::Grant, black_box(absent), None)
+            .unwrap()
+    });
 }
 
 /// Append one leaf to the event log's frontier (at 1M leaves) and compute the new root.

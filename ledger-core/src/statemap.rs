@@ -35,7 +35,13 @@ pub struct MapHasher(blake3::Hasher);
 
 impl SimpleHasher for MapHasher {
     fn new() -> Self {
-        Self(blake3::Hasher::new_derive_key(domain::STATE_MAP))
+        // Deriving the context key costs a compression; do it once and clone the hasher.
+        static START: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
+        Self(
+            START
+                .get_or_init(|| blake3::Hasher::new_derive_key(domain::STATE_MAP))
+                .clone(),
+        )
     }
     fn update(&mut self, data: &[u8]) {
         self.0.update(data);
@@ -133,7 +139,10 @@ impl Table {
 /// The map key hash of a record: `H_"twinledger v2 state-key"(tag || key)`, `key` being the
 /// canonical encoding of the record's key.
 pub fn key_hash(table: Table, key: &[u8]) -> Hash {
-    let mut h = blake3::Hasher::new_derive_key(domain::STATE_KEY);
+    static START: std::sync::OnceLock<blake3::Hasher> = std::sync::OnceLock::new();
+    let mut h = START
+        .get_or_init(|| blake3::Hasher::new_derive_key(domain::STATE_KEY))
+        .clone();
     h.update(&[table.tag()]);
     h.update(key);
     Hash(*h.finalize().as_bytes())
