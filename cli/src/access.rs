@@ -96,6 +96,9 @@ pub enum AccessCommand {
         /// Output format.
         #[arg(long, value_parser = ["table", "json", "csv"], default_value = "table")]
         format: String,
+        /// Verification against the genesis.
+        #[command(flatten)]
+        check: crate::history::VerifyArgs,
     },
     /// Print new accesses to a twin as they become final (polls the node every second).
     Watch {
@@ -139,22 +142,33 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             patient,
             since,
             format,
+            check,
         } => {
             let key = open_key(key, pass)?;
             let patient = patient_or_self(patient.as_deref(), &key)?;
             let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
             let client = NodeClient::connect(node)?;
-            let (all, _) = fetch(&client, &key, &patient, 0)?;
+            // Verified: the rows are built from the certified history's events alone.
+            let verified = crate::history::fetch_verified(&client, &key, &patient, check)?;
+            let all = match &verified {
+                Some((h, genesis)) => h.accesses(genesis),
+                None => fetch(&client, &key, &patient, 0)?.0,
+            };
             let rows: Vec<AccessRow> = rows(&all).into_iter().filter(|r| r.time >= since).collect();
-            let text = match format.as_str() {
+            let mut text = match format.as_str() {
                 "csv" => csv(&rows),
                 "json" => format!("{:#}\n", json!(rows)),
                 _ => table(&rows),
             };
-            Ok(Output {
-                text,
-                json: json!({"patient": patient, "accesses": rows}),
-            })
+            let mut out = json!({"patient": patient, "accesses": rows});
+            if let Some((h, _)) = &verified {
+                // Only the table gains a line: csv and json stay machine-readable.
+                if format == "table" {
+                    text.push_str(&h.summary());
+                }
+                out["verified"] = h.summary_json();
+            }
+            Ok(Output { text, json: out })
         }
         AccessCommand::Watch {
             key,

@@ -94,6 +94,9 @@ pub enum ConsentCommand {
         /// Signer (the patient, a delegate, an auditor or a member organisation).
         #[command(flatten)]
         signer: Signer,
+        /// Verification against the genesis.
+        #[command(flatten)]
+        check: crate::history::VerifyArgs,
     },
 }
 
@@ -203,10 +206,18 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
                 json: json!({"id": id, "revoked": grant, "height": height}),
             })
         }
-        ConsentCommand::List { signer } => {
+        ConsentCommand::List { signer, check } => {
             let key = open_key(&signer.key, &signer.pass)?;
             let patient = patient_or_self(signer.patient.as_deref(), &key)?;
             let client = NodeClient::connect(node)?;
+            // Verified: the list is built from the certified history's events alone.
+            if let Some((h, _)) = crate::history::fetch_verified(&client, &key, &patient, check)? {
+                let v = h.consents(crate::time::now_ms()?);
+                return Ok(Output {
+                    text: format!("{}{}", consent_table(&v), h.summary()),
+                    json: v,
+                });
+            }
             let v =
                 client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;
             Ok(Output {

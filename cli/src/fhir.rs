@@ -58,6 +58,9 @@ pub enum FhirCommand {
         /// Where to write the Bundle (JSON).
         #[arg(long)]
         out: PathBuf,
+        /// Verification against the genesis.
+        #[command(flatten)]
+        check: crate::history::VerifyArgs,
     },
 }
 
@@ -262,15 +265,24 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         patient,
         r5,
         out,
+        check,
     } = &args.command;
     let key = open_key(key, pass)?;
     let patient = patient_or_self(patient.as_deref(), &key)?;
     let did = patient.to_did();
     let client = NodeClient::connect(node)?;
-    let consents =
-        client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;
-    let accesses =
-        client.signed_get(&key, &format!("/v1/patients/{patient}/accesses?limit=1000"))?;
+    // Verified: the Bundle is built from the certified history's events alone.
+    let verified = crate::history::fetch_verified(&client, &key, &patient, check)?;
+    let (consents, accesses) = match &verified {
+        Some((h, genesis)) => (
+            h.consents(crate::time::now_ms()?),
+            json!({"accesses": h.accesses(genesis)}),
+        ),
+        None => (
+            client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?,
+            client.signed_get(&key, &format!("/v1/patients/{patient}/accesses?limit=1000"))?,
+        ),
+    };
     let chain = client.chain_id.to_hex();
     let mut entries: Vec<Value> = consents["grants"]
         .as_array()
@@ -297,14 +309,17 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
     });
     std::fs::write(out, serde_json::to_string_pretty(&bundle).expect("json"))
         .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
-    Ok(Output {
-        text: format!(
-            "wrote {} ({count} resources, FHIR {})\n",
-            out.display(),
-            if *r5 { "R5" } else { "R4" }
-        ),
-        json: json!({"file": out, "resources": count, "fhir": if *r5 { "R5" } else { "R4" }}),
-    })
+    let mut text = format!(
+        "wrote {} ({count} resources, FHIR {})\n",
+        out.display(),
+        if *r5 { "R5" } else { "R4" }
+    );
+    let mut json = json!({"file": out, "resources": count, "fhir": if *r5 { "R5" } else { "R4" }});
+    if let Some((h, _)) = &verified {
+        text.push_str(&h.summary());
+        json["verified"] = h.summary_json();
+    }
+    Ok(Output { text, json })
 }
 
 /// A UUID-shaped rendering of the first 16 bytes of a hex event id (fullUrl must be a URI).

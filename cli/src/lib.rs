@@ -16,6 +16,7 @@ pub mod delegate;
 pub mod exit;
 pub mod fhir;
 pub mod genesis;
+pub mod history;
 pub mod key;
 pub mod keystore;
 pub mod org;

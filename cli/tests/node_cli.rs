@@ -536,6 +536,100 @@ async fn patient_and_clinician_flows_against_a_node() {
         1,
         "only the header"
     );
+    // Verified against the genesis (issue #11): the report is built from the patient's
+    // certified history, every event proven complete against the tip's state hash; it is the
+    // same report.
+    let o = run(
+        &node,
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--format",
+            "json",
+            "--verify",
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let verified: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(&verified, &serde_json::Value::Array(rows.clone()));
+    let o = run(
+        &node,
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("verified against the genesis: "), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        7,
+        "header, 5 rows, the verification: {text}"
+    );
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "consent",
+            "list",
+            "--key",
+            &patient_file,
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        listed["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == grant_id.as_str()),
+        "{listed}"
+    );
+    assert!(
+        listed["verified"]["height"].as_u64().unwrap() > 0,
+        "{listed}"
+    );
+    let bundle_path = dir.path().join("verified-bundle.json");
+    let o = run(
+        &node,
+        &[
+            "fhir",
+            "export",
+            "--key",
+            &patient_file,
+            "--out",
+            bundle_path.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    validate_bundle(&bundle, false);
+    let audit_events = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "AuditEvent")
+        .count();
+    assert_eq!(audit_events, 5);
     let o = run(
         &node,
         &["access", "report", "--key", &phys_file, "--patient", &did],

@@ -806,3 +806,114 @@ async fn validator_set_changes_are_served_and_receipts_follow_them() {
     assert_eq!(v["receipt"], last["receipt"]);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
+    use twinledger_core::state::records::PatientEvents;
+    use twinledger_core::{BlockHeader, CommitCertificate, StateProof, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let bob = patient("bob");
+    let path = format!("/v1/patients/{}/history", alice.public());
+    // Nothing committed: no tip to prove against.
+    let (s, v) = node.signed_get(&k.auditor, &path).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+
+    let g = node.event(
+        &alice,
+        0,
+        grant(
+            &alice,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    node.submit(&g).await;
+    let gb = node.event(
+        &bob,
+        0,
+        grant(
+            &bob,
+            Grantee::Actor(k.physician.public()),
+            &[DataCategory::VitalSigns],
+        ),
+    );
+    node.submit(&gb).await;
+    node.wait_log(2).await;
+    let req = node.event(&k.physician, 0, access(&alice, DataCategory::VitalSigns));
+    let (s, v) = node
+        .post("/v1/access", json!({"event": hex::encode(req.to_bytes())}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Refused: another patient, an unknown key, an actor; unsigned.
+    for key in [&bob, &patient("unknown"), &k.physician] {
+        let (s, v) = node.signed_get(key, &path).await;
+        assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    }
+    let (s, v) = node.get(&path).await;
+    assert_eq!((s, code(&v)), (401, "unsigned_request"));
+
+    // Served to the patient (and an auditor): the tip, its certificate, the record's proof and
+    // Alice's two events (not Bob's), each a receipt that verifies.
+    for key in [&alice, &k.auditor] {
+        let (s, v) = node.signed_get(key, &path).await;
+        assert_eq!(s, 200, "{v}");
+        let header: BlockHeader = serde_json::from_value(v["header"].clone()).unwrap();
+        let cert: CommitCertificate = serde_json::from_value(v["certificate"].clone()).unwrap();
+        assert_eq!(v["height"].as_u64(), Some(header.height));
+        cert.verify(&header.checkpoint(), node.chain.validators())
+            .unwrap();
+        assert_eq!(v["validator_set_changes"], json!([]));
+        let events: Vec<Receipt> = serde_json::from_value(v["events"].clone()).unwrap();
+        let ids: Vec<_> = events.iter().map(Receipt::event_id).collect();
+        assert_eq!(ids, [g.id(), req.id()]);
+        let mut rec = PatientEvents::default();
+        for r in &events {
+            r.verify(node.chain.validators()).unwrap();
+            assert!(r.leaf_index < header.log_size);
+            rec = rec.next(&r.event_id());
+        }
+        let proven: PatientEvents = serde_json::from_value(v["patient_events"].clone()).unwrap();
+        assert_eq!(proven, rec);
+        let proof = StateProof::from_bytes(
+            &hex::decode(v["state_proof"].as_str().unwrap()).unwrap(),
+            1 << 16,
+        )
+        .unwrap();
+        proof
+            .verify(
+                header.state_hash,
+                Table::PatientEvents,
+                &alice.public(),
+                Some(&rec),
+            )
+            .unwrap();
+    }
+    // A patient no event concerns (read by an auditor): a non-membership proof, no events.
+    let carol = patient("carol").public();
+    let (s, v) = node
+        .signed_get(&k.auditor, &format!("/v1/patients/{carol}/history"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["patient_events"].is_null() && v["events"] == json!([]),
+        "{v}"
+    );
+    let header: BlockHeader = serde_json::from_value(v["header"].clone()).unwrap();
+    let proof = StateProof::from_bytes(
+        &hex::decode(v["state_proof"].as_str().unwrap()).unwrap(),
+        1 << 16,
+    )
+    .unwrap();
+    proof
+        .verify::<_, PatientEvents>(header.state_hash, Table::PatientEvents, &carol, None)
+        .unwrap();
+    let (s, v) = node
+        .signed_get(&k.auditor, "/v1/patients/not-a-did/history")
+        .await;
+    assert_eq!((s, code(&v)), (400, "malformed_did"));
+    node.stop().await;
+}

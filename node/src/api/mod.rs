@@ -9,6 +9,7 @@ mod auth;
 mod blocks;
 mod events;
 mod health;
+mod history;
 mod patients;
 
 use std::sync::Arc;
@@ -162,6 +163,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route(
             "/v1/patients/{did}/accesses",
             axum::routing::get(patients::accesses),
+        )
+        .route(
+            "/v1/patients/{did}/history",
+            axum::routing::get(history::history),
         )
         .route(
             "/v1/keys/{did}/sequence",

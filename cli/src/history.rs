@@ -1,0 +1,788 @@
+//! A patient's certified history (PROTOCOL.md §11.3): the node's answer to
+//! `GET /v1/patients/{did}/history`, verified against the genesis alone, and the reports built
+//! from the verified events only (`access report`, `consent list`, `fhir export` with
+//! `--genesis`).
+//!
+//! [`verify`] is a pure function of the genesis, the patient and the answer. It checks the chain
+//! of validator-set changes from the genesis (§9.3); the tip's header names the set in force
+//! and its certificate verifies against it (§9); the state proof of the patient's
+//! patient-events record verifies against the tip's `state_hash` (§6.10); every event receipt
+//! verifies against the set in force at its height (§9.2), lies at or before the tip and comes
+//! after the one before it in the log; every event concerns the patient (§6.10); and the count
+//! and chain head recomputed from the events' ids, in order, are the proven record. Any
+//! mismatch is a [`CliError::Mismatch`] (exit 6) naming what is wrong.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{Value, json};
+use twinledger_core::state::records::PatientEvents;
+use twinledger_core::{
+    BlockHeader, CommitCertificate, Decision, EventId, EventPayload, Genesis, Outcome, PublicKey,
+    Receipt, SignedEvent, StateProof, Table, codec,
+};
+use twinledger_genesis::GenesisFile;
+
+use crate::CliError;
+use crate::client::NodeClient;
+
+/// The keys of a history answer, exactly.
+const KEYS: [&str; 8] = [
+    "patient",
+    "height",
+    "header",
+    "certificate",
+    "validator_set_changes",
+    "patient_events",
+    "state_proof",
+    "events",
+];
+
+/// Largest encoded state proof accepted (257 siblings of 65 bytes, a leaf and a value).
+const MAX_PROOF_BYTES: usize = 64 * 1024;
+
+/// `--genesis` / `--verify` / `--validator-sets` of the reporting commands.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The chain's genesis file: when given, the report is built from the patient's certified
+    /// history (`GET /v1/patients/{did}/history`), verified against it: every event the ledger
+    /// holds for the patient, none more, none missing, in chain order (exit 6 if the node's
+    /// answer does not verify).
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+    /// Require verification (needs `--genesis`; verifying is the default when it is given).
+    #[arg(long, requires = "genesis")]
+    pub verify: bool,
+    /// A chain of validator-set changes from a source you trust, merged with the node's.
+    #[arg(long, requires = "genesis")]
+    pub validator_sets: Option<PathBuf>,
+}
+
+/// One verified event of the history.
+#[derive(Debug, Clone)]
+pub struct VerifiedEvent {
+    /// The event id.
+    pub id: EventId,
+    /// The signed event.
+    pub event: SignedEvent,
+    /// Its proven outcome.
+    pub outcome: Outcome,
+    /// Its block.
+    pub height: u64,
+    /// Its block's time (ms).
+    pub time: u64,
+    /// Its log position.
+    pub leaf: u64,
+}
+
+/// A verified history: every event that concerns the patient up to the certified tip.
+#[derive(Debug, Clone)]
+pub struct VerifiedHistory {
+    /// The patient.
+    pub patient: PublicKey,
+    /// The tip's header (certified).
+    pub header: BlockHeader,
+    /// The proven record (count and chain head; count 0 and zero head when absent).
+    pub record: PatientEvents,
+    /// The events, in chain order.
+    pub events: Vec<VerifiedEvent>,
+}
+
+fn mismatch(what: impl Into<String>) -> CliError {
+    CliError::Mismatch(what.into())
+}
+
+/// The patient the event concerns by the rule of §6.10, `None` for none. A break-glass review
+/// concerns the patient of the break-glass record it reviews; that record exists only for an
+/// accepted, permitted break-glass request, keyed by its event id, and holds that request's
+/// patient, so `permitted_break_glass` (the permitted break-glass requests seen so far in the
+/// history, id → patient) answers for it. A review whose request is not among them concerns
+/// no patient this history can show (`Err` naming the request).
+fn concerns(
+    ev: &SignedEvent,
+    permitted_break_glass: &BTreeMap<EventId, PublicKey>,
+) -> Result<Option<PublicKey>, EventId> {
+    Ok(match &ev.event.payload {
+        EventPayload::ConsentGrant(p) => Some(p.patient),
+        EventPayload::ConsentRevoke(p) => Some(p.patient),
+        EventPayload::DelegateGrant(p) => Some(p.patient),
+        EventPayload::DelegateRevoke(p) => Some(p.patient),
+        EventPayload::KeyRotation(p) => Some(p.patient),
+        EventPayload::AccessRequest(p) => Some(p.patient),
+        EventPayload::BreakGlassRequest(p) => Some(p.patient),
+        EventPayload::BreakGlassReview(p) => match permitted_break_glass.get(&p.request) {
+            Some(patient) => Some(*patient),
+            None => return Err(p.request),
+        },
+        EventPayload::TwinAnchor(p) => Some(p.patient),
+        EventPayload::ActorEnrol(_)
+        | EventPayload::ActorRevoke(_)
+        | EventPayload::Governance(_)
+        | EventPayload::Misbehaviour(_) => None,
+    })
+}
+
+/// Verifies a history answer `v` for `patient` against `genesis` (and a trusted chain of
+/// validator-set changes, merged with the answer's). See the module documentation.
+pub fn verify(
+    genesis: &Genesis,
+    patient: &PublicKey,
+    v: &Value,
+    trusted: Option<&Path>,
+) -> Result<VerifiedHistory, CliError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CliError::Invalid("the history answer is not a JSON object".into()))?;
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(mismatch(format!(
+            "the history answer holds an unknown field `{k}`: refusing what the proof does not bind"
+        )));
+    }
+    if let Some(k) = KEYS.iter().find(|k| !obj.contains_key(**k)) {
+        return Err(CliError::Invalid(format!(
+            "the history answer has no field `{k}`"
+        )));
+    }
+    if v["patient"] != json!(patient) {
+        return Err(mismatch(format!(
+            "the node answered with the history of {}, not of patient {patient}",
+            v["patient"]
+        )));
+    }
+    // 1. The chain of validator-set changes, from the genesis.
+    let changes = crate::receipt::changes_in(v)?;
+    let sets = crate::receipt::sets_for(genesis, &changes, "the node's history answer", trusted)?;
+    // 2. The tip: its header names the set in force and its certificate verifies against it.
+    let header: BlockHeader = crate::receipt::canonical(&v["header"], "header")?;
+    let cert: CommitCertificate = crate::receipt::canonical(&v["certificate"], "certificate")?;
+    let tip = header.height;
+    if v["height"] != json!(tip) {
+        return Err(mismatch(format!(
+            "field `height` is {}, but the tip's header is of block {tip}",
+            v["height"]
+        )));
+    }
+    if header.chain_id != genesis.chain_id() {
+        return Err(mismatch(format!(
+            "the tip is a block of chain {}, not of this genesis's chain {}",
+            header.chain_id,
+            genesis.chain_id()
+        )));
+    }
+    let in_force = sets.set_at(tip);
+    if header.validators_hash != in_force.hash() {
+        return Err(mismatch(format!(
+            "the tip (block {tip}) names validator set {}, but the set in force there hashes to \
+             {} (a validator-set change missing from the chain of changes, or a forged tip)",
+            header.validators_hash,
+            in_force.hash()
+        )));
+    }
+    sets.verify_checkpoint(&header.checkpoint(), &cert)
+        .map_err(|e| {
+            mismatch(format!(
+                "the tip's certificate (block {tip}) does not verify: {e}"
+            ))
+        })?;
+    // 3. The patient-events record, proven against the tip's state hash.
+    let proof_hex = v["state_proof"]
+        .as_str()
+        .ok_or_else(|| CliError::Invalid("field `state_proof` is not a hex string".into()))?;
+    let proof_bytes = hex::decode(proof_hex)
+        .map_err(|e| CliError::Invalid(format!("field `state_proof` is not hex: {e}")))?;
+    let proof = StateProof::from_bytes(&proof_bytes, MAX_PROOF_BYTES)
+        .map_err(|e| CliError::Invalid(format!("field `state_proof` does not decode: {e}")))?;
+    let proven = proof
+        .verify_value(
+            header.state_hash,
+            Table::PatientEvents,
+            &codec::encode(patient),
+        )
+        .map_err(|e| {
+            mismatch(format!(
+                "the state proof of the patient-events record of {patient} does not verify \
+                 against the tip's state hash {} (block {tip}): {e}",
+                header.state_hash
+            ))
+        })?
+        .map(|bytes| {
+            codec::decode::<PatientEvents>("patient-events record", bytes, 64)
+                .map_err(|e| mismatch(format!("the proven patient-events record: {e}")))
+        })
+        .transpose()?;
+    let claimed: Option<PatientEvents> = if v["patient_events"].is_null() {
+        None
+    } else {
+        Some(crate::receipt::canonical(
+            &v["patient_events"],
+            "patient_events",
+        )?)
+    };
+    if claimed != proven {
+        return Err(mismatch(format!(
+            "field `patient_events` is {}, but the state proof proves {} at block {tip}: the \
+             node lies about the record",
+            json!(claimed),
+            json!(proven)
+        )));
+    }
+    let record = proven.unwrap_or_default();
+    // 4. Every event: a genuine receipt, in order, at or before the tip, of this patient.
+    let items = v["events"]
+        .as_array()
+        .ok_or_else(|| CliError::Invalid("field `events` is not a list".into()))?;
+    let mut events: Vec<VerifiedEvent> = Vec::with_capacity(items.len());
+    let mut permitted_break_glass = BTreeMap::new();
+    let mut recomputed = PatientEvents::default();
+    for (i, item) in items.iter().enumerate() {
+        let r: Receipt = crate::receipt::canonical(item, &format!("events[{i}]"))?;
+        let id = r.event_id();
+        let outcome = sets.verify_receipt(&r).map_err(|e| {
+            mismatch(format!(
+                "events[{i}] (event {id}): a forged receipt, it does not verify: {e}"
+            ))
+        })?;
+        if r.header.height > tip || r.leaf_index >= header.log_size {
+            return Err(mismatch(format!(
+                "events[{i}] (event {id}) is at block {}, leaf {}: after the tip (block {tip}, \
+                 {} leaves)",
+                r.header.height, r.leaf_index, header.log_size
+            )));
+        }
+        if r.header.height == tip && r.header != header {
+            return Err(mismatch(format!(
+                "events[{i}] (event {id}) is in a block {tip} other than the tip's"
+            )));
+        }
+        if let Some(prev) = events.last() {
+            if r.leaf_index == prev.leaf {
+                return Err(mismatch(format!(
+                    "events[{i}] (event {id}) repeats events[{}]: a duplicated entry",
+                    i - 1
+                )));
+            }
+            if r.leaf_index < prev.leaf {
+                return Err(mismatch(format!(
+                    "events[{i}] (event {id}, leaf {}) comes before events[{}] (event {}, leaf \
+                     {}) in the chain: a reordered entry",
+                    r.leaf_index,
+                    i - 1,
+                    prev.id,
+                    prev.leaf
+                )));
+            }
+        }
+        match concerns(&r.event, &permitted_break_glass) {
+            Ok(Some(p)) if p == *patient => {}
+            Ok(other) => {
+                return Err(mismatch(format!(
+                    "events[{i}] (event {id}, a {} event) concerns {}, not patient {patient}: an \
+                     extra entry",
+                    r.event.event.payload.kind(),
+                    other.map_or_else(|| "no patient".to_string(), |p| p.to_string())
+                )));
+            }
+            Err(request) => {
+                return Err(mismatch(format!(
+                    "events[{i}] (event {id}) reviews break-glass access {request}, which is not \
+                     a permitted break-glass request earlier in this patient's history: an extra \
+                     entry"
+                )));
+            }
+        }
+        if let EventPayload::BreakGlassRequest(b) = &r.event.event.payload
+            && outcome == Outcome::Access(Decision::BreakGlass)
+        {
+            permitted_break_glass.insert(id, b.patient);
+        }
+        recomputed = recomputed.next(&id);
+        events.push(VerifiedEvent {
+            id,
+            event: r.event.clone(),
+            outcome,
+            height: r.header.height,
+            time: r.header.time.0,
+            leaf: r.leaf_index,
+        });
+    }
+    // 5. The events are all of them, in order.
+    if recomputed.count < record.count {
+        return Err(mismatch(format!(
+            "the proven record counts {} events concerning patient {patient} at block {tip}, the \
+             node served {}: {} omitted",
+            record.count,
+            recomputed.count,
+            record.count - recomputed.count
+        )));
+    }
+    if recomputed.count > record.count {
+        return Err(mismatch(format!(
+            "the proven record counts {} events concerning patient {patient} at block {tip}, the \
+             node served {}: {} extra",
+            record.count,
+            recomputed.count,
+            recomputed.count - record.count
+        )));
+    }
+    if recomputed.head != record.head {
+        return Err(mismatch(format!(
+            "the {} events served are not the ones the proven record commits to (chain head {} \
+             recomputed, {} proven): an entry replaced or omitted",
+            record.count, recomputed.head, record.head
+        )));
+    }
+    Ok(VerifiedHistory {
+        patient: *patient,
+        header,
+        record,
+        events,
+    })
+}
+
+/// Fetches the patient's history from the node as `key` and verifies it against the genesis
+/// file (and a trusted chain of validator-set changes). Returns it with the genesis.
+pub fn fetch_verified(
+    client: &NodeClient,
+    key: &twinledger_core::Keypair,
+    patient: &PublicKey,
+    args: &VerifyArgs,
+) -> Result<Option<(VerifiedHistory, Genesis)>, CliError> {
+    let Some(genesis) = &args.genesis else {
+        return Ok(None);
+    };
+    let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
+    let v = client.signed_get(key, &format!("/v1/patients/{patient}/history"))?;
+    let h = verify(&ledger, patient, &v, args.validator_sets.as_deref())?;
+    Ok(Some((h, ledger)))
+}
+
+impl VerifiedHistory {
+    /// One line saying what was verified.
+    pub fn summary(&self) -> String {
+        format!(
+            "verified against the genesis: {} events concern patient {}, complete at block {} \
+             (state hash {})\n",
+            self.record.count, self.patient, self.header.height, self.header.state_hash
+        )
+    }
+
+    /// What was verified, for JSON outputs.
+    pub fn summary_json(&self) -> Value {
+        json!({
+            "height": self.header.height, "state_hash": self.header.state_hash,
+            "events": self.record.count, "head": self.record.head,
+        })
+    }
+
+    /// The access and break-glass requests, shaped as the node's accesses answer
+    /// (`GET /v1/patients/{did}/accesses`), built from the verified events only. The
+    /// organisation of the requester is the genesis's when the actor is a genesis actor (an
+    /// actor's enrolment is not one of the patient's events); otherwise `null`.
+    pub fn accesses(&self, genesis: &Genesis) -> Vec<Value> {
+        let mut reviews: BTreeMap<EventId, Value> = BTreeMap::new();
+        for e in &self.events {
+            if let EventPayload::BreakGlassReview(r) = &e.event.event.payload {
+                reviews.insert(
+                    r.request,
+                    json!({"reviewer": e.event.event.author, "finding": r.finding, "event": e.id}),
+                );
+            }
+        }
+        self.events
+            .iter()
+            .filter_map(|e| {
+                let (kind, category, purpose, action) = match &e.event.event.payload {
+                    EventPayload::AccessRequest(a) => ("access", a.category, a.purpose, a.action),
+                    EventPayload::BreakGlassRequest(b) => (
+                        "break_glass",
+                        b.category,
+                        twinledger_core::Purpose::EmergencyTreat,
+                        b.action,
+                    ),
+                    _ => return None,
+                };
+                let actor = e.event.event.author;
+                let organisation = genesis
+                    .actors
+                    .iter()
+                    .find(|a| a.key == actor)
+                    .map(|a| a.organisation);
+                Some(json!({
+                    "id": e.id, "leaf": e.leaf, "height": e.height, "time": e.time,
+                    "actor": actor, "organisation": organisation,
+                    "kind": kind, "category": category, "purpose": purpose, "action": action,
+                    "outcome": e.outcome,
+                    "break_glass_review": reviews.get(&e.id),
+                }))
+            })
+            .collect()
+    }
+
+    /// The consent grants and delegations, shaped as the node's consents answer
+    /// (`GET /v1/patients/{did}/consents`), built from the verified events only; statuses at
+    /// time `now` (ms).
+    pub fn consents(&self, now: u64) -> Value {
+        let mut revoked: BTreeMap<EventId, u64> = BTreeMap::new();
+        for e in &self.events {
+            match &e.event.event.payload {
+                EventPayload::ConsentRevoke(r) => {
+                    revoked.insert(r.grant, e.height);
+                }
+                EventPayload::DelegateRevoke(r) => {
+                    revoked.insert(r.delegation, e.height);
+                }
+                _ => {}
+            }
+        }
+        let mut grants = Vec::new();
+        let mut delegations = Vec::new();
+        for e in &self.events {
+            let revoked_at = revoked.get(&e.id).copied();
+            match &e.event.event.payload {
+                EventPayload::ConsentGrant(g) => {
+                    let status = if revoked_at.is_some() {
+                        "revoked"
+                    } else if g.valid_from.0 > now {
+                        "future"
+                    } else if g.valid_until.is_none_or(|u| now < u.0) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    grants.push(json!({
+                        "id": e.id, "leaf": e.leaf, "status": status, "grant": g,
+                        "author": e.event.event.author, "height": e.height,
+                        "revoked_at": revoked_at,
+                    }));
+                }
+                EventPayload::DelegateGrant(d) => {
+                    let status = if revoked_at.is_some() {
+                        "revoked"
+                    } else if d.valid_until.is_none_or(|u| now < u.0) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    delegations.push(json!({
+                        "id": e.id, "leaf": e.leaf, "status": status,
+                        "delegation": {
+                            "patient": d.patient, "delegate": d.delegate, "scope": d.scope,
+                            "valid_until": d.valid_until, "revoked_at": revoked_at,
+                        },
+                    }));
+                }
+                _ => {}
+            }
+        }
+        json!({
+            "patient": self.patient, "grants": grants, "delegations": delegations,
+            "verified": self.summary_json(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The attacker: a node that omits an event, adds one of another patient, reorders two,
+    //! forges a receipt or lies about the record is refused, naming what is wrong.
+    use twinledger_core::codes::{Action, DataCategory, Purpose};
+    use twinledger_core::devkit::{DevChain, dev_key};
+    use twinledger_core::event::access::AccessRequest;
+    use twinledger_core::event::break_glass::{BreakGlassRequest, BreakGlassReview, Finding};
+    use twinledger_core::event::consent::{ConsentGrant, Grantee};
+    use twinledger_core::event::delegation::Scope;
+    use twinledger_core::{Commitment, DenyReason, Keypair, Timestamp};
+
+    use super::*;
+
+    fn grant(patient: &Keypair, to: PublicKey) -> EventPayload {
+        EventPayload::ConsentGrant(ConsentGrant {
+            patient: patient.public(),
+            grantee: Grantee::Actor(to),
+            scope: Scope {
+                categories: [DataCategory::VitalSigns].into_iter().collect(),
+                purposes: [Purpose::Treat].into_iter().collect(),
+                actions: [Action::Read].into_iter().collect(),
+            },
+            valid_from: Timestamp(0),
+            valid_until: None,
+        })
+    }
+
+    fn access(patient: &Keypair, category: DataCategory) -> EventPayload {
+        EventPayload::AccessRequest(AccessRequest {
+            patient: patient.public(),
+            category,
+            purpose: Purpose::Treat,
+            action: Action::Read,
+            resource: Commitment::new(&[1; 32], b"twin://x"),
+        })
+    }
+
+    /// The receipts of every committed event of `dc`, in chain order.
+    fn receipts(dc: &DevChain) -> Vec<Receipt> {
+        let mut out = Vec::new();
+        for c in &dc.blocks {
+            let h = &c.block.header;
+            let first = h.log_size - u64::from(h.event_count);
+            for (i, ev) in c.block.events.iter().enumerate() {
+                let leaf = first + i as u64;
+                out.push(Receipt {
+                    event: ev.clone(),
+                    index: u32::try_from(i).unwrap(),
+                    leaf_index: leaf,
+                    inclusion_proof: dc
+                        .log
+                        .inclusion_proof(leaf, h.log_size)
+                        .unwrap()
+                        .into_iter()
+                        .map(twinledger_core::Hash)
+                        .collect(),
+                    header: h.clone(),
+                    results: c.results.clone(),
+                    certificate: c.certificate.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// What an honest node answers for `patient` at `dc`'s tip.
+    fn answer(dc: &DevChain, patient: &PublicKey) -> Value {
+        let tip = dc.blocks.last().unwrap();
+        let events: Vec<Receipt> = receipts(dc)
+            .into_iter()
+            .filter(|r| dc.state.patient_concerned(&r.event) == Some(*patient))
+            .collect();
+        json!({
+            "patient": patient,
+            "height": tip.block.header.height,
+            "header": tip.block.header,
+            "certificate": tip.certificate,
+            "validator_set_changes": [],
+            "patient_events": dc.state.patient_events(patient),
+            "state_proof": hex::encode(dc.state.prove(Table::PatientEvents, patient).to_bytes()),
+            "events": events,
+        })
+    }
+
+    /// Alice: a grant, a permitted and a denied access, a break-glass access and its review;
+    /// Bob: a grant and an access, interleaved with hers.
+    fn chain() -> (DevChain, Keypair, Keypair) {
+        let mut dc = DevChain::new(1);
+        let alice = dev_key("history/alice");
+        let bob = dev_key("history/bob");
+        let phys = dc.physician.clone();
+        let nurse = dc.nurse.clone();
+        let auditor = dc.auditor.clone();
+        let a = dc.event(&alice, grant(&alice, phys.public()));
+        let b = dc.event(&bob, grant(&bob, phys.public()));
+        assert!(dc.commit(vec![a, b]).rejected.is_empty());
+        let a = dc.event(&phys, access(&alice, DataCategory::VitalSigns));
+        let b = dc.event(&phys, access(&bob, DataCategory::VitalSigns));
+        let c = dc.event(&phys, access(&alice, DataCategory::Genetic));
+        assert!(dc.commit(vec![a, b, c]).rejected.is_empty());
+        let bg = dc.event(
+            &nurse,
+            EventPayload::BreakGlassRequest(BreakGlassRequest {
+                patient: alice.public(),
+                category: DataCategory::VitalSigns,
+                action: Action::Read,
+                resource: Commitment::new(&[2; 32], b"twin://y"),
+                reason: Commitment::new(&[3; 32], b"unconscious"),
+            }),
+        );
+        let bg_id = bg.id();
+        let c = dc.commit(vec![bg]);
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        let review = dc.event(
+            &auditor,
+            EventPayload::BreakGlassReview(BreakGlassReview {
+                request: bg_id,
+                finding: Finding::Justified,
+                notes: Commitment::new(&[4; 32], b"ok"),
+            }),
+        );
+        let c = dc.commit(vec![review]);
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        // An empty tip: the record is proven at a block after the last event.
+        dc.commit(vec![]);
+        (dc, alice, bob)
+    }
+
+    fn refused(g: &Genesis, p: &PublicKey, v: &Value, needle: &str) {
+        match verify(g, p, v, None) {
+            Err(e @ CliError::Mismatch(_)) => {
+                assert!(e.to_string().contains(needle), "{needle:?} not in: {e}");
+                assert_eq!(e.exit_code(), crate::exit::MISMATCH);
+            }
+            other => panic!("expected a mismatch naming {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_genuine_history_verifies_and_yields_the_report() {
+        let (dc, alice, bob) = chain();
+        let g = dc.genesis.clone();
+        let h = verify(&g, &alice.public(), &answer(&dc, &alice.public()), None).unwrap();
+        assert_eq!((h.record.count, h.events.len()), (5, 5));
+        assert_eq!(h.header.height, 5);
+        let rows = crate::access::rows(&h.accesses(&g));
+        let decisions: Vec<&str> = rows.iter().map(|r| r.decision.as_str()).collect();
+        assert_eq!(
+            decisions,
+            ["permit", "deny (no_covering_grant)", "break-glass"]
+        );
+        assert_eq!(rows[2].review, "justified");
+        assert!(rows.iter().all(|r| !r.organisation.is_empty()));
+        let consents = h.consents(u64::MAX / 2);
+        assert_eq!(consents["grants"].as_array().unwrap().len(), 1);
+        assert_eq!(consents["grants"][0]["status"], "active");
+        let h = verify(&g, &bob.public(), &answer(&dc, &bob.public()), None).unwrap();
+        assert_eq!(h.events.len(), 2);
+        // A patient no event concerns: a non-membership proof and no events.
+        let carol = dev_key("history/carol").public();
+        let v = answer(&dc, &carol);
+        assert!(v["patient_events"].is_null());
+        let h = verify(&g, &carol, &v, None).unwrap();
+        assert_eq!((h.record.count, h.events.len()), (0, 0));
+    }
+
+    #[test]
+    fn an_omitted_event_is_refused() {
+        let (dc, alice, _) = chain();
+        let p = alice.public();
+        let mut v = answer(&dc, &p);
+        v["events"].as_array_mut().unwrap().remove(2);
+        refused(&dc.genesis, &p, &v, "1 omitted");
+        // The last one too (what an older answer would lack).
+        let mut v = answer(&dc, &p);
+        v["events"].as_array_mut().unwrap().pop();
+        refused(&dc.genesis, &p, &v, "1 omitted");
+        // A patient told they have none.
+        let mut v = answer(&dc, &p);
+        v["events"] = json!([]);
+        refused(&dc.genesis, &p, &v, "5 omitted");
+    }
+
+    #[test]
+    fn an_event_of_another_patient_is_refused() {
+        let (dc, alice, bob) = chain();
+        let p = alice.public();
+        let mut v = answer(&dc, &p);
+        let bobs = answer(&dc, &bob.public())["events"][1].clone();
+        v["events"].as_array_mut().unwrap().insert(2, bobs);
+        refused(&dc.genesis, &p, &v, "an extra entry");
+        // Carol's empty history padded with one of Alice's events.
+        let carol = dev_key("history/carol").public();
+        let mut v = answer(&dc, &carol);
+        v["events"] = json!([answer(&dc, &p)["events"][0].clone()]);
+        refused(&dc.genesis, &carol, &v, "an extra entry");
+        // A review whose break-glass access is left out does not concern anyone shown.
+        let mut v = answer(&dc, &p);
+        v["events"].as_array_mut().unwrap().remove(3);
+        refused(&dc.genesis, &p, &v, "not a permitted break-glass request");
+        // A duplicated entry.
+        let mut v = answer(&dc, &p);
+        let first = v["events"][0].clone();
+        v["events"].as_array_mut().unwrap().insert(1, first);
+        refused(&dc.genesis, &p, &v, "a duplicated entry");
+    }
+
+    #[test]
+    fn reordered_events_are_refused() {
+        let (dc, alice, _) = chain();
+        let p = alice.public();
+        let mut v = answer(&dc, &p);
+        v["events"].as_array_mut().unwrap().swap(0, 1);
+        refused(&dc.genesis, &p, &v, "a reordered entry");
+        // Two events of one block.
+        let mut v = answer(&dc, &p);
+        v["events"].as_array_mut().unwrap().swap(1, 2);
+        refused(&dc.genesis, &p, &v, "a reordered entry");
+    }
+
+    #[test]
+    fn a_forged_receipt_is_refused() {
+        let (dc, alice, _) = chain();
+        let p = alice.public();
+        // The denied access reported as permitted.
+        let mut v = answer(&dc, &p);
+        let mut r: Receipt = serde_json::from_value(v["events"][2].clone()).unwrap();
+        assert!(matches!(
+            r.results.outcomes[r.index as usize],
+            Outcome::Access(Decision::Deny {
+                reason: DenyReason::NoCoveringGrant
+            })
+        ));
+        r.results.outcomes[r.index as usize] = Outcome::Access(Decision::Permit {
+            grant: r.event.id(),
+        });
+        v["events"][2] = json!(r);
+        refused(&dc.genesis, &p, &v, "a forged receipt");
+        // An event the ledger never held, signed by its author but never certified.
+        let mut v = answer(&dc, &p);
+        let mut r: Receipt = serde_json::from_value(v["events"][1].clone()).unwrap();
+        let mut dc2 = DevChain::new(1);
+        let phys = dc2.physician.clone();
+        r.event = dc2.event(&phys, access(&alice, DataCategory::Imaging));
+        v["events"][1] = json!(r);
+        refused(&dc.genesis, &p, &v, "a forged receipt");
+        // A tip certified by keys that are not the validators.
+        let mut v = answer(&dc, &p);
+        let mut cert: CommitCertificate = serde_json::from_value(v["certificate"].clone()).unwrap();
+        cert.signatures[0].signature.0[0] ^= 1;
+        v["certificate"] = json!(cert);
+        refused(&dc.genesis, &p, &v, "the tip's certificate");
+        // Another chain's genesis.
+        let other = DevChain::new(2).genesis;
+        match verify(&other, &p, &answer(&dc, &p), None) {
+            Err(CliError::Mismatch(_)) => {}
+            r => panic!("another genesis: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lie_about_the_record_is_refused() {
+        let (dc, alice, bob) = chain();
+        let p = alice.public();
+        let honest = answer(&dc, &p);
+        // The field claims fewer events than proven.
+        let mut v = honest.clone();
+        v["patient_events"]["count"] = json!(4);
+        refused(&dc.genesis, &p, &v, "lies about the record");
+        // The proof itself altered: its value says four.
+        let mut proof = dc.state.prove(Table::PatientEvents, &p);
+        let mut rec: PatientEvents =
+            codec::decode("r", proof.value.as_deref().unwrap(), 64).unwrap();
+        rec.count = 4;
+        proof.value = Some(codec::encode(&rec));
+        let mut v = honest.clone();
+        v["state_proof"] = json!(hex::encode(proof.to_bytes()));
+        v["patient_events"] = json!(rec);
+        refused(
+            &dc.genesis,
+            &p,
+            &v,
+            "does not verify against the tip's state hash",
+        );
+        // Bob's proven record served for Alice.
+        let mut v = honest.clone();
+        let bobs = answer(&dc, &bob.public());
+        v["state_proof"] = bobs["state_proof"].clone();
+        v["patient_events"] = bobs["patient_events"].clone();
+        refused(&dc.genesis, &p, &v, "does not verify");
+        // A non-membership proof claimed for a patient that has events.
+        let carol = answer(&dc, &dev_key("history/carol").public());
+        let mut v = honest.clone();
+        v["state_proof"] = carol["state_proof"].clone();
+        v["patient_events"] = Value::Null;
+        v["events"] = json!([]);
+        refused(&dc.genesis, &p, &v, "does not verify");
+        // An unknown field is refused rather than ignored.
+        let mut v = honest;
+        v["complete"] = json!(true);
+        refused(&dc.genesis, &p, &v, "unknown field");
+    }
+}

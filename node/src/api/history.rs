@@ -1,0 +1,128 @@
+//! `GET /v1/patients/{did}/history`: everything a patient needs to check, against the genesis
+//! alone, that a list of the events concerning them is complete (PROTOCOL §11.3): the committed
+//! tip's header and certificate, the chain of validator-set changes in force there, the
+//! patient-events record of the state map at the tip with its proof (§6.10), and the receipt of
+//! every event that concerns the patient, in chain order (§9.2). Readable by whoever may read
+//! the patient's records.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::{Value, json};
+use twinledger_core::{PublicKey, Table};
+
+use super::auth::{authenticate, forbidden, may_read_patient};
+use super::{Api, ApiError};
+use crate::store::Index;
+
+/// Most events one history answer holds; a patient with more is refused, never truncated.
+pub const MAX_HISTORY_EVENTS: usize = 10_000;
+/// Largest history answer (its JSON), refused beyond.
+pub const MAX_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "history_too_large",
+        message,
+    )
+}
+
+/// The patient's certified history at the committed tip.
+pub async fn history(
+    State(api): State<Arc<Api>>,
+    Path(did): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
+    let patient = PublicKey::from_did(&did)
+        .map_err(|e| ApiError::bad_request("malformed_did", format!("patient: {e}")))?;
+    // One snapshot: the proof, the tip and the events all at the state's height.
+    let state = api.chain.state();
+    if !may_read_patient(&state, &requester, &patient) {
+        return Err(forbidden(
+            &requester,
+            &format!("the records of patient {patient}"),
+        ));
+    }
+    let api2 = api.clone();
+    tokio::task::spawn_blocking(move || build(&api2, &state, &patient))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+}
+
+fn build(
+    api: &Api,
+    state: &twinledger_core::State,
+    patient: &PublicKey,
+) -> Result<Value, ApiError> {
+    let height = state.height();
+    if height == 0 {
+        return Err(ApiError::not_found(
+            "no block is committed yet: there is no certified tip to prove a history against",
+        ));
+    }
+    let store = api.chain.store();
+    let tip = store
+        .block(height)?
+        .ok_or_else(|| ApiError::internal(format!("block {height} is committed but not stored")))?;
+    let header = tip.block.header;
+    if header.state_hash != state.state_root() {
+        return Err(ApiError::internal(format!(
+            "block {height}'s state hash is not the state map's root"
+        )));
+    }
+    let record = state.patient_events(patient).copied();
+    let proof = state.prove(Table::PatientEvents, patient);
+    // Events committed after the snapshot are left out: only leaves before the tip's log size.
+    let entries: Vec<_> = store
+        .index(Index::Patient, patient, 0, MAX_HISTORY_EVENTS + 1)?
+        .into_iter()
+        .filter(|(leaf, _)| *leaf < header.log_size)
+        .collect();
+    let count = record.map_or(0, |r| r.count);
+    if entries.len() > MAX_HISTORY_EVENTS || count > MAX_HISTORY_EVENTS as u64 {
+        return Err(too_large(format!(
+            "{count} events concern patient {patient}, more than the {MAX_HISTORY_EVENTS} a \
+             history answer holds"
+        )));
+    }
+    if entries.len() as u64 != count {
+        return Err(ApiError::internal(format!(
+            "the patient index holds {} events of {patient}, the state map counts {count}",
+            entries.len()
+        )));
+    }
+    let mut receipts = Vec::with_capacity(entries.len());
+    for (_, id) in entries {
+        let r = api
+            .chain
+            .receipt(&id)?
+            .ok_or_else(|| ApiError::internal(format!("event {id} indexed but not stored")))?;
+        receipts.push(r);
+    }
+    let changes = super::blocks::set_change_receipts(api, Some(height))?;
+    let answer = json!({
+        "patient": patient,
+        "height": height,
+        "header": header,
+        "certificate": tip.certificate,
+        "validator_set_changes": changes,
+        "patient_events": record,
+        "state_proof": hex::encode(proof.to_bytes()),
+        "events": receipts,
+    });
+    let size = serde_json::to_vec(&answer).map_or(usize::MAX, |b| b.len());
+    if size > MAX_HISTORY_BYTES {
+        return Err(too_large(format!(
+            "the history of patient {patient} is {size} bytes, more than the \
+             {MAX_HISTORY_BYTES} a history answer holds"
+        )));
+    }
+    Ok(answer)
+}
