@@ -14,7 +14,8 @@ pub const DENIED: u8 = 4;
 /// The node cannot be reached, or failed (5xx).
 pub const NODE_UNREACHABLE: u8 = 5;
 
-/// Verification failed: a chain does not verify, or a twin copy does not match its anchor.
+/// Verification failed: a chain, a receipt or a patient's history does not verify, or a twin
+/// copy does not match its anchor.
 pub const MISMATCH: u8 = 6;
 
 /// Every code with its meaning, in the order `--help` lists them.
@@ -32,7 +33,8 @@ pub const ALL: [(u8, &str); 6] = [
     (NODE_UNREACHABLE, "node unreachable or failing"),
     (
         MISMATCH,
-        "mismatch: a twin copy does not match what was anchored",
+        "mismatch: a chain, receipt or history does not verify, or a twin copy does not match \
+         what was anchored",
     ),
 ];
 
