@@ -917,3 +917,42 @@ async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
     assert_eq!((s, code(&v)), (400, "malformed_did"));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_over_its_limit_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    // 10,001 access requests concerning Alice (denied: she granted nothing), in batches.
+    let mut seq = 0;
+    while seq <= 10_000 {
+        let events: Vec<String> = (seq..(seq + 1000).min(10_001))
+            .map(|s| {
+                hex::encode(
+                    node.event(&k.physician, s, access(&alice, DataCategory::VitalSigns))
+                        .to_bytes(),
+                )
+            })
+            .collect();
+        seq += events.len() as u64;
+        let (s, v) = node
+            .post("/v1/events/batch", json!({ "events": events }))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        node.wait_log(seq).await;
+    }
+    let (s, v) = node
+        .signed_get(
+            &k.auditor,
+            &format!("/v1/patients/{}/history", alice.public()),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (422, "history_too_large"), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("10001 events") && message.contains("10000"),
+        "{message}"
+    );
+    node.stop().await;
+}
