@@ -386,6 +386,36 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         err(&o)
     );
 
+    // The patient's verified history spans the change: events signed by the genesis set and by
+    // the new one, the tip by the new one, all proven with the chain of changes (issue #11).
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--verify",
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = report["accesses"].as_array().unwrap();
+    assert!(rows.len() >= 2, "{report}");
+    assert!(
+        report["verified"]["height"].as_u64().unwrap() >= changed_at + 2,
+        "{report}"
+    );
+    assert_eq!(
+        report["verified"]["events"].as_u64(),
+        Some(rows.len() as u64 + 1),
+        "the grant and every access: {report}"
+    );
+
     // Each --expect-* flag that is not what the receipt permits: exit 6, naming the field.
     let other = dev_key("sets-cli/other").public().to_did();
     let mismatches: [(&[&str], &str); 7] = [
