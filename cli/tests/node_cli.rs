@@ -630,6 +630,54 @@ async fn patient_and_clinician_flows_against_a_node() {
         .filter(|e| e["resource"]["resourceType"] == "AuditEvent")
         .count();
     assert_eq!(audit_events, 5);
+    // Checked against another chain's genesis, nothing is printed or written: exit 6.
+    let mut other = g.clone();
+    other.chain_name = "cli-test-other".into();
+    let other_path = dir.path().join("other-genesis.json");
+    other.save(&other_path).unwrap();
+    let other_genesis = other_path.to_str().unwrap();
+    let refused_bundle = dir.path().join("refused-bundle.json");
+    let refused_out = refused_bundle.to_str().unwrap();
+    for args in [
+        &[
+            "access",
+            "report",
+            "--key",
+            &patient_file,
+            "--genesis",
+            other_genesis,
+        ][..],
+        &[
+            "consent",
+            "list",
+            "--key",
+            &patient_file,
+            "--genesis",
+            other_genesis,
+        ][..],
+        &[
+            "fhir",
+            "export",
+            "--key",
+            &patient_file,
+            "--out",
+            refused_out,
+            "--genesis",
+            other_genesis,
+        ][..],
+    ] {
+        let o = run(&node, args).await;
+        assert_eq!(o.status.code(), Some(6), "{args:?}: {}", err(&o));
+        assert!(o.stdout.is_empty(), "{args:?}: {}", err(&o));
+    }
+    assert!(!refused_bundle.exists());
+    // --verify without --genesis is a usage error.
+    let o = run(
+        &node,
+        &["access", "report", "--key", &patient_file, "--verify"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let o = run(
         &node,
         &["access", "report", "--key", &phys_file, "--patient", &did],
