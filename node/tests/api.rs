@@ -871,7 +871,13 @@ async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
         let ids: Vec<_> = events.iter().map(Receipt::event_id).collect();
         assert_eq!(ids, [g.id(), req.id()]);
         let mut rec = PatientEvents::default();
-        for r in &events {
+        for (i, r) in events.iter().enumerate() {
+            // The same receipt as the event's own receipt answer.
+            let (s, one) = node
+                .signed_get(key, &format!("/v1/events/{}", r.event_id()))
+                .await;
+            assert_eq!(s, 200, "{one}");
+            assert_eq!(one["receipt"], v["events"][i]);
             r.verify(node.chain.validators()).unwrap();
             assert!(r.leaf_index < header.log_size);
             rec = rec.next(&r.event_id());

@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
-use twinledger_core::{PublicKey, Table};
+use twinledger_core::merkle::Blake3Tree;
+use twinledger_core::{PublicKey, Receipt, Table};
 
 use super::auth::{authenticate, forbidden, may_read_patient};
 use super::{Api, ApiError};
@@ -98,16 +99,8 @@ fn build(
             entries.len()
         )));
     }
-    let mut receipts = Vec::with_capacity(entries.len());
-    for (_, id) in entries {
-        let r = api
-            .chain
-            .receipt(&id)?
-            .ok_or_else(|| ApiError::internal(format!("event {id} indexed but not stored")))?;
-        receipts.push(r);
-    }
     let changes = super::blocks::set_change_receipts(api, Some(height))?;
-    let answer = json!({
+    let mut answer = json!({
         "patient": patient,
         "height": height,
         "header": header,
@@ -115,14 +108,60 @@ fn build(
         "validator_set_changes": changes,
         "patient_events": record,
         "state_proof": hex::encode(proof.to_bytes()),
-        "events": receipts,
+        "events": [],
     });
-    let size = serde_json::to_vec(&answer).map_or(usize::MAX, |b| b.len());
-    if size > MAX_HISTORY_BYTES {
-        return Err(too_large(format!(
-            "the history of patient {patient} is {size} bytes, more than the \
-             {MAX_HISTORY_BYTES} a history answer holds"
-        )));
+    // The size is counted as the answer grows: refused as soon as it is over, never built whole.
+    let mut size = json_len(&answer);
+    let mut receipts = Vec::with_capacity(entries.len());
+    // Events come in log order: one block decoded at a time.
+    let mut block: Option<crate::store::StoredBlock> = None;
+    for (_, id) in entries {
+        let loc = store
+            .event(&id)?
+            .ok_or_else(|| ApiError::internal(format!("event {id} indexed but not stored")))?;
+        if block
+            .as_ref()
+            .is_none_or(|b| b.block.header.height != loc.height)
+        {
+            block = Some(store.block(loc.height)?.ok_or_else(|| {
+                ApiError::internal(format!("block {} indexed but missing", loc.height))
+            })?);
+        }
+        let sb = block.as_ref().expect("just read");
+        let event = sb
+            .block
+            .events
+            .get(loc.index as usize)
+            .cloned()
+            .ok_or_else(|| ApiError::internal(format!("event {id} outside its block")))?;
+        let proof = twinledger_core::merkle::inclusion_proof::<Blake3Tree>(
+            store,
+            loc.leaf,
+            sb.block.header.log_size,
+        )
+        .map_err(ApiError::internal)?;
+        let r = json!(Receipt {
+            event,
+            index: loc.index,
+            leaf_index: loc.leaf,
+            inclusion_proof: proof.into_iter().map(twinledger_core::Hash).collect(),
+            header: sb.block.header.clone(),
+            results: sb.results.clone(),
+            certificate: sb.certificate.clone(),
+        });
+        size = size.saturating_add(json_len(&r) + 1);
+        if size > MAX_HISTORY_BYTES {
+            return Err(too_large(format!(
+                "the history of patient {patient} is over {MAX_HISTORY_BYTES} bytes, more than \
+                 a history answer holds"
+            )));
+        }
+        receipts.push(r);
     }
+    answer["events"] = Value::Array(receipts);
     Ok(answer)
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
 }
