@@ -33,8 +33,7 @@ pub const ALL: [(u8, &str); 6] = [
     (NODE_UNREACHABLE, "node unreachable or failing"),
     (
         MISMATCH,
-        "mismatch: a chain, receipt or history does not verify, or a twin copy does not match \
-         what was anchored",
+        "mismatch: a chain, receipt, history or twin copy does not verify",
     ),
 ];
 
