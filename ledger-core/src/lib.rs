@@ -16,6 +16,7 @@ pub mod codec;
 pub mod codes;
 pub mod commitment;
 pub mod consensus;
+pub mod consent_proof;
 pub mod devkit;
 pub mod event;
 pub mod hash;
