@@ -521,9 +521,21 @@ async fn a_tampered_store_is_refused_naming_the_height() {
         tampered.extend_from_slice(&bytes);
         store.kv().commit(vec![(key, tampered)]).unwrap();
     }
-    let err = match TestNode::start(dir.path()).await {
-        Ok(_) => panic!("a tampered store was accepted"),
-        Err(e) => format!("{e:#}"),
+    // sled releases its file lock from a background thread once the last handle is gone: wait
+    // for that (a deadline, not a pace), then the node must refuse the store by height.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let err = loop {
+        match TestNode::start(dir.path()).await {
+            Ok(_) => panic!("a tampered store was accepted"),
+            Err(e) => {
+                let e = format!("{e:#}");
+                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+                break e;
+            }
+        }
     };
     assert!(err.contains("height 2") || err.contains("block 2"), "{err}");
 

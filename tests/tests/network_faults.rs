@@ -51,7 +51,8 @@ async fn restarting_a_far_behind_observer_does_not_stall_validators() {
     net.wait_all_at(2).await;
     net.kill9(OBSERVER);
     let left_at = validators_min(&net).await;
-    let end = Instant::now() + Duration::from_secs(180);
+    // A deadline, not a pace: on a quiet machine this takes well under a minute.
+    let end = Instant::now() + Duration::from_secs(600);
     while validators_min(&net).await < left_at + 130 {
         assert!(
             Instant::now() < end,
