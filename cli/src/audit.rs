@@ -66,6 +66,27 @@ pub enum AuditCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Save a patient's certified history (`GET /v1/patients/{did}/history`, PROTOCOL.md §11.3)
+    /// to a file, for `receipt verify --history` and `audit verify-bundle --history` (§11.4);
+    /// with `--genesis` it is verified first (exit 6 if it does not verify, nothing written).
+    History {
+        /// The reader's key file: the patient, their delegate, an auditor or a member
+        /// organisation (whoever may read the patient's records).
+        #[arg(long)]
+        key: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+        /// The patient (did:key, the patient id); the key's own by default.
+        #[arg(long)]
+        patient: Option<String>,
+        /// Where to write the answer.
+        #[arg(long)]
+        out: PathBuf,
+        /// The chain's genesis file: verify the answer before writing it.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
     /// Write a single-file evidence bundle for one event (PROTOCOL.md §9.3, version 2): the
     /// event, its decision, its inclusion proof, its block's header, results and certificate,
     /// and the certified chain of validator-set changes in force at its height.
@@ -96,6 +117,11 @@ pub enum AuditCommand {
         /// --out`), merged with the bundle's own.
         #[arg(long)]
         validator_sets: Option<PathBuf>,
+        /// The patient's history (`GET /v1/patients/{did}/history`, PROTOCOL.md §11.3) for an
+        /// access or break-glass bundle: the decision is re-derived from it (§11.4) and must be
+        /// the bundle's (exit 6 if not, naming the grant).
+        #[arg(long)]
+        history: Option<PathBuf>,
     },
     /// Verify that a newer checkpoint extends an older one: both certificates against the
     /// validator set in force at their heights (the node's certified chain of validator-set
@@ -340,6 +366,47 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 ))),
             }
         }
+        AuditCommand::History {
+            key,
+            pass,
+            patient,
+            out,
+            genesis,
+        } => {
+            if out.exists() {
+                return Err(CliError::Invalid(format!(
+                    "{} already exists",
+                    out.display()
+                )));
+            }
+            let key = open_key(key, pass)?;
+            let patient = match patient {
+                Some(d) => twinledger_core::PublicKey::from_did(d)
+                    .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?,
+                None => key.public(),
+            };
+            let v = NodeClient::connect(node)?
+                .signed_get(&key, &format!("/v1/patients/{patient}/history"))?;
+            let mut text = String::new();
+            let mut verified = serde_json::Value::Null;
+            if let Some(g) = genesis {
+                let ledger = GenesisFile::load(g)?.ledger_genesis()?;
+                let h = crate::history::verify(&ledger, &patient, &v, None)?;
+                text.push_str(&h.summary());
+                verified = h.summary_json();
+            }
+            std::fs::write(out, serde_json::to_string_pretty(&v).expect("json"))
+                .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+            text.push_str(&format!(
+                "wrote the history of patient {patient} at block {} to {}\n",
+                v["height"],
+                out.display()
+            ));
+            Ok(Output {
+                text,
+                json: json!({"file": out, "patient": patient, "height": v["height"], "verified": verified}),
+            })
+        }
         AuditCommand::Prove {
             key,
             pass,
@@ -375,7 +442,8 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             file,
             genesis,
             validator_sets,
-        } => verify_bundle(file, genesis, validator_sets.as_deref()),
+            history,
+        } => verify_bundle(file, genesis, validator_sets.as_deref(), history.as_deref()),
         AuditCommand::Consistency {
             old,
             new,
@@ -793,7 +861,12 @@ fn read_checkpoint(
 /// Verifies an evidence bundle (PROTOCOL.md §9.3): exactly the keys of its version, the chain
 /// of changes from the genesis, the receipt against the set in force at its height, and `id`
 /// and `outcome` against what the receipt proves. Every refusal names the field (exit 6).
-fn verify_bundle(file: &Path, genesis: &Path, trusted: Option<&Path>) -> Result<Output, CliError> {
+fn verify_bundle(
+    file: &Path,
+    genesis: &Path,
+    trusted: Option<&Path>,
+    history: Option<&Path>,
+) -> Result<Output, CliError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -823,25 +896,29 @@ fn verify_bundle(file: &Path, genesis: &Path, trusted: Option<&Path>) -> Result<
         ))
     })?;
     crate::receipt::check_id_and_outcome(&v, &receipt, &outcome)?;
-    Ok(Output {
-        text: format!(
-            "evidence verifies: event {} is leaf {} of the log at block {height} with outcome {}\n{}\n",
-            receipt.event_id(),
-            receipt.leaf_index,
-            serde_json::to_string(&outcome).unwrap_or_default(),
-            crate::receipt::set_line(&sets, height)
-        ),
-        json: json!({
-            "valid": true,
-            "event": receipt.event_id(),
-            "height": height,
-            "outcome": outcome,
-            "validator_set": {
-                "hash": sets.set_at(height).hash(),
-                "changes_since_genesis": sets.changes_in_force_at(height),
-            },
-        }),
-    })
+    let mut text = format!(
+        "evidence verifies: event {} is leaf {} of the log at block {height} with outcome {}\n{}\n",
+        receipt.event_id(),
+        receipt.leaf_index,
+        serde_json::to_string(&outcome).unwrap_or_default(),
+        crate::receipt::set_line(&sets, height)
+    );
+    let mut j = json!({
+        "valid": true,
+        "event": receipt.event_id(),
+        "height": height,
+        "outcome": outcome,
+        "validator_set": {
+            "hash": sets.set_at(height).hash(),
+            "changes_since_genesis": sets.changes_in_force_at(height),
+        },
+    });
+    if let Some(file) = history {
+        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, file, trusted)?;
+        text.push_str(&t);
+        j["consent"] = c;
+    }
+    Ok(Output { text, json: j })
 }
 
 /// `audit validator-sets`: the node's chain of changes, verified, merged, printed, written.

@@ -482,6 +482,179 @@ impl VerifiedHistory {
     }
 }
 
+/// The patient an access or break-glass receipt is about, or `None` for any other event.
+pub fn request_patient(receipt: &Receipt) -> Option<PublicKey> {
+    match &receipt.event.event.payload {
+        EventPayload::AccessRequest(a) => Some(a.patient),
+        EventPayload::BreakGlassRequest(b) => Some(b.patient),
+        _ => None,
+    }
+}
+
+/// Consent at *t* and absence (PROTOCOL.md §11.4) for a verified access or break-glass
+/// receipt: reads the §11.3 history answer in `history_file`, verifies it against the genesis
+/// for the request's patient ([`verify`]), and checks the receipt's decision in it
+/// ([`check_in_history`]). Returns the lines to print and the `consent` JSON object.
+pub fn consent_check(
+    genesis: &Genesis,
+    receipt: &Receipt,
+    outcome: &Outcome,
+    history_file: &Path,
+    trusted: Option<&Path>,
+) -> Result<(String, Value), CliError> {
+    let patient = request_patient(receipt).ok_or_else(|| {
+        CliError::Invalid(format!(
+            "--history: event {} is a {} event, not an access or break-glass request: there is \
+             no decision to re-derive",
+            receipt.event_id(),
+            receipt.event.event.payload.kind()
+        ))
+    })?;
+    let text = std::fs::read_to_string(history_file)
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", history_file.display())))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| {
+        CliError::Invalid(format!(
+            "{}: not a patient history answer: {e}",
+            history_file.display()
+        ))
+    })?;
+    let h = verify(genesis, &patient, &v, trusted)?;
+    check_in_history(genesis, &h, receipt, outcome)
+}
+
+/// Finds the receipt's event in the verified history `h`, re-derives its decision from the
+/// events before it by the rule of §6.1 (§6.5 for break-glass), the requester's organisation
+/// and role taken from the genesis actors, and compares it with the receipt's outcome. Exit 6
+/// (`Mismatch`) when the event is not in the history, when the history records another outcome
+/// for it, or when the re-derived decision differs, naming the grant at fault.
+pub fn check_in_history(
+    genesis: &Genesis,
+    h: &VerifiedHistory,
+    receipt: &Receipt,
+    outcome: &Outcome,
+) -> Result<(String, Value), CliError> {
+    use twinledger_core::consent_proof::{
+        ConsentProofError, HistoryEntry, Requester, verify_decision,
+    };
+    let id = receipt.event_id();
+    let height = receipt.header.height;
+    let tip = h.header.height;
+    let Some(index) = h.events.iter().position(|e| e.id == id) else {
+        return Err(mismatch(if height > tip {
+            format!(
+                "event {id} (block {height}) is not in the patient's history, which ends at block \
+                 {tip}: fetch a history at or after block {height}"
+            )
+        } else {
+            format!(
+                "event {id} (block {height}) is missing from the patient's history complete up to \
+                 block {tip}: the receipt and the history are of two different chains"
+            )
+        }));
+    };
+    if h.events[index].outcome != *outcome {
+        return Err(mismatch(format!(
+            "the history records outcome {} for event {id}, the receipt {}",
+            json!(h.events[index].outcome),
+            json!(outcome)
+        )));
+    }
+    let author = receipt.event.event.author;
+    let actor = genesis
+        .actors
+        .iter()
+        .find(|a| a.key == author)
+        .ok_or_else(|| {
+            CliError::Invalid(format!(
+                "requester {author} is not a genesis actor: its organisation and role at the \
+                 request are not proven by the genesis or the history (an actor enrolled later \
+                 cannot be checked yet, PROTOCOL.md §11.4)"
+            ))
+        })?;
+    let requester = Requester {
+        key: author,
+        organisation: actor.organisation,
+        role: actor.role,
+    };
+    let entries: Vec<HistoryEntry> = h.events[..=index]
+        .iter()
+        .map(|e| HistoryEntry {
+            id: e.id,
+            event: e.event.clone(),
+            outcome: e.outcome,
+            height: e.height,
+            time: twinledger_core::Timestamp(e.time),
+        })
+        .collect();
+    let proof = verify_decision(&h.patient, &entries, index, &requester).map_err(|e| match e {
+        ConsentProofError::Disagrees(_) | ConsentProofError::Inconsistent { .. } => {
+            mismatch(format!("consent: {e}"))
+        }
+        other => CliError::Invalid(format!("consent: {other}")),
+    })?;
+    let mut text = format!(
+        "consent:   re-derived from the patient's history ({} events, complete at block {tip}): \
+         {} of request {id} by {} ({}, organisation {})\n",
+        h.record.count,
+        crate::receipt::describe_outcome(&Outcome::Access(proof.decision)),
+        author,
+        requester.role,
+        requester.organisation
+    );
+    let line = |g: &twinledger_core::consent_proof::GrantCheck| {
+        let by = match g.granted_by {
+            twinledger_core::state::records::GrantedBy::Patient => "the patient".to_string(),
+            twinledger_core::state::records::GrantedBy::Delegate(d) => {
+                format!("a delegate under delegation {d}")
+            }
+        };
+        format!("grant {} (block {}, by {by})", g.grant, g.height)
+    };
+    match proof.decision {
+        twinledger_core::Decision::Permit { .. } => {
+            if let Some(g) = proof.permitting() {
+                text.push_str(&format!(
+                    "           {} was live at the request: not revoked, in its validity window, \
+                     grantee, category, purpose and action covered{}\n",
+                    line(g),
+                    match g.granted_by {
+                        twinledger_core::state::records::GrantedBy::Patient => "",
+                        _ => ", delegation live",
+                    }
+                ));
+            }
+        }
+        twinledger_core::Decision::Deny {
+            reason: twinledger_core::DenyReason::NoCoveringGrant,
+        } => {
+            if proof.grants.is_empty() {
+                text.push_str("           no grant of the patient before the request\n");
+            }
+            for g in &proof.grants {
+                let why: Vec<String> = g.not_covering.iter().map(|n| n.to_string()).collect();
+                text.push_str(&format!("           {}: {}\n", line(g), why.join(", ")));
+            }
+        }
+        _ => text.push_str(&format!(
+            "           break-glass: role {} {} break glass (§6.5)\n",
+            requester.role,
+            if requester.role.may_break_glass() {
+                "may"
+            } else {
+                "may not"
+            }
+        )),
+    }
+    let j = json!({
+        "verified": true,
+        "history": h.summary_json(),
+        "decision": proof.decision,
+        "requester": requester,
+        "grants": proof.grants,
+    });
+    Ok((text, j))
+}
+
 #[cfg(test)]
 mod tests {
     //! The attacker: a node that omits an event, adds one of another patient, reorders two,
@@ -784,5 +957,128 @@ mod tests {
         let mut v = honest;
         v["complete"] = json!(true);
         refused(&dc.genesis, &p, &v, "unknown field");
+    }
+
+    // Consent at t and absence (PROTOCOL.md §11.4).
+
+    fn receipt_of(dc: &DevChain, id: EventId) -> Receipt {
+        receipts(dc)
+            .into_iter()
+            .find(|r| r.event_id() == id)
+            .unwrap()
+    }
+
+    fn mismatch_naming(r: Result<(String, Value), CliError>, needles: &[&str]) {
+        match r {
+            Err(e @ CliError::Mismatch(_)) => {
+                for n in needles {
+                    assert!(e.to_string().contains(n), "{n:?} not in: {e}");
+                }
+                assert_eq!(e.exit_code(), crate::exit::MISMATCH);
+            }
+            other => panic!("expected a mismatch naming {needles:?}, got {other:?}"),
+        }
+    }
+
+    /// A genuine permit names its live grant; a genuine deny names why each grant did not
+    /// cover; a break-glass access is re-derived from the role.
+    #[test]
+    fn consent_genuine_permit_deny_and_break_glass_verify() {
+        let (dc, alice, _) = chain();
+        let g = dc.genesis.clone();
+        let h = verify(&g, &alice.public(), &answer(&dc, &alice.public()), None).unwrap();
+        let grant_id = h.events[0].id;
+        for (i, want) in [(1, "permit"), (2, "deny"), (3, "break-glass")] {
+            let e = &h.events[i];
+            let r = receipt_of(&dc, e.id);
+            let (text, j) = check_in_history(&g, &h, &r, &e.outcome).unwrap();
+            assert!(text.contains(want), "{text}");
+            assert_eq!(
+                j["decision"],
+                json!(match e.outcome {
+                    Outcome::Access(d) => d,
+                    Outcome::Applied => unreachable!(),
+                })
+            );
+            if i == 1 {
+                assert!(text.contains(&format!("grant {grant_id}")), "{text}");
+                assert!(text.contains("was live at the request"), "{text}");
+            }
+            if i == 2 {
+                assert!(text.contains("category not granted"), "{text}");
+            }
+        }
+    }
+
+    /// A permit whose grant the history shows revoked before the request is refused; so is a
+    /// deny for which the history shows a live covering grant (naming it); and a request that
+    /// is not in the history.
+    #[test]
+    fn consent_forged_decisions_and_missing_events_are_refused() {
+        let mut dc = DevChain::new(1);
+        let alice = dev_key("history/alice");
+        let phys = dc.physician.clone();
+        let ga = dc.event(&alice, grant(&alice, phys.public()));
+        let gid = ga.id();
+        assert!(dc.commit(vec![ga]).rejected.is_empty());
+        let early = dc.event(&phys, access(&alice, DataCategory::VitalSigns));
+        let early_id = early.id();
+        assert!(dc.commit(vec![early]).rejected.is_empty());
+        let before_revoke = answer(&dc, &alice.public());
+        let rv = dc.event(
+            &alice,
+            EventPayload::ConsentRevoke(twinledger_core::event::consent::ConsentRevoke {
+                patient: alice.public(),
+                grant: gid,
+            }),
+        );
+        assert!(dc.commit(vec![rv]).rejected.is_empty());
+        let late = dc.event(&phys, access(&alice, DataCategory::VitalSigns));
+        let late_id = late.id();
+        assert!(dc.commit(vec![late]).rejected.is_empty());
+        let g = dc.genesis.clone();
+        let h = verify(&g, &alice.public(), &answer(&dc, &alice.public()), None).unwrap();
+        let permit = Outcome::Access(Decision::Permit { grant: gid });
+        let deny = Outcome::Access(Decision::Deny {
+            reason: DenyReason::NoCoveringGrant,
+        });
+        // Genuine: permit before the revoke, deny after.
+        assert!(check_in_history(&g, &h, &receipt_of(&dc, early_id), &permit).is_ok());
+        let (text, _) = check_in_history(&g, &h, &receipt_of(&dc, late_id), &deny).unwrap();
+        assert!(text.contains("revoked at block"), "{text}");
+        // Forged: the late request recorded as a permit under the revoked grant.
+        let mut forged = h.clone();
+        let i = forged.events.iter().position(|e| e.id == late_id).unwrap();
+        forged.events[i].outcome = permit;
+        mismatch_naming(
+            check_in_history(&g, &forged, &receipt_of(&dc, late_id), &permit),
+            &[&format!("grant {gid} did not cover it: revoked at block")],
+        );
+        // Forged: the early request recorded as a deny although the grant was live.
+        let mut forged = h.clone();
+        let i = forged.events.iter().position(|e| e.id == early_id).unwrap();
+        forged.events[i].outcome = deny;
+        mismatch_naming(
+            check_in_history(&g, &forged, &receipt_of(&dc, early_id), &deny),
+            &[&format!("grant {gid}"), "would have permitted"],
+        );
+        // The history says one outcome, the receipt another.
+        mismatch_naming(
+            check_in_history(&g, &h, &receipt_of(&dc, early_id), &deny),
+            &["the history records outcome"],
+        );
+        // A history that ends before the request.
+        let old = verify(&g, &alice.public(), &before_revoke, None).unwrap();
+        mismatch_naming(
+            check_in_history(&g, &old, &receipt_of(&dc, late_id), &deny),
+            &[&format!("event {late_id}"), "not in the patient's history"],
+        );
+        // A history with the request left out (a forged list: the count would catch it).
+        let mut gap = h.clone();
+        gap.events.retain(|e| e.id != late_id);
+        mismatch_naming(
+            check_in_history(&g, &gap, &receipt_of(&dc, late_id), &deny),
+            &["missing from the patient's history"],
+        );
     }
 }

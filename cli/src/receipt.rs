@@ -150,6 +150,12 @@ pub enum ReceiptCommand {
         /// Exit 4 unless the receipt proves a permitted access.
         #[arg(long)]
         require_permit: bool,
+        /// The patient's history (the answer of `GET /v1/patients/{did}/history`, PROTOCOL.md
+        /// §11.3) at or after the receipt's block: verified, then the decision is re-derived
+        /// from the events before the request (§11.4) and must be the receipt's; prints the
+        /// grant that was live, or why each grant did not cover a deny (exit 6 if not).
+        #[arg(long)]
+        history: Option<PathBuf>,
         /// What the receipt must permit.
         #[command(flatten)]
         expect: Expect,
@@ -460,6 +466,7 @@ pub fn run(args: &ReceiptArgs) -> Result<Output, CliError> {
         genesis,
         validator_sets,
         require_permit,
+        history,
         expect,
     } = &args.command;
     verify_file(
@@ -467,6 +474,7 @@ pub fn run(args: &ReceiptArgs) -> Result<Output, CliError> {
         genesis,
         validator_sets.as_deref(),
         *require_permit,
+        history.as_deref(),
         expect,
         crate::time::now_ms,
     )
@@ -477,6 +485,7 @@ fn verify_file(
     genesis: &Path,
     trusted: Option<&Path>,
     require_permit: bool,
+    history: Option<&Path>,
     expect: &Expect,
     now_ms: impl Fn() -> Result<u64, CliError>,
 ) -> Result<Output, CliError> {
@@ -573,6 +582,11 @@ fn verify_file(
     }
     if !checked.is_empty() {
         text.push_str(&format!("checked:   {}\n", checked.join(", ")));
+    }
+    if let Some(file) = history {
+        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, file, trusted)?;
+        text.push_str(&t);
+        j["consent"] = c;
     }
     if require_permit
         && !matches!(

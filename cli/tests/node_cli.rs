@@ -214,6 +214,24 @@ async fn patient_and_clinician_flows_against_a_node() {
     )
     .await;
     assert!(o.status.success(), "{}", err(&o));
+    // Consent at t and absence (PROTOCOL.md §11.4): the patient's history, saved now, ends
+    // before the next request.
+    let early_history = dir.path().join("history-early.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "history",
+            "--key",
+            &patient_file,
+            "--out",
+            early_history.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
     let again = dir.path().join("again.json");
     let o = run(
         &node,
@@ -236,6 +254,60 @@ async fn patient_and_clinician_flows_against_a_node() {
     )
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    // With the history saved after it: the permit was under a live grant, the deny after the
+    // revoke names the revoke; a history that ends before the request is refused (exit 6).
+    let history = dir.path().join("history.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "history",
+            "--key",
+            &patient_file,
+            "--out",
+            history.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let check = async |receipt: &Path, hist: &Path| {
+        run(
+            &node,
+            &[
+                "receipt",
+                "verify",
+                receipt.to_str().unwrap(),
+                "--genesis",
+                genesis,
+                "--history",
+                hist.to_str().unwrap(),
+            ],
+        )
+        .await
+    };
+    let o = check(&heart, &history).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains(&format!("grant {grant_id}")), "{out}");
+    assert!(out.contains("was live at the request"), "{out}");
+    let o = check(&again, &history).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("revoked at block"), "{out}");
+    let o = check(&genome, &history).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("category not granted"),
+        "{}",
+        err(&o)
+    );
+    let o = check(&again, &early_history).await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        err(&o).contains("not in the patient's history"),
+        "{}",
+        err(&o)
+    );
     let o = run(
         &node,
         &["--json", "consent", "list", "--key", &patient_file],
