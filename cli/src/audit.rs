@@ -103,6 +103,11 @@ pub enum AuditCommand {
         /// Where to write the bundle.
         #[arg(long)]
         out: PathBuf,
+        /// Embed the patient's certified history (PROTOCOL.md §11.3) in the bundle (version 3,
+        /// §11.4), for an access or break-glass event, so that `verify-bundle` re-derives its
+        /// decision offline; the key must be allowed to read the patient's records.
+        #[arg(long)]
+        with_history: bool,
     },
     /// Verify an evidence bundle offline against the genesis and the bundle's chain of
     /// validator-set changes: the receipt against the set in force at its height, and every
@@ -412,6 +417,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             pass,
             event,
             out,
+            with_history,
         } => {
             if out.exists() {
                 return Err(CliError::Invalid(format!(
@@ -422,8 +428,9 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             let id = twinledger_core::EventId::from_hex(event)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(key, pass)?;
-            let v = NodeClient::connect(node)?.signed_get(&key, &format!("/v1/events/{id}"))?;
-            let bundle = json!({
+            let client = NodeClient::connect(node)?;
+            let v = client.signed_get(&key, &format!("/v1/events/{id}"))?;
+            let mut bundle = json!({
                 "kind": crate::receipt::BUNDLE_KIND,
                 "version": 2,
                 "id": id,
@@ -431,6 +438,20 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
                 "receipt": v["receipt"],
                 CHANGES: v.get(CHANGES).cloned().unwrap_or_else(|| json!([])),
             });
+            if *with_history {
+                let receipt: twinledger_core::Receipt =
+                    crate::receipt::canonical(&v["receipt"], "receipt")?;
+                let patient = crate::history::request_patient(&receipt).ok_or_else(|| {
+                    CliError::Invalid(format!(
+                        "--with-history: event {id} is a {} event, not an access or break-glass \
+                         request",
+                        receipt.event.event.payload.kind()
+                    ))
+                })?;
+                let h = client.signed_get(&key, &format!("/v1/patients/{patient}/history"))?;
+                bundle["version"] = json!(3);
+                bundle["history"] = h;
+            }
             std::fs::write(out, serde_json::to_string_pretty(&bundle).expect("json"))
                 .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
             Ok(Output {
@@ -913,8 +934,8 @@ fn verify_bundle(
             "changes_since_genesis": sets.changes_in_force_at(height),
         },
     });
-    if let Some(file) = history {
-        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, file, trusted)?;
+    if let Some(h) = crate::history::history_for(&v, history)? {
+        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, &h, trusted)?;
         text.push_str(&t);
         j["consent"] = c;
     }

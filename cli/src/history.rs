@@ -492,14 +492,14 @@ pub fn request_patient(receipt: &Receipt) -> Option<PublicKey> {
 }
 
 /// Consent at *t* and absence (PROTOCOL.md §11.4) for a verified access or break-glass
-/// receipt: reads the §11.3 history answer in `history_file`, verifies it against the genesis
+/// receipt: takes the §11.3 history answer `v` ([`history_for`]), verifies it against the genesis
 /// for the request's patient ([`verify`]), and checks the receipt's decision in it
 /// ([`check_in_history`]). Returns the lines to print and the `consent` JSON object.
 pub fn consent_check(
     genesis: &Genesis,
     receipt: &Receipt,
     outcome: &Outcome,
-    history_file: &Path,
+    v: &Value,
     trusted: Option<&Path>,
 ) -> Result<(String, Value), CliError> {
     let patient = request_patient(receipt).ok_or_else(|| {
@@ -510,16 +510,26 @@ pub fn consent_check(
             receipt.event.event.payload.kind()
         ))
     })?;
-    let text = std::fs::read_to_string(history_file)
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", history_file.display())))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| {
-        CliError::Invalid(format!(
-            "{}: not a patient history answer: {e}",
-            history_file.display()
-        ))
-    })?;
-    let h = verify(genesis, &patient, &v, trusted)?;
+    let h = verify(genesis, &patient, v, trusted)?;
     check_in_history(genesis, &h, receipt, outcome)
+}
+
+/// The patient history to check a receipt file or bundle `v` against (PROTOCOL.md §11.4): the
+/// §11.3 answer in `file` (`--history`) if given, else the `history` of an evidence bundle of
+/// version 3, else none.
+pub fn history_for(v: &Value, file: Option<&Path>) -> Result<Option<Value>, CliError> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+        let h: Value = serde_json::from_str(&text).map_err(|e| {
+            CliError::Invalid(format!(
+                "{}: not a patient history answer: {e}",
+                file.display()
+            ))
+        })?;
+        return Ok(Some(h));
+    }
+    Ok(v.get("kind").and_then(|_| v.get("history")).cloned())
 }
 
 /// Finds the receipt's event in the verified history `h`, re-derives its decision from the

@@ -64,9 +64,12 @@ pub fn read_evidence(v: &Value) -> Result<(Receipt, Vec<Receipt>), CliError> {
         let keys: &[&str] = match obj.get("version").and_then(Value::as_u64) {
             Some(1) => &["kind", "version", "id", "outcome", "receipt"],
             Some(2) => &["kind", "version", "id", "outcome", "receipt", CHANGES],
+            Some(3) => &[
+                "kind", "version", "id", "outcome", "receipt", CHANGES, "history",
+            ],
             _ => {
                 return Err(CliError::Mismatch(format!(
-                    "field `version` is {}, not 1 or 2",
+                    "field `version` is {}, not 1, 2 or 3",
                     obj.get("version").unwrap_or(&Value::Null)
                 )));
             }
@@ -583,8 +586,8 @@ fn verify_file(
     if !checked.is_empty() {
         text.push_str(&format!("checked:   {}\n", checked.join(", ")));
     }
-    if let Some(file) = history {
-        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, file, trusted)?;
+    if let Some(h) = crate::history::history_for(&v, history)? {
+        let (t, c) = crate::history::consent_check(&ledger, &receipt, &outcome, &h, trusted)?;
         text.push_str(&t);
         j["consent"] = c;
     }

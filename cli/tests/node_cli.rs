@@ -308,6 +308,64 @@ async fn patient_and_clinician_flows_against_a_node() {
         "{}",
         err(&o)
     );
+    // The bundle can carry the history (version 3): verify-bundle re-derives offline; a
+    // history swapped for one that ends before the request is refused.
+    let again_id =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&again).unwrap())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let b3 = dir.path().join("again.evidence.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "prove",
+            "--key",
+            &patient_file,
+            &again_id,
+            "--with-history",
+            "--out",
+            b3.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let verify_bundle = async |b: &Path| {
+        run(
+            &node,
+            &[
+                "audit",
+                "verify-bundle",
+                b.to_str().unwrap(),
+                "--genesis",
+                genesis,
+            ],
+        )
+        .await
+    };
+    let o = verify_bundle(&b3).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("revoked at block"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let mut swapped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&b3).unwrap()).unwrap();
+    assert_eq!(swapped["version"], 3);
+    swapped["history"] =
+        serde_json::from_str(&std::fs::read_to_string(&early_history).unwrap()).unwrap();
+    let b3_bad = dir.path().join("again.swapped.json");
+    std::fs::write(&b3_bad, swapped.to_string()).unwrap();
+    let o = verify_bundle(&b3_bad).await;
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        err(&o).contains("not in the patient's history"),
+        "{}",
+        err(&o)
+    );
     let o = run(
         &node,
         &["--json", "consent", "list", "--key", &patient_file],
