@@ -1054,8 +1054,20 @@ mod tests {
         });
         // Genuine: permit before the revoke, deny after.
         assert!(check_in_history(&g, &h, &receipt_of(&dc, early_id), &permit).is_ok());
-        let (text, _) = check_in_history(&g, &h, &receipt_of(&dc, late_id), &deny).unwrap();
+        let (text, j) = check_in_history(&g, &h, &receipt_of(&dc, late_id), &deny).unwrap();
         assert!(text.contains("revoked at block"), "{text}");
+        // The JSON form of §11.4.
+        let g0 = &j["grants"][0];
+        assert_eq!(g0["grant"], json!(gid));
+        assert_eq!(g0["granted_by"], json!("Patient"));
+        assert!(
+            g0["not_covering"][0]["revoked"]["at_height"].is_u64(),
+            "{j}"
+        );
+        assert_eq!(
+            j["decision"],
+            json!({"deny": {"reason": "no_covering_grant"}})
+        );
         // Forged: the late request recorded as a permit under the revoked grant.
         let mut forged = h.clone();
         let i = forged.events.iter().position(|e| e.id == late_id).unwrap();
