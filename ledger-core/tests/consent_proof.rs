@@ -625,6 +625,33 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             e.id,
             e.height
         );
+        // Any other recorded outcome is refused: a deny instead of a permit, a permit under
+        // any other grant of the patient, a break-glass outcome for another role.
+        let mut forged: Vec<Outcome> = proof
+            .grants
+            .iter()
+            .map(|g| Outcome::Access(Decision::Permit { grant: g.grant }))
+            .collect();
+        forged.push(Outcome::Access(Decision::Deny {
+            reason: DenyReason::NoCoveringGrant,
+        }));
+        forged.push(Outcome::Access(Decision::BreakGlass));
+        forged.push(Outcome::Access(Decision::Deny {
+            reason: DenyReason::RoleMayNotBreakGlass,
+        }));
+        for f in forged.into_iter().filter(|f| *f != e.outcome) {
+            let mut hf = h.clone();
+            hf[i].outcome = f;
+            prop_assert!(
+                matches!(
+                    verify_decision(&p, &hf, i, &who),
+                    Err(ConsentProofError::Disagrees(_))
+                ),
+                "forged outcome {:?} of request {} accepted",
+                f,
+                e.id
+            );
+        }
         // A permit's grant covers; a deny's grants each name a reason.
         match proof.decision {
             Decision::Permit { grant } => {
