@@ -23,15 +23,8 @@ use twinledger_core::*;
 
 /// The patient an event concerns (§6.10; reviews are not generated here).
 fn concerns(ev: &SignedEvent) -> Option<PublicKey> {
-    match &ev.event.payload {
-        EventPayload::ConsentGrant(p) => Some(p.patient),
-        EventPayload::ConsentRevoke(p) => Some(p.patient),
-        EventPayload::DelegateGrant(p) => Some(p.patient),
-        EventPayload::DelegateRevoke(p) => Some(p.patient),
-        EventPayload::KeyRotation(p) => Some(p.patient),
-        EventPayload::AccessRequest(p) => Some(p.patient),
-        EventPayload::BreakGlassRequest(p) => Some(p.patient),
-        EventPayload::TwinAnchor(p) => Some(p.patient),
+    match ev.event.payload.concerns() {
+        twinledger_core::event::Concerns::Patient(p) => Some(p),
         _ => None,
     }
 }

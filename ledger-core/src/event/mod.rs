@@ -82,7 +82,39 @@ pub enum EventPayload {
     Misbehaviour(crate::consensus::DoubleSign),
 }
 
+/// Whom an event is about, as far as the event alone says (PROTOCOL.md §6.10, patient-events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concerns {
+    /// The patient the payload names.
+    Patient(PublicKey),
+    /// A break-glass review: the patient of the break-glass request it reviews (that request
+    /// names it; the state's break-glass record, or the request itself, answers).
+    ReviewOf(EventId),
+    /// No patient (membership, governance, misbehaviour).
+    Nobody,
+}
+
 impl EventPayload {
+    /// Whom this payload is about (§6.10). The one place that says which payloads concern a
+    /// patient: the state machine, the node's indexes and offline verifiers all start here.
+    pub fn concerns(&self) -> Concerns {
+        match self {
+            EventPayload::ConsentGrant(p) => Concerns::Patient(p.patient),
+            EventPayload::ConsentRevoke(p) => Concerns::Patient(p.patient),
+            EventPayload::DelegateGrant(p) => Concerns::Patient(p.patient),
+            EventPayload::DelegateRevoke(p) => Concerns::Patient(p.patient),
+            EventPayload::KeyRotation(p) => Concerns::Patient(p.patient),
+            EventPayload::AccessRequest(p) => Concerns::Patient(p.patient),
+            EventPayload::BreakGlassRequest(p) => Concerns::Patient(p.patient),
+            EventPayload::BreakGlassReview(p) => Concerns::ReviewOf(p.request),
+            EventPayload::TwinAnchor(p) => Concerns::Patient(p.patient),
+            EventPayload::ActorEnrol(_)
+            | EventPayload::ActorRevoke(_)
+            | EventPayload::Governance(_)
+            | EventPayload::Misbehaviour(_) => Concerns::Nobody,
+        }
+    }
+
     /// A short name for logs and errors.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -19,7 +19,7 @@ use records::*;
 use crate::block::{BLOCK_VERSION, Block, BlockHeader, BlockResults, Outcome};
 use crate::codec;
 use crate::codes::Role;
-use crate::event::{EventPayload, SignedEvent};
+use crate::event::{Concerns, EventPayload, SignedEvent};
 use crate::hash::{ChainId, EventId, Hash, TwinId, domain, hash_in};
 use crate::keys::PublicKey;
 use crate::merkle::{Blake3Tree, Frontier, TreeHasher, mth};
@@ -592,20 +592,10 @@ impl State {
     /// The patient an event concerns, if any (a break-glass review concerns the patient of the
     /// access it reviews). What a node indexes events by and checks reads against.
     pub fn patient_concerned(&self, ev: &SignedEvent) -> Option<PublicKey> {
-        match &ev.event.payload {
-            EventPayload::ConsentGrant(p) => Some(p.patient),
-            EventPayload::ConsentRevoke(p) => Some(p.patient),
-            EventPayload::DelegateGrant(p) => Some(p.patient),
-            EventPayload::DelegateRevoke(p) => Some(p.patient),
-            EventPayload::KeyRotation(p) => Some(p.patient),
-            EventPayload::AccessRequest(p) => Some(p.patient),
-            EventPayload::BreakGlassRequest(p) => Some(p.patient),
-            EventPayload::BreakGlassReview(p) => self.break_glass(&p.request).map(|b| b.patient),
-            EventPayload::TwinAnchor(p) => Some(p.patient),
-            EventPayload::ActorEnrol(_)
-            | EventPayload::ActorRevoke(_)
-            | EventPayload::Governance(_)
-            | EventPayload::Misbehaviour(_) => None,
+        match ev.event.payload.concerns() {
+            Concerns::Patient(p) => Some(p),
+            Concerns::ReviewOf(request) => self.break_glass(&request).map(|b| b.patient),
+            Concerns::Nobody => None,
         }
     }
 
