@@ -9,15 +9,17 @@
 //! patient-events record verifies against the tip's `state_hash` (§6.10); every event receipt
 //! verifies against the set in force at its height (§9.2), lies at or before the tip and comes
 //! after the one before it in the log; every event concerns the patient (§6.10); and the count
-//! and chain head recomputed from the events' ids, in order, are the proven record. Any
-//! mismatch is a [`CliError::Mismatch`] (exit 6) naming what is wrong.
+//! and chain head recomputed from the events' ids, in order, are the proven record; and the
+//! actor record of every author of an access or break-glass request among the events is proven
+//! against the same `state_hash` (`actors`, §11.3). Any mismatch is a [`CliError::Mismatch`]
+//! (exit 6) naming what is wrong.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::{Value, json};
-use twinledger_core::state::records::PatientEvents;
+use twinledger_core::state::records::{ActorRecord, PatientEvents};
 use twinledger_core::{
     BlockHeader, CommitCertificate, Decision, EventId, EventPayload, Genesis, Outcome, PublicKey,
     Receipt, SignedEvent, StateProof, Table, codec,
@@ -38,6 +40,11 @@ const KEYS: [&str; 8] = [
     "state_proof",
     "events",
 ];
+
+/// The key of the requesters' actor records and proofs (§11.3). Optional: an answer saved
+/// before it existed has none, and its requesters are then looked up among the genesis actors
+/// only (§11.4).
+const ACTORS: &str = "actors";
 
 /// Largest encoded state proof accepted (257 siblings of 65 bytes, a leaf and a value).
 const MAX_PROOF_BYTES: usize = 64 * 1024;
@@ -87,6 +94,10 @@ pub struct VerifiedHistory {
     pub record: PatientEvents,
     /// The events, in chain order.
     pub events: Vec<VerifiedEvent>,
+    /// The actor record of every author of a request among the events, proven against the
+    /// tip's state hash (§11.3 `actors`); `None` when the answer has no `actors` key (saved
+    /// before it existed): the requesters are then known from the genesis only.
+    pub actors: Option<BTreeMap<PublicKey, ActorRecord>>,
 }
 
 fn mismatch(what: impl Into<String>) -> CliError {
@@ -134,7 +145,10 @@ pub fn verify(
     let obj = v
         .as_object()
         .ok_or_else(|| CliError::Invalid("the history answer is not a JSON object".into()))?;
-    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !KEYS.contains(&k.as_str()) && k.as_str() != ACTORS)
+    {
         return Err(mismatch(format!(
             "the history answer holds an unknown field `{k}`: refusing what the proof does not bind"
         )));
@@ -332,12 +346,133 @@ pub fn verify(
             record.count, recomputed.head, record.head
         )));
     }
+    // 6. The requesters' actor records, proven against the same state hash.
+    let actors = match obj.get(ACTORS) {
+        None => None,
+        Some(a) => Some(verify_actors(a, &header, &events)?),
+    };
     Ok(VerifiedHistory {
         patient: *patient,
         header,
         record,
         events,
+        actors,
     })
+}
+
+/// Verifies the `actors` of a history answer (§11.3): exactly one entry per distinct author of
+/// an `AccessRequest` or `BreakGlassRequest` among `events`, each a state proof of
+/// `actor[author]` against the tip's `state_hash` (§6.10) proving exactly the given `record`.
+/// An accepted request's author is always an actor (an unknown author is refused, §6), and an
+/// actor record is never deleted, so a record proven absent is refused too.
+fn verify_actors(
+    v: &Value,
+    header: &BlockHeader,
+    events: &[VerifiedEvent],
+) -> Result<BTreeMap<PublicKey, ActorRecord>, CliError> {
+    let tip = header.height;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CliError::Invalid(format!("field `{ACTORS}` is not a JSON object")))?;
+    let authors: std::collections::BTreeSet<PublicKey> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.event.payload,
+                EventPayload::AccessRequest(_) | EventPayload::BreakGlassRequest(_)
+            )
+        })
+        .map(|e| e.event.event.author)
+        .collect();
+    let mut out = BTreeMap::new();
+    for (did, entry) in obj {
+        let key = PublicKey::from_did(did).map_err(|e| {
+            CliError::Invalid(format!("field `{ACTORS}`: `{did}` is not a did:key: {e}"))
+        })?;
+        if key.to_string() != *did {
+            return Err(mismatch(format!(
+                "field `{ACTORS}`: `{did}` is not in its canonical form"
+            )));
+        }
+        if !authors.contains(&key) {
+            return Err(mismatch(format!(
+                "field `{ACTORS}` holds actor {key}, who authored no access or break-glass request                  of this history: an extra entry"
+            )));
+        }
+        let e = entry.as_object().ok_or_else(|| {
+            CliError::Invalid(format!(
+                "field `{ACTORS}` of actor {key} is not a JSON object"
+            ))
+        })?;
+        if let Some(k) = e
+            .keys()
+            .find(|k| !["record", "state_proof"].contains(&k.as_str()))
+        {
+            return Err(mismatch(format!(
+                "field `{ACTORS}` of actor {key} holds an unknown field `{k}`: refusing what the                  proof does not bind"
+            )));
+        }
+        let proof_hex = e
+            .get("state_proof")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "field `{ACTORS}` of actor {key}: `state_proof` is not a hex string"
+                ))
+            })?;
+        let proof_bytes = hex::decode(proof_hex).map_err(|err| {
+            CliError::Invalid(format!(
+                "field `{ACTORS}` of actor {key}: `state_proof` is not hex: {err}"
+            ))
+        })?;
+        let proof = StateProof::from_bytes(&proof_bytes, MAX_PROOF_BYTES).map_err(|err| {
+            CliError::Invalid(format!(
+                "field `{ACTORS}` of actor {key}: `state_proof` does not decode: {err}"
+            ))
+        })?;
+        let proven = proof
+            .verify_value(header.state_hash, Table::Actor, &codec::encode(&key))
+            .map_err(|err| {
+                mismatch(format!(
+                    "the state proof of the actor record of {key} does not verify against the                      tip's state hash {} (block {tip}): {err}",
+                    header.state_hash
+                ))
+            })?
+            .map(|bytes| {
+                codec::decode::<ActorRecord>("actor record", bytes, 128).map_err(|err| {
+                    mismatch(format!("the proven actor record of {key}: {err}"))
+                })
+            })
+            .transpose()?;
+        let claimed: Option<ActorRecord> = match e.get("record") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(crate::receipt::canonical(
+                r,
+                &format!("{ACTORS}[{key}].record"),
+            )?),
+        };
+        if claimed != proven {
+            return Err(mismatch(format!(
+                "the actor record of {key} is given as {}, but its state proof proves {} at \
+                 block {tip}: the node lies about the requester",
+                json!(claimed),
+                json!(proven)
+            )));
+        }
+        let Some(record) = proven else {
+            return Err(mismatch(format!(
+                "actor {key} authored an accepted request, but the state proves it has no actor                  record at block {tip}"
+            )));
+        };
+        out.insert(key, record);
+    }
+    if let Some(missing) = authors.iter().find(|a| !out.contains_key(a)) {
+        return Err(mismatch(format!(
+            "field `{ACTORS}` has no proven actor record for {missing}, the author of a request \
+             in this history: an omitted entry"
+        )));
+    }
+    Ok(out)
 }
 
 /// Fetches the patient's history from the node as `key` and verifies it against the genesis
@@ -377,8 +512,9 @@ impl VerifiedHistory {
 
     /// The access and break-glass requests, shaped as the node's accesses answer
     /// (`GET /v1/patients/{did}/accesses`), built from the verified events only. The
-    /// organisation of the requester is the genesis's when the actor is a genesis actor (an
-    /// actor's enrolment is not one of the patient's events); otherwise `null`.
+    /// organisation of the requester is that of its proven actor record (`actors`, §11.3), else
+    /// the genesis's when the actor is a genesis actor (an actor's enrolment is not one of the
+    /// patient's events); otherwise `null`.
     pub fn accesses(&self, genesis: &Genesis) -> Vec<Value> {
         let mut reviews: BTreeMap<EventId, Value> = BTreeMap::new();
         for e in &self.events {
@@ -403,11 +539,18 @@ impl VerifiedHistory {
                     _ => return None,
                 };
                 let actor = e.event.event.author;
-                let organisation = genesis
+                let organisation = self
                     .actors
-                    .iter()
-                    .find(|a| a.key == actor)
-                    .map(|a| a.organisation);
+                    .as_ref()
+                    .and_then(|m| m.get(&actor))
+                    .map(|a| a.organisation)
+                    .or_else(|| {
+                        genesis
+                            .actors
+                            .iter()
+                            .find(|a| a.key == actor)
+                            .map(|a| a.organisation)
+                    });
                 Some(json!({
                     "id": e.id, "leaf": e.leaf, "height": e.height, "time": e.time,
                     "actor": actor, "organisation": organisation,
@@ -534,7 +677,9 @@ pub fn history_for(v: &Value, file: Option<&Path>) -> Result<Option<Value>, CliE
 
 /// Finds the receipt's event in the verified history `h`, re-derives its decision from the
 /// events before it by the rule of §6.1 (§6.5 for break-glass), the requester's organisation
-/// and role taken from the genesis actors, and compares it with the receipt's outcome. Exit 6
+/// and role taken from its actor record proven at the history's tip ([`VerifiedHistory::actors`];
+/// from the genesis actors only for an answer without `actors`), and compares it with the
+/// receipt's outcome. Exit 6
 /// (`Mismatch`) when the event is not in the history, when the history records another outcome
 /// for it, or when the re-derived decision differs, naming the grant at fault.
 pub fn check_in_history(
@@ -570,21 +715,40 @@ pub fn check_in_history(
         )));
     }
     let author = receipt.event.event.author;
-    let actor = genesis
-        .actors
-        .iter()
-        .find(|a| a.key == author)
-        .ok_or_else(|| {
-            CliError::Invalid(format!(
-                "requester {author} is not a genesis actor: its organisation and role at the \
-                 request are not proven by the genesis or the history (an actor enrolled later \
-                 cannot be checked yet, PROTOCOL.md §11.4)"
-            ))
-        })?;
-    let requester = Requester {
-        key: author,
-        organisation: actor.organisation,
-        role: actor.role,
+    let (requester, requester_from) = match &h.actors {
+        Some(actors) => {
+            let a = actors.get(&author).ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "requester {author} has no proven actor record in the patient's history \
+                     (field `{ACTORS}`, PROTOCOL.md §11.3)"
+                ))
+            })?;
+            let r = Requester {
+                key: author,
+                organisation: a.organisation,
+                role: a.role,
+            };
+            (r, format!("its actor record proven at block {tip}"))
+        }
+        None => {
+            let actor = genesis
+                .actors
+                .iter()
+                .find(|a| a.key == author)
+                .ok_or_else(|| {
+                    CliError::Invalid(format!(
+                        "requester {author} is not a genesis actor and the history answer has no \
+                         `{ACTORS}` (saved before it existed): its organisation and role are not \
+                         proven; fetch the history again (PROTOCOL.md §11.4)"
+                    ))
+                })?;
+            let r = Requester {
+                key: author,
+                organisation: actor.organisation,
+                role: actor.role,
+            };
+            (r, "the genesis actors".to_string())
+        }
     };
     let entries: Vec<HistoryEntry> = h.events[..=index]
         .iter()
@@ -604,7 +768,7 @@ pub fn check_in_history(
     })?;
     let mut text = format!(
         "consent:   re-derived from the patient's history ({} events, complete at block {tip}): \
-         {} of request {id} by {} ({}, organisation {})\n",
+         {} of request {id} by {} ({}, organisation {}, from {requester_from})\n",
         h.record.count,
         crate::receipt::describe_outcome(&Outcome::Access(proof.decision)),
         author,
@@ -660,6 +824,7 @@ pub fn check_in_history(
         "history": h.summary_json(),
         "decision": proof.decision,
         "requester": requester,
+        "requester_from": if h.actors.is_some() { "actor_record" } else { "genesis" },
         "grants": proof.grants,
     });
     Ok((text, j))
@@ -669,7 +834,7 @@ pub fn check_in_history(
 mod tests {
     //! The attacker: a node that omits an event, adds one of another patient, reorders two,
     //! forges a receipt or lies about the record is refused, naming what is wrong.
-    use twinledger_core::codes::{Action, DataCategory, Purpose};
+    use twinledger_core::codes::{Action, DataCategory, Purpose, Role};
     use twinledger_core::devkit::{DevChain, dev_key};
     use twinledger_core::event::access::AccessRequest;
     use twinledger_core::event::break_glass::{BreakGlassRequest, BreakGlassReview, Finding};
@@ -738,6 +903,22 @@ mod tests {
             .into_iter()
             .filter(|r| dc.state.patient_concerned(&r.event) == Some(*patient))
             .collect();
+        let mut actors = serde_json::Map::new();
+        for r in &events {
+            if matches!(
+                r.event.event.payload,
+                EventPayload::AccessRequest(_) | EventPayload::BreakGlassRequest(_)
+            ) {
+                let a = r.event.event.author;
+                actors.insert(
+                    a.to_string(),
+                    json!({
+                        "record": dc.state.actor(&a),
+                        "state_proof": hex::encode(dc.state.prove(Table::Actor, &a).to_bytes()),
+                    }),
+                );
+            }
+        }
         json!({
             "patient": patient,
             "height": tip.block.header.height,
@@ -747,6 +928,7 @@ mod tests {
             "patient_events": dc.state.patient_events(patient),
             "state_proof": hex::encode(dc.state.prove(Table::PatientEvents, patient).to_bytes()),
             "events": events,
+            "actors": actors,
         })
     }
 
@@ -1102,5 +1284,145 @@ mod tests {
             check_in_history(&g, &gap, &receipt_of(&dc, late_id), &deny),
             &["missing from the patient's history"],
         );
+    }
+
+    /// The requesters' actor records (§11.3 `actors`): a lie about an actor's role or
+    /// organisation, an altered proof, an omitted or an extra actor are refused, naming it.
+    #[test]
+    fn a_lie_about_an_actor_is_refused() {
+        let (dc, alice, _) = chain();
+        let p = alice.public();
+        let g = &dc.genesis;
+        let honest = answer(&dc, &p);
+        let nurse = dc.nurse.public().to_string();
+        let phys = dc.physician.public().to_string();
+        assert_eq!(honest["actors"].as_object().unwrap().len(), 2);
+        let h = verify(g, &p, &honest, None).unwrap();
+        assert_eq!(h.actors.as_ref().unwrap().len(), 2);
+        // The nurse claimed a physician; the physician claimed another organisation.
+        let mut v = honest.clone();
+        v["actors"][&nurse]["record"]["role"] = json!(Role::Physician);
+        refused(g, &p, &v, &format!("the actor record of {nurse}"));
+        refused(g, &p, &v, "lies about the requester");
+        let mut v = honest.clone();
+        v["actors"][&phys]["record"]["organisation"] = json!(dc.institute.public());
+        refused(g, &p, &v, &format!("the actor record of {phys}"));
+        // The proof altered to prove the lie.
+        let mut proof = dc.state.prove(Table::Actor, &dc.nurse.public());
+        let mut rec = *dc.state.actor(&dc.nurse.public()).unwrap();
+        rec.role = Role::Pharmacist;
+        proof.value = Some(codec::encode(&rec));
+        let mut v = honest.clone();
+        v["actors"][&nurse] = json!({"record": rec, "state_proof": hex::encode(proof.to_bytes())});
+        refused(
+            g,
+            &p,
+            &v,
+            &format!("actor record of {nurse} does not verify"),
+        );
+        // Another actor's proof; a proven absence.
+        let mut v = honest.clone();
+        v["actors"][&nurse] = honest["actors"][&phys].clone();
+        refused(g, &p, &v, "does not verify");
+        let ghost = dev_key("history/ghost").public();
+        let mut v = honest.clone();
+        v["actors"][&nurse] = json!({
+            "record": null,
+            "state_proof": hex::encode(dc.state.prove(Table::Actor, &ghost).to_bytes()),
+        });
+        refused(g, &p, &v, "does not verify");
+        // Omitted, extra, or with an unknown field.
+        let mut v = honest.clone();
+        v["actors"].as_object_mut().unwrap().remove(&nurse);
+        refused(g, &p, &v, "an omitted entry");
+        let mut v = honest.clone();
+        let researcher = dc.researcher.public();
+        v["actors"][researcher.to_string()] = json!({
+            "record": dc.state.actor(&researcher),
+            "state_proof": hex::encode(dc.state.prove(Table::Actor, &researcher).to_bytes()),
+        });
+        refused(g, &p, &v, "an extra entry");
+        let mut v = honest;
+        v["actors"][&nurse]["live"] = json!(true);
+        refused(g, &p, &v, "unknown field");
+    }
+
+    /// An actor enrolled after the genesis: its organisation and role come from its proven
+    /// record, so its requests verify (and a deny is re-derived from the proven role); without
+    /// `actors` (an answer saved before the key existed) only genesis actors can be checked.
+    #[test]
+    fn consent_for_an_actor_enrolled_after_genesis_verifies() {
+        let mut dc = DevChain::new(1);
+        let alice = dev_key("history/alice");
+        let hospital = dc.hospital.clone();
+        let medic = dev_key("history/medic");
+        let clerk = dev_key("history/clerk");
+        let e1 = dc.event(
+            &hospital,
+            EventPayload::ActorEnrol(twinledger_core::event::membership::ActorEnrol {
+                actor: medic.public(),
+                role: Role::Paramedic,
+            }),
+        );
+        let e2 = dc.event(
+            &hospital,
+            EventPayload::ActorEnrol(twinledger_core::event::membership::ActorEnrol {
+                actor: clerk.public(),
+                role: Role::Pharmacist,
+            }),
+        );
+        assert!(dc.commit(vec![e1, e2]).rejected.is_empty());
+        // A grant to every paramedic of the hospital.
+        let mut ga = grant(&alice, medic.public());
+        if let EventPayload::ConsentGrant(g) = &mut ga {
+            g.grantee = Grantee::Role {
+                role: Role::Paramedic,
+                organisation: Some(hospital.public()),
+            };
+        }
+        let ga = dc.event(&alice, ga);
+        let gid = ga.id();
+        assert!(dc.commit(vec![ga]).rejected.is_empty());
+        let a1 = dc.event(&medic, access(&alice, DataCategory::VitalSigns));
+        let a2 = dc.event(&clerk, access(&alice, DataCategory::VitalSigns));
+        let (a1_id, a2_id) = (a1.id(), a2.id());
+        assert!(dc.commit(vec![a1, a2]).rejected.is_empty());
+        let g = dc.genesis.clone();
+        let v = answer(&dc, &alice.public());
+        let h = verify(&g, &alice.public(), &v, None).unwrap();
+        let permit = Outcome::Access(Decision::Permit { grant: gid });
+        let deny = Outcome::Access(Decision::Deny {
+            reason: DenyReason::NoCoveringGrant,
+        });
+        let (text, j) = check_in_history(&g, &h, &receipt_of(&dc, a1_id), &permit).unwrap();
+        assert!(text.contains("paramedic"), "{text}");
+        assert!(text.contains("actor record proven at block"), "{text}");
+        assert_eq!(j["requester"]["role"], json!(Role::Paramedic));
+        assert_eq!(j["requester"]["organisation"], json!(hospital.public()));
+        assert_eq!(j["requester_from"], "actor_record");
+        let (text, j) = check_in_history(&g, &h, &receipt_of(&dc, a2_id), &deny).unwrap();
+        assert!(text.contains("another grantee"), "{text}");
+        assert_eq!(j["grants"][0]["not_covering"], json!(["other_grantee"]));
+        // The clerk claimed a paramedic: refused before any decision is re-derived.
+        let mut lie = v.clone();
+        lie["actors"][clerk.public().to_string()]["record"]["role"] = json!(Role::Paramedic);
+        refused(&g, &alice.public(), &lie, "lies about the requester");
+        // The verified organisation is the proven one in the access report too.
+        let rows = h.accesses(&g);
+        assert!(
+            rows.iter()
+                .all(|r| r["organisation"] == json!(hospital.public()))
+        );
+        // Without `actors`: verifies, but the enrolled actor's facts are not proven (exit 2).
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("actors");
+        let h = verify(&g, &alice.public(), &old, None).unwrap();
+        assert!(h.actors.is_none());
+        match check_in_history(&g, &h, &receipt_of(&dc, a1_id), &permit) {
+            Err(e @ CliError::Invalid(_)) => {
+                assert!(e.to_string().contains("not a genesis actor"), "{e}");
+            }
+            other => panic!("expected exit 2, got {other:?}"),
+        }
     }
 }

@@ -1463,6 +1463,67 @@ async fn patient_and_clinician_flows_against_a_node() {
         err(&o)
     );
 
+    // Consent at t for an actor enrolled after the genesis (PROTOCOL.md §11.4): the privacy
+    // officer's break-glass is denied for its role, and the history proves that role.
+    let bg2 = dir.path().join("bg2.json");
+    let o = run(
+        &node,
+        &[
+            "access",
+            "break-glass",
+            "--key",
+            &officer_file,
+            "--patient",
+            &did,
+            "--category",
+            "GDIS",
+            "--resource",
+            "twin://alice/genome",
+            "--reason-file",
+            reason.to_str().unwrap(),
+            "--receipt-out",
+            bg2.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let history2 = dir.path().join("history-officer.json");
+    let o = run(
+        &node,
+        &[
+            "audit",
+            "history",
+            "--key",
+            &auditor_file,
+            "--patient",
+            &did,
+            "--out",
+            history2.to_str().unwrap(),
+            "--genesis",
+            genesis,
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = run(
+        &node,
+        &[
+            "--json",
+            "receipt",
+            "verify",
+            bg2.to_str().unwrap(),
+            "--genesis",
+            genesis,
+            "--history",
+            history2.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["consent"]["requester"]["role"], "privacy-officer", "{v}");
+    assert_eq!(v["consent"]["requester_from"], "actor_record", "{v}");
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

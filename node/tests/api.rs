@@ -909,6 +909,25 @@ async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
                 Some(&rec),
             )
             .unwrap();
+        // The requester's actor record, proven against the same state hash (§11.3).
+        let actors = v["actors"].as_object().unwrap();
+        assert_eq!(actors.len(), 1, "{v}");
+        let a = &actors[&k.physician.public().to_string()];
+        let record: twinledger_core::state::records::ActorRecord =
+            serde_json::from_value(a["record"].clone()).unwrap();
+        assert!(record.live);
+        StateProof::from_bytes(
+            &hex::decode(a["state_proof"].as_str().unwrap()).unwrap(),
+            1 << 16,
+        )
+        .unwrap()
+        .verify(
+            header.state_hash,
+            Table::Actor,
+            &k.physician.public(),
+            Some(&record),
+        )
+        .unwrap();
     }
     // A patient no event concerns (read by an auditor): a non-membership proof, no events.
     let carol = patient("carol").public();
@@ -917,7 +936,7 @@ async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert!(
-        v["patient_events"].is_null() && v["events"] == json!([]),
+        v["patient_events"].is_null() && v["events"] == json!([]) && v["actors"] == json!({}),
         "{v}"
     );
     let header: BlockHeader = serde_json::from_value(v["header"].clone()).unwrap();

@@ -2,17 +2,21 @@
 //! alone, that a list of the events concerning them is complete (PROTOCOL §11.3): the committed
 //! tip's header and certificate, the chain of validator-set changes in force there, the
 //! patient-events record of the state map at the tip with its proof (§6.10), and the receipt of
-//! every event that concerns the patient, in chain order (§9.2). Readable by whoever may read
-//! the patient's records.
+//! every event that concerns the patient, in chain order (§9.2), and the actor record of every
+//! author of an access or break-glass request among them with its proof against the same state
+//! hash (§6.10), so that the requester's organisation and role are proven too (§11.4). Readable
+//! by whoever may read the patient's records.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
 use twinledger_core::merkle::Blake3Tree;
-use twinledger_core::{PublicKey, Receipt, Table};
+use twinledger_core::{EventPayload, PublicKey, Receipt, Table};
 
 use super::auth::{authenticate, forbidden, may_read_patient};
 use super::{Api, ApiError};
@@ -109,10 +113,13 @@ fn build(
         "patient_events": record,
         "state_proof": hex::encode(proof.to_bytes()),
         "events": [],
+        "actors": {},
     });
     // The size is counted as the answer grows: refused as soon as it is over, never built whole.
     let mut size = json_len(&answer);
     let mut receipts = Vec::with_capacity(entries.len());
+    // The authors of the requests, at most one per event (so bounded by the events' bound).
+    let mut authors: BTreeSet<PublicKey> = BTreeSet::new();
     // Events come in log order: one block decoded at a time.
     let mut block: Option<crate::store::StoredBlock> = None;
     for (_, id) in entries {
@@ -140,6 +147,12 @@ fn build(
             sb.block.header.log_size,
         )
         .map_err(ApiError::internal)?;
+        if matches!(
+            event.event.payload,
+            EventPayload::AccessRequest(_) | EventPayload::BreakGlassRequest(_)
+        ) {
+            authors.insert(event.event.author);
+        }
         let r = json!(Receipt {
             event,
             index: loc.index,
@@ -159,6 +172,23 @@ fn build(
         receipts.push(r);
     }
     answer["events"] = Value::Array(receipts);
+    // Each requester's actor record and its proof, from the same snapshot as the tip.
+    let mut actors = Map::new();
+    for author in authors {
+        let entry = json!({
+            "record": state.actor(&author),
+            "state_proof": hex::encode(state.prove(Table::Actor, &author).to_bytes()),
+        });
+        size = size.saturating_add(json_len(&entry) + 70);
+        if size > MAX_HISTORY_BYTES {
+            return Err(too_large(format!(
+                "the history of patient {patient} is over {MAX_HISTORY_BYTES} bytes, more than \
+                 a history answer holds"
+            )));
+        }
+        actors.insert(author.to_string(), entry);
+    }
+    answer["actors"] = Value::Object(actors);
     Ok(answer)
 }
 
