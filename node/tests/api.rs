@@ -510,7 +510,7 @@ async fn a_tampered_store_is_refused_naming_the_height() {
     // Flip one byte inside stored block 2 (a byte of its event), keeping the record's checksum
     // consistent, as a careful attacker with disk access would.
     {
-        let store = Store::open_sled(&dir.path().join("db")).unwrap();
+        let store = common::open_store_when_released(dir.path()).await.unwrap();
         let mut key = b"b/".to_vec();
         key.extend_from_slice(&2u64.to_be_bytes());
         let value = store.kv().get(&key).unwrap().unwrap();
@@ -521,21 +521,9 @@ async fn a_tampered_store_is_refused_naming_the_height() {
         tampered.extend_from_slice(&bytes);
         store.kv().commit(vec![(key, tampered)]).unwrap();
     }
-    // sled releases its file lock from a background thread once the last handle is gone: wait
-    // for that (a deadline, not a pace), then the node must refuse the store by height.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let err = loop {
-        match TestNode::start(dir.path()).await {
-            Ok(_) => panic!("a tampered store was accepted"),
-            Err(e) => {
-                let e = format!("{e:#}");
-                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-                break e;
-            }
-        }
+    let err = match TestNode::start(dir.path()).await {
+        Ok(_) => panic!("a tampered store was accepted"),
+        Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("height 2") || err.contains("block 2"), "{err}");
 
@@ -547,7 +535,7 @@ async fn a_tampered_store_is_refused_naming_the_height() {
     }
     let mut g = genesis(&k);
     g.chain_name = "another-chain".into();
-    let store = twinledger_node::open_store(other.path()).unwrap();
+    let store = common::open_store_when_released(other.path()).await.unwrap();
     let err = twinledger_node::open_chain(&g, store, k.validator, false).unwrap_err();
     assert!(
         format!("{err:#}").contains("refusing to mix chains"),
@@ -618,11 +606,16 @@ async fn a_failing_disk_reports_nothing_final_and_loses_nothing() {
         .signed_get(&alice, &format!("/v1/events/{}", g.id()))
         .await;
     assert_eq!(s, 404);
-    assert_eq!(
-        node.chain.mempool_len(),
-        1,
-        "the event waits, it is not dropped"
-    );
+    // The event waits, it is not dropped. (A production attempt in flight holds it outside the
+    // mempool and puts it back when the write fails: wait for it to be back, with a deadline.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.chain.mempool_len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event was dropped from the mempool while the disk failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     // The disk recovers: the event becomes final.
     kv.fail.store(false, Ordering::SeqCst);
     node.wait_log(1).await;

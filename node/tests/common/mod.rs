@@ -79,7 +79,7 @@ impl TestNode {
         dir: &Path,
         options: twinledger_node::ApiOptions,
     ) -> anyhow::Result<Self> {
-        Self::start_on(dir, open_store(dir)?, options).await
+        Self::start_on(dir, open_store_when_released(dir).await?, options).await
     }
 
     /// A node on a given store (e.g. one that fails on purpose).
@@ -216,4 +216,23 @@ pub fn fresh_nonce() -> [u8; 16] {
 
 pub fn patient(label: &str) -> Keypair {
     dev_key(&format!("node-test/patient/{label}"))
+}
+
+/// Opens the node's sled store in `dir`. A test that restarts a node in the same process must
+/// wait for sled to release its file lock: sled drops it from a background thread once the
+/// last handle of the stopped node is gone, later under load. Waits on that condition with a
+/// deadline (30 s); any other error is returned at once.
+pub async fn open_store_when_released(dir: &Path) -> anyhow::Result<twinledger_node::store::Store> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match open_store(dir) {
+            Err(e)
+                if format!("{e:#}").contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
 }
