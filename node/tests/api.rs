@@ -535,7 +535,9 @@ async fn a_tampered_store_is_refused_naming_the_height() {
     }
     let mut g = genesis(&k);
     g.chain_name = "another-chain".into();
-    let store = common::open_store_when_released(other.path()).await.unwrap();
+    let store = common::open_store_when_released(other.path())
+        .await
+        .unwrap();
     let err = twinledger_node::open_chain(&g, store, k.validator, false).unwrap_err();
     assert!(
         format!("{err:#}").contains("refusing to mix chains"),
