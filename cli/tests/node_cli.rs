@@ -2,48 +2,18 @@
 //! revoke then deny, receipts that verify offline and fail after any change.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use twinledger_core::devkit::dev_key;
 use twinledger_core::{Keypair, Role};
 use twinledger_genesis::ActorEntry;
 
-const PASS: &str = "a long enough passphrase";
+mod common;
 
-fn twinctl(node: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinctl"))
-        .args(args)
-        .env("TWINCTL_NODE", node)
-        .env("TWINCTL_PASSPHRASE", PASS)
-        .output()
-        .unwrap()
-}
-
-async fn run(node: &str, args: &[&str]) -> Output {
-    let (node, args): (String, Vec<String>) =
-        (node.into(), args.iter().map(|s| s.to_string()).collect());
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        twinctl(&node, &a)
-    })
-    .await
-    .unwrap()
-}
-
-fn err(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{err, run, twinctl, write_key};
 
 fn key_file(dir: &Path, name: &str) -> (String, Keypair) {
-    let path = dir.join(format!("{name}.key"));
     let key = twinledger_cli::keystore::generate().unwrap();
-    // A cheap key-derivation cost keeps the test fast; twinctl honours the file's cost.
-    twinledger_cli::keystore::write_with_cost(&path, &key, PASS.as_bytes(), 1024, 1).unwrap();
-    (path.to_str().unwrap().to_string(), key)
+    (write_key(dir, name, &key), key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,12 +471,7 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // Break-glass: permitted, flagged, queued until the privacy officer signs it off.
     let (officer_file, officer) = key_file(dir.path(), "officer");
-    let (hospital_file, _) = {
-        let path = dir.path().join("hospital.key");
-        twinledger_cli::keystore::write_with_cost(&path, &hospital, PASS.as_bytes(), 1024, 1)
-            .unwrap();
-        (path.to_str().unwrap().to_string(), ())
-    };
+    let hospital_file = write_key(dir.path(), "hospital", &hospital);
     let o = run(
         &node,
         &[
@@ -1092,12 +1057,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     assert!(!std::path::Path::new(never).exists());
 
     // Auditors: export the chain and verify it offline, batch and strict; a changed byte fails.
-    let auditor_file = {
-        let path = dir.path().join("auditor.key");
-        twinledger_cli::keystore::write_with_cost(&path, &auditor, PASS.as_bytes(), 1024, 1)
-            .unwrap();
-        path.to_str().unwrap().to_string()
-    };
+    let auditor_file = write_key(dir.path(), "auditor", &auditor);
     let chain_file = dir.path().join("chain.twl");
     let o = run(
         &node,

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,40 +20,12 @@ use twinledger_core::{
 use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
 use twinledger_node::chain::{Chain, Consensus, ConsensusError, NodePolicy, now};
 
-const PASS: &str = "a long enough passphrase";
+mod common;
 
-fn twinctl(node: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_twinctl"))
-        .args(args)
-        .env("TWINCTL_NODE", node)
-        .env("TWINCTL_PASSPHRASE", PASS)
-        .output()
-        .unwrap()
-}
-
-async fn run(node: &str, args: &[&str]) -> Output {
-    let (node, args): (String, Vec<String>) =
-        (node.into(), args.iter().map(|s| s.to_string()).collect());
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        twinctl(&node, &a)
-    })
-    .await
-    .unwrap()
-}
-
-fn err(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{err, run};
 
 fn key_file(dir: &Path, name: &str, key: &Keypair) -> String {
-    let path = dir.join(format!("{name}.key"));
-    twinledger_cli::keystore::write_with_cost(&path, key, PASS.as_bytes(), 1024, 1).unwrap();
-    path.to_str().unwrap().to_string()
+    common::write_key(dir, name, key)
 }
 
 /// Every validator of the set the block names signs it: consensus for a test node whose set
