@@ -208,6 +208,8 @@ fn drive(
             }
             Ok(FromNet::Synced { peer, blocks }) => {
                 d.syncing = None;
+                let before = engine.height();
+                let mut clean = true;
                 for (block, certificate) in blocks {
                     let h = block.header.height;
                     if h < engine.height() {
@@ -221,14 +223,31 @@ fn drive(
                         let why = format!("served block {h}, which does not verify: {e}");
                         tracing::warn!(%peer, %why, "bad block from sync");
                         let _ = d.out.blocking_send(ToNet::Disconnect(peer, why));
+                        clean = false;
                         break;
                     }
                     if !d.apply(&mut engine, fx) {
                         return;
                     }
                 }
+                // A batch that verified and moved us on: the peer may hold more (answers are
+                // bounded), so ask it again at once rather than wait for the next certified
+                // decision push; a chain that grows faster than one batch per push would
+                // otherwise never be caught up. An empty answer ends it (below).
+                if clean && engine.height() > before {
+                    let h = engine.height();
+                    if d.best.is_none_or(|(b, _)| b < h) {
+                        d.best = Some((h, peer));
+                    }
+                }
             }
-            Ok(FromNet::SyncFailed(_)) => d.syncing = None,
+            Ok(FromNet::SyncFailed(_)) => {
+                d.syncing = None;
+                // Nothing more there: stop asking until a certified decision shows more.
+                if d.best.is_some_and(|(b, _)| b <= engine.height()) {
+                    d.best = None;
+                }
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
         // Timers due.
