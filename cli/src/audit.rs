@@ -281,12 +281,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             from,
             to,
         } => {
-            if out.exists() {
-                return Err(CliError::Invalid(format!(
-                    "{} already exists",
-                    out.display()
-                )));
-            }
+            refuse_existing(out)?;
             let key = open_key(key, pass)?;
             let client = NodeClient::connect(node)?;
             let mut q = Vec::new();
@@ -378,12 +373,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             out,
             genesis,
         } => {
-            if out.exists() {
-                return Err(CliError::Invalid(format!(
-                    "{} already exists",
-                    out.display()
-                )));
-            }
+            refuse_existing(out)?;
             let key = open_key(key, pass)?;
             let patient = match patient {
                 Some(d) => twinledger_core::PublicKey::from_did(d)
@@ -419,12 +409,7 @@ pub fn run(args: &AuditArgs, node: &str, json_out: bool) -> Result<Output, CliEr
             out,
             with_history,
         } => {
-            if out.exists() {
-                return Err(CliError::Invalid(format!(
-                    "{} already exists",
-                    out.display()
-                )));
-            }
+            refuse_existing(out)?;
             let id = twinledger_core::EventId::from_hex(event)
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(key, pass)?;
@@ -991,12 +976,7 @@ fn validator_sets_cmd(
         rows.push(json!({"from_height": c.in_force_from, "validators_hash": c.validators.hash(), "event": c.event, "validators": c.validators}));
     }
     if let Some(out) = out {
-        if out.exists() {
-            return Err(CliError::Invalid(format!(
-                "{} already exists",
-                out.display()
-            )));
-        }
+        refuse_existing(out)?;
         let file = json!({ CHANGES: node_changes });
         std::fs::write(out, serde_json::to_string_pretty(&file).expect("json"))
             .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
@@ -1091,4 +1071,15 @@ pub fn verify(
         fed?;
         Ok(auditor.summary())
     })
+}
+
+/// Refuses to write over an existing file at `out`.
+fn refuse_existing(out: &Path) -> Result<(), CliError> {
+    if out.exists() {
+        return Err(CliError::Invalid(format!(
+            "{} already exists",
+            out.display()
+        )));
+    }
+    Ok(())
 }
