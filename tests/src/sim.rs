@@ -352,11 +352,6 @@ impl Sim {
         }
     }
 
-    /// The WAL of node `i`.
-    pub fn wal(&self, i: usize) -> &MemWal {
-        &self.nodes[i].wal
-    }
-
     /// The key of node `i`.
     pub fn key(&self, i: usize) -> &Keypair {
         &self.nodes[i].key

@@ -208,6 +208,9 @@ pub enum Refused {
     /// (the first one stands).
     #[error("a different proposal for round {0} was already accepted from its proposer")]
     ConflictingProposal(u32),
+    /// The candidate blocks of this height fill the table and none can be dropped.
+    #[error("{0} candidate blocks are held for this height already; proposal dropped")]
+    CandidatesFull(usize),
     /// Over the per-validator quota of messages held for the next height.
     #[error("validator {0} is over its quota of messages held for the next height")]
     OverQuota(PublicKey),
@@ -776,7 +779,7 @@ impl<A: App> Engine<A> {
         if !self.blocks.contains_key(&cp) {
             self.make_room();
             if self.blocks.len() >= MAX_CANDIDATE_BLOCKS {
-                return Err(Refused::TooFarAhead(self.height));
+                return Err(Refused::CandidatesFull(self.blocks.len()));
             }
         }
         self.proposals.insert(round, cp);

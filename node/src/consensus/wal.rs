@@ -237,8 +237,6 @@ struct MemInner {
     entries: Vec<WalEntry>,
     durable: usize,
     fail: bool,
-    appends: u64,
-    flushes: u64,
 }
 
 impl MemWal {
@@ -253,18 +251,6 @@ impl MemWal {
     pub fn fail(&self) {
         self.inner.lock().expect("wal lock").fail = true;
     }
-
-    /// The durable entries (for tests).
-    pub fn durable(&self) -> Vec<WalEntry> {
-        let m = self.inner.lock().expect("wal lock");
-        m.entries[..m.durable].to_vec()
-    }
-
-    /// Appends and flushes so far (for tests).
-    pub fn counts(&self) -> (u64, u64) {
-        let m = self.inner.lock().expect("wal lock");
-        (m.appends, m.flushes)
-    }
 }
 
 impl Wal for MemWal {
@@ -273,7 +259,6 @@ impl Wal for MemWal {
         if m.fail {
             return Err(WalError::Failed);
         }
-        m.appends += 1;
         m.entries.push(entry.clone());
         Ok(())
     }
@@ -283,7 +268,6 @@ impl Wal for MemWal {
         if m.fail {
             return Err(WalError::Failed);
         }
-        m.flushes += 1;
         m.durable = m.entries.len();
         Ok(())
     }
