@@ -9,7 +9,7 @@ use DataCategory::*;
 use Purpose::*;
 use common::*;
 use proptest::prelude::*;
-use twinledger_core::codes::{Code, Role};
+use twinledger_core::codes::Role;
 use twinledger_core::consent_proof::{
     ConsentProofError, HistoryEntry, NotCovering, Requester, rederive, verify_decision,
 };
@@ -445,14 +445,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn subset<T: Code>(all: &[T], bits: u8) -> Vec<T> {
-    all.iter()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .map(|(_, c)| *c)
-        .collect()
-}
-
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut chain = DevChain::new(1);
     let alice = patient("alice");
@@ -465,20 +457,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         chain.privacy_officer.clone(),
     ];
     let orgs = [chain.hospital.public(), chain.institute.public()];
-    let grantees = [
-        Grantee::Actor(actors[0].public()),
-        Grantee::Actor(actors[2].public()),
-        Grantee::Organisation(orgs[0]),
-        Grantee::Organisation(orgs[1]),
-        Grantee::Role {
-            role: Role::Nurse,
-            organisation: None,
-        },
-        Grantee::Role {
-            role: Role::Researcher,
-            organisation: Some(orgs[1]),
-        },
-    ];
+    let grantees = model_grantees(&actors, &orgs);
     let base = chain.state.last_time();
     let at = |k: u8| base.plus_ms(u64::from(k) * 1000);
     let mut grants: Vec<EventId> = Vec::new();

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use proptest::prelude::*;
-use twinledger_core::codes::{Code, Role};
+use twinledger_core::codes::Role;
 use twinledger_core::devkit::DevChain;
 use twinledger_core::event::consent::Grantee;
 use twinledger_core::*;
@@ -57,14 +57,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn subset<T: Code>(all: &[T], bits: u8) -> Vec<T> {
-    all.iter()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .map(|(_, c)| *c)
-        .collect()
-}
-
 /// The model's grant.
 #[derive(Clone, Debug)]
 struct MGrant {
@@ -88,20 +80,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     ];
     let orgs = [chain.hospital.public(), chain.institute.public()];
     let roles = |k: &PublicKey| chain_actor(k, &actors, &orgs);
-    let grantees = [
-        Grantee::Actor(actors[0].public()),
-        Grantee::Actor(actors[2].public()),
-        Grantee::Organisation(orgs[0]),
-        Grantee::Organisation(orgs[1]),
-        Grantee::Role {
-            role: Role::Nurse,
-            organisation: None,
-        },
-        Grantee::Role {
-            role: Role::Researcher,
-            organisation: Some(orgs[1]),
-        },
-    ];
+    let grantees = model_grantees(&actors, &orgs);
     let base = chain.state.last_time();
     let at = |k: u8| base.plus_ms(u64::from(k) * 1000);
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the ledger-core integration tests.
 #![allow(dead_code)]
 
-use twinledger_core::codes::{Actions, Categories, Purposes};
+use twinledger_core::codes::{Actions, Categories, Code, Purposes, Role};
 use twinledger_core::devkit::{Committed, DevChain, dev_key};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::BreakGlassRequest;
@@ -133,4 +133,32 @@ impl twinledger_core::merkle::TreeHasher for Sha256Tree {
         h.update(right);
         h.finalize().into()
     }
+}
+
+/// The bits of `bits` pick members of `all` (bit i for `all[i]`): the random histories' scopes.
+pub fn subset<T: Code>(all: &[T], bits: u8) -> Vec<T> {
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// The six grantees of the random histories: two actors (`actors[0]`, `actors[2]`), both
+/// organisations, any nurse, and the researchers of `orgs[1]`.
+pub fn model_grantees(actors: &[Keypair], orgs: &[PublicKey; 2]) -> [Grantee; 6] {
+    [
+        Grantee::Actor(actors[0].public()),
+        Grantee::Actor(actors[2].public()),
+        Grantee::Organisation(orgs[0]),
+        Grantee::Organisation(orgs[1]),
+        Grantee::Role {
+            role: Role::Nurse,
+            organisation: None,
+        },
+        Grantee::Role {
+            role: Role::Researcher,
+            organisation: Some(orgs[1]),
+        },
+    ]
 }
