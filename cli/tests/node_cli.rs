@@ -9,7 +9,7 @@ use twinledger_genesis::ActorEntry;
 
 mod common;
 
-use common::{err, run, twinctl, write_key};
+use common::{err, run, run_ok, twinctl, write_key};
 
 fn key_file(dir: &Path, name: &str) -> (String, Keypair) {
     let key = twinledger_cli::keystore::generate().unwrap();
@@ -55,7 +55,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     let genesis = genesis_path.to_str().unwrap();
 
     // Heart, not genome: one command.
-    let o = run(
+    let o = run_ok(
         &node,
         &[
             "--json",
@@ -72,7 +72,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let grant: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let grant_id = grant["id"].as_str().unwrap().to_string();
 
@@ -178,16 +177,15 @@ async fn patient_and_clinician_flows_against_a_node() {
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
 
     // Revoke: denied from the next block on; the list shows it revoked.
-    let o = run(
+    run_ok(
         &node,
         &["consent", "revoke", "--key", &patient_file, &grant_id],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     // Consent at t and absence (PROTOCOL.md §11.4): the patient's history, saved now, ends
     // before the next request.
     let early_history = dir.path().join("history-early.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -201,7 +199,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let again = dir.path().join("again.json");
     let o = run(
         &node,
@@ -227,7 +224,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // With the history saved after it: the permit was under a live grant, the deny after the
     // revoke names the revoke; a history that ends before the request is refused (exit 6).
     let history = dir.path().join("history.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -239,7 +236,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let check = async |receipt: &Path, hist: &Path| {
         run(
             &node,
@@ -287,7 +283,7 @@ async fn patient_and_clinician_flows_against_a_node() {
             .unwrap()
             .to_string();
     let b3 = dir.path().join("again.evidence.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -301,7 +297,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let verify_bundle = async |b: &Path| {
         run(
             &node,
@@ -336,12 +331,11 @@ async fn patient_and_clinician_flows_against_a_node() {
         "{}",
         err(&o)
     );
-    let o = run(
+    let o = run_ok(
         &node,
         &["--json", "consent", "list", "--key", &patient_file],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["grants"][0]["status"], "revoked", "{v}");
 
@@ -384,7 +378,7 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // Delegation: a guardian grants within scope, is refused outside it.
     let (guardian_file, guardian) = key_file(dir.path(), "guardian");
-    let o = run(
+    run_ok(
         &node,
         &[
             "--json",
@@ -401,8 +395,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
-    let o = run(
+    run_ok(
         &node,
         &[
             "consent",
@@ -420,7 +413,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -472,7 +464,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Break-glass: permitted, flagged, queued until the privacy officer signs it off.
     let (officer_file, officer) = key_file(dir.path(), "officer");
     let hospital_file = write_key(dir.path(), "hospital", &hospital);
-    let o = run(
+    run_ok(
         &node,
         &[
             "org",
@@ -486,7 +478,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let reason = dir.path().join("reason.txt");
     std::fs::write(&reason, "unconscious on arrival, suspected stroke").unwrap();
     let bg = dir.path().join("bg.json");
@@ -519,12 +510,11 @@ async fn patient_and_clinician_flows_against_a_node() {
         !std::fs::read_to_string(&bg).unwrap().contains("stroke"),
         "the reason stays off the ledger"
     );
-    let o = run(
+    let o = run_ok(
         &node,
         &["--json", "review", "list", "--key", &hospital_file],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&bg_id));
     let o = run(
         &node,
@@ -545,7 +535,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         "the requester cannot review: {}",
         err(&o)
     );
-    let o = run(
+    run_ok(
         &node,
         &[
             "review",
@@ -558,7 +548,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &["--json", "review", "list", "--key", &hospital_file],
@@ -571,7 +560,7 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // The patient's access report: who, what, when, why, under which consent, break-glass
     // flagged with its review.
-    let o = run(
+    let o = run_ok(
         &node,
         &[
             "access",
@@ -583,7 +572,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 5, "{rows:?}");
@@ -634,7 +622,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Verified against the genesis (issue #11): the report is built from the patient's
     // certified history, every event proven complete against the tip's state hash; it is the
     // same report.
-    let o = run(
+    let o = run_ok(
         &node,
         &[
             "access",
@@ -649,10 +637,9 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let verified: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(&verified, &serde_json::Value::Array(rows.clone()));
-    let o = run(
+    let o = run_ok(
         &node,
         &[
             "access",
@@ -664,7 +651,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(text.contains("verified against the genesis: "), "{text}");
     assert_eq!(
@@ -672,7 +658,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         7,
         "header, 5 rows, the verification: {text}"
     );
-    let o = run(
+    let o = run_ok(
         &node,
         &[
             "--json",
@@ -685,7 +671,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
         listed["grants"]
@@ -700,7 +685,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         "{listed}"
     );
     let bundle_path = dir.path().join("verified-bundle.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "fhir",
@@ -714,7 +699,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let bundle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&bundle_path).unwrap()).unwrap();
     validate_bundle(&bundle, false);
@@ -844,7 +828,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Twin anchors: a copy matches its version, a changed copy does not (exit 6).
     let v1 = dir.path().join("twin-v1.json");
     std::fs::write(&v1, b"{\"heart_rate\": [61, 63, 60]}").unwrap();
-    let o = run(
+    run_ok(
         &node,
         &[
             "twin",
@@ -861,7 +845,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -1059,7 +1042,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Auditors: export the chain and verify it offline, batch and strict; a changed byte fails.
     let auditor_file = write_key(dir.path(), "auditor", &auditor);
     let chain_file = dir.path().join("chain.twl");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -1071,7 +1054,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     for strict in [false, true] {
         let mut args = vec![
             "--json",
@@ -1129,12 +1111,11 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // The compliance officer's lists from the verified export.
     let cf = chain_file.to_str().unwrap();
-    let o = run(
+    let o = run_ok(
         &node,
         &["--json", "audit", "break-glass", cf, "--genesis", genesis],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["break_glass"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["break_glass"][0]["review"]["finding"], "justified", "{v}");
@@ -1165,12 +1146,11 @@ async fn patient_and_clinician_flows_against_a_node() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["denied"].as_array().unwrap().len() >= 2, "{v}");
     // The physician tried again minutes after the revoke: flagged, with both events named.
-    let o = run(
+    let o = run_ok(
         &node,
         &["--json", "audit", "anomalies", cf, "--genesis", genesis],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let after: Vec<&serde_json::Value> = v["findings"]
         .as_array()
@@ -1201,7 +1181,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Evidence bundle for the first permitted access; checkpoints and their consistency.
     let first_access = rows[0]["event"].as_str().unwrap().to_string();
     let bundle = dir.path().join("bundle.evidence.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -1214,7 +1194,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -1248,12 +1227,11 @@ async fn patient_and_clinician_flows_against_a_node() {
     .await;
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     let cp_old = dir.path().join("old.checkpoint");
-    let o = run(
+    run_ok(
         &node,
         &["audit", "checkpoint", "--out", cp_old.to_str().unwrap()],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let more = dir.path().join("more.json");
     let o = run(
         &node,
@@ -1277,12 +1255,11 @@ async fn patient_and_clinician_flows_against_a_node() {
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let cp_new = dir.path().join("new.checkpoint");
-    let o = run(
+    run_ok(
         &node,
         &["audit", "checkpoint", "--out", cp_new.to_str().unwrap()],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -1318,7 +1295,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // The witness cosigns what it accepted; the node shows who witnessed the height. Only a
     // live auditor's cosignature of a checkpoint the node has is recorded.
     let wdir = dir.path().join("witness");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -1332,7 +1309,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let cp: serde_json::Value = reqwest::get(format!("{node}/v1/checkpoint"))
         .await
         .unwrap()
@@ -1367,7 +1343,7 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // Key rotation: the new key acts for the patient, the old one is retired.
     let new_file = dir.path().join("patient-2.key");
-    let o = run(
+    run_ok(
         &node,
         &[
             "key",
@@ -1379,7 +1355,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -1448,7 +1423,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     .await;
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     let history2 = dir.path().join("history-officer.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -1464,7 +1439,6 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[

@@ -22,7 +22,7 @@ use twinledger_node::chain::{Chain, Consensus, ConsensusError, NodePolicy, now};
 
 mod common;
 
-use common::{err, run};
+use common::{err, run, run_ok};
 
 fn key_file(dir: &Path, name: &str, key: &Keypair) -> String {
     common::write_key(dir, name, key)
@@ -190,7 +190,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     let phys_did = physician.public().to_did();
     let http = reqwest::Client::new();
 
-    let o = run(
+    run_ok(
         &node,
         &[
             "consent",
@@ -206,7 +206,6 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let access = |out: &Path| {
         let out = out.to_str().unwrap().to_string();
         let (node, phys_file, did) = (node.clone(), phys_file.clone(), did.clone());
@@ -237,12 +236,11 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     let o = access(&before).await;
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let cp_before = d.join("before.checkpoint");
-    let o = run(
+    run_ok(
         &node,
         &["audit", "checkpoint", "--out", cp_before.to_str().unwrap()],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
 
     // Governance: V0 stays, V1..V3 retire, three newcomers join; in force two blocks later.
     let new_set = set_of(&[&vals[..1], &newcomers[..]].concat());
@@ -529,7 +527,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     // Evidence bundle (version 2) of the access after the change.
     let id = after_v["id"].as_str().unwrap().to_string();
     let bundle = d.join("bundle.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -542,12 +540,11 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let bv = read(&bundle);
     // The patient proves an access to their twin with their own key, as the patient guide shows,
     // and checks what it permitted.
     let mine = d.join("mine.json");
-    let o = run(
+    run_ok(
         &node,
         &[
             "audit",
@@ -560,7 +557,6 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         ],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -665,12 +661,11 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     // Checkpoints after the change: the witness and consistency check them against the set
     // in force; one certified by the retired validators is refused, not taken for a fork.
     let cp_after = d.join("after.checkpoint");
-    let o = run(
+    run_ok(
         &node,
         &["audit", "checkpoint", "--out", cp_after.to_str().unwrap()],
     )
     .await;
-    assert!(o.status.success(), "{}", err(&o));
     let o = run(
         &node,
         &[

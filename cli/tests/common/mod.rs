@@ -31,6 +31,13 @@ pub async fn run(node: &str, args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// [`run`], asserting that twinctl succeeded (what it printed in the message).
+pub async fn run_ok(node: &str, args: &[&str]) -> Output {
+    let o = run(node, args).await;
+    assert!(o.status.success(), "{}", err(&o));
+    o
+}
+
 /// What a run printed, for assertion messages.
 pub fn err(o: &Output) -> String {
     format!(
