@@ -123,30 +123,20 @@ fn world() -> World {
         ),
     );
     commit_one(&mut dc, ev);
-    // Block 3: the first new set signs.
-    let ev = dc.event(
-        &phys,
-        access_payload(
-            &alice.public(),
-            DataCategory::VitalSigns,
-            Purpose::Treat,
-            Action::Read,
-        ),
+    // Block 3: the first new set signs an access (repeated at block 6).
+    let access = access_payload(
+        &alice.public(),
+        DataCategory::VitalSigns,
+        Purpose::Treat,
+        Action::Read,
     );
+    let ev = dc.event(&phys, access.clone());
     commit_one(&mut dc, ev);
     // Block 4: the new set retires one of its own; in force from block 6.
     let ev = change(&mut dc, &new[1], &new, &set2);
     commit_one(&mut dc, ev);
     dc.commit(vec![]);
-    let ev = dc.event(
-        &phys,
-        access_payload(
-            &alice.public(),
-            DataCategory::VitalSigns,
-            Purpose::Treat,
-            Action::Read,
-        ),
-    );
+    let ev = dc.event(&phys, access);
     commit_one(&mut dc, ev);
     assert_eq!(dc.blocks[2].block.header.validators_hash, set1.hash());
     assert_eq!(dc.blocks[5].block.header.validators_hash, set2.hash());
