@@ -321,16 +321,13 @@ impl ValidatorSets {
                 got: other.chain_id,
             });
         }
-        let name = |c: Option<&SetChange>| match c {
-            Some(c) => format!("block {} event {}", c.height, c.event),
-            None => "none".to_string(),
-        };
+        let name = |c: &SetChange| format!("block {} event {}", c.height, c.event);
         for (index, (a, b)) in self.changes.iter().zip(&other.changes).enumerate() {
             if a.height != b.height || a.event != b.event {
                 return Err(SetProofError::Conflict {
                     index,
-                    ours: name(Some(a)),
-                    theirs: name(Some(b)),
+                    ours: name(a),
+                    theirs: name(b),
                 });
             }
         }
