@@ -9,7 +9,7 @@ use twinledger_genesis::ActorEntry;
 
 mod common;
 
-use common::{err, run, run_ok, twinctl, write_key};
+use common::{err, run, run_exit, run_ok, twinctl, write_key};
 
 fn key_file(dir: &Path, name: &str) -> (String, Keypair) {
     let key = twinledger_cli::keystore::generate().unwrap();
@@ -76,7 +76,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     let grant_id = grant["id"].as_str().unwrap().to_string();
 
     let heart = dir.path().join("heart.json");
-    let o = run(
+    run_exit(
         &node,
         &[
             "access",
@@ -94,9 +94,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--receipt-out",
             heart.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let genome = dir.path().join("genome.json");
     let o = run(
         &node,
@@ -121,7 +121,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     assert_eq!(o.status.code(), Some(4), "genome denied: {}", err(&o));
 
     // Receipts verify offline; a permit is a permit, a deny is not.
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "receipt",
@@ -131,15 +131,15 @@ async fn patient_and_clinician_flows_against_a_node() {
             genesis,
             "--require-permit",
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&grant_id),
         "{}",
         err(&o)
     );
-    let o = run(
+    run_exit(
         &node,
         &[
             "receipt",
@@ -149,9 +149,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             genesis,
             "--require-permit",
         ],
+        4,
     )
     .await;
-    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     // Any change to the receipt: refused.
     let text = std::fs::read_to_string(&heart).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -163,7 +163,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     );
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, text.replace(root, &flipped)).unwrap();
-    let o = run(
+    run_exit(
         &node,
         &[
             "receipt",
@@ -172,9 +172,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
 
     // Revoke: denied from the next block on; the list shows it revoked.
     run_ok(
@@ -200,7 +200,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     )
     .await;
     let again = dir.path().join("again.json");
-    let o = run(
+    run_exit(
         &node,
         &[
             "access",
@@ -218,9 +218,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--receipt-out",
             again.to_str().unwrap(),
         ],
+        4,
     )
     .await;
-    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     // With the history saved after it: the permit was under a live grant, the deny after the
     // revoke names the revoke; a history that ends before the request is refused (exit 6).
     let history = dir.path().join("history.json");
@@ -341,7 +341,7 @@ async fn patient_and_clinician_flows_against_a_node() {
 
     // Bad input: names the problem, exit 2; an unreachable node: exit 5; someone else's
     // consents: exit 4.
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "consent",
@@ -355,9 +355,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--purpose",
             "TREAT",
         ],
+        2,
     )
     .await;
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
         err(&o).contains("unknown DataCategory code \"heart\""),
         "{}",
@@ -369,12 +369,12 @@ async fn patient_and_clinician_flows_against_a_node() {
     )
     .await;
     assert_eq!(o.status.code(), Some(5), "{}", err(&o));
-    let o = run(
+    run_exit(
         &node,
         &["consent", "list", "--key", &phys_file, "--patient", &did],
+        4,
     )
     .await;
-    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
 
     // Delegation: a guardian grants within scope, is refused outside it.
     let (guardian_file, guardian) = key_file(dir.path(), "guardian");
@@ -413,7 +413,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "consent",
@@ -429,9 +429,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--purpose",
             "TREAT",
         ],
+        2,
     )
     .await;
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("outside_delegation"), "{}", err(&o));
     let imaging = dir.path().join("imaging.json");
     let o = run(
@@ -481,7 +481,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     let reason = dir.path().join("reason.txt");
     std::fs::write(&reason, "unconscious on arrival, suspected stroke").unwrap();
     let bg = dir.path().join("bg.json");
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "--json",
@@ -500,9 +500,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--receipt-out",
             bg.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["outcome"]["access"], "break_glass", "{v}");
     let bg_id = v["id"].as_str().unwrap().to_string();
@@ -751,12 +751,12 @@ async fn patient_and_clinician_flows_against_a_node() {
     }
     assert!(!refused_bundle.exists());
     // --verify without --genesis is a usage error.
-    let o = run(
+    run_exit(
         &node,
         &["access", "report", "--key", &patient_file, "--verify"],
+        2,
     )
     .await;
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let o = run(
         &node,
         &["access", "report", "--key", &phys_file, "--patient", &did],
@@ -784,7 +784,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let watch_out = loop {
         let req = dir.path().join(format!("w{seen}.json"));
-        let o = run(
+        run_exit(
             &node,
             &[
                 "access",
@@ -802,9 +802,9 @@ async fn patient_and_clinician_flows_against_a_node() {
                 "--receipt-out",
                 req.to_str().unwrap(),
             ],
+            0,
         )
         .await;
-        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
         seen += 1;
         if watch.is_finished() {
             break watch.await.unwrap();
@@ -845,7 +845,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    let o = run(
+    run_exit(
         &node,
         &[
             "twin",
@@ -860,12 +860,12 @@ async fn patient_and_clinician_flows_against_a_node() {
             "1",
             v1.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let altered = dir.path().join("twin-v1-altered.json");
     std::fs::write(&altered, b"{\"heart_rate\": [61, 63, 99]}").unwrap();
-    let o = run(
+    run_exit(
         &node,
         &[
             "twin",
@@ -880,9 +880,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "1",
             altered.to_str().unwrap(),
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     let o = run(
         &node,
         &[
@@ -1077,7 +1077,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     bytes[n / 2] ^= 0x40;
     let bad_chain = dir.path().join("bad.twl");
     std::fs::write(&bad_chain, &bytes).unwrap();
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "audit",
@@ -1086,9 +1086,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     assert!(err(&o).contains("does not verify"), "{}", err(&o));
     let o = run(
         &node,
@@ -1194,7 +1194,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -1203,9 +1203,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = std::fs::read_to_string(&bundle).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let sig = v["receipt"]["certificate"]["signatures"][0]["signature"]
@@ -1214,7 +1214,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     let forged = format!("{}{}", if &sig[..1] == "0" { "1" } else { "0" }, &sig[1..]);
     let bad_bundle = dir.path().join("bad.evidence.json");
     std::fs::write(&bad_bundle, text.replace(sig, &forged)).unwrap();
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -1223,9 +1223,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     let cp_old = dir.path().join("old.checkpoint");
     run_ok(
         &node,
@@ -1233,7 +1233,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     )
     .await;
     let more = dir.path().join("more.json");
-    let o = run(
+    run_exit(
         &node,
         &[
             "access",
@@ -1251,16 +1251,16 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--receipt-out",
             more.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let cp_new = dir.path().join("new.checkpoint");
     run_ok(
         &node,
         &["audit", "checkpoint", "--out", cp_new.to_str().unwrap()],
     )
     .await;
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -1272,11 +1272,11 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     // Swapped: the newer log is not a prefix of the older one.
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -1288,9 +1288,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--genesis",
             genesis,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
 
     // The witness cosigns what it accepted; the node shows who witnessed the height. Only a
     // live auditor's cosignature of a checkpoint the node has is recorded.
@@ -1401,7 +1401,7 @@ async fn patient_and_clinician_flows_against_a_node() {
     // Consent at t for an actor enrolled after the genesis (PROTOCOL.md §11.4): the privacy
     // officer's break-glass is denied for its role, and the history proves that role.
     let bg2 = dir.path().join("bg2.json");
-    let o = run(
+    run_exit(
         &node,
         &[
             "access",
@@ -1419,9 +1419,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--receipt-out",
             bg2.to_str().unwrap(),
         ],
+        4,
     )
     .await;
-    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     let history2 = dir.path().join("history-officer.json");
     run_ok(
         &node,
@@ -1439,7 +1439,7 @@ async fn patient_and_clinician_flows_against_a_node() {
         ],
     )
     .await;
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "--json",
@@ -1451,9 +1451,9 @@ async fn patient_and_clinician_flows_against_a_node() {
             "--history",
             history2.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["consent"]["requester"]["role"], "privacy-officer", "{v}");
     assert_eq!(v["consent"]["requester_from"], "actor_record", "{v}");

@@ -22,7 +22,7 @@ use twinledger_node::chain::{Chain, Consensus, ConsensusError, NodePolicy, now};
 
 mod common;
 
-use common::{err, run, run_ok};
+use common::{err, run, run_exit, run_ok};
 
 fn key_file(dir: &Path, name: &str, key: &Keypair) -> String {
     common::write_key(dir, name, key)
@@ -357,7 +357,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
 
     // The patient's verified history spans the change: events signed by the genesis set and by
     // the new one, the tip by the new one, all proven with the chain of changes (issue #11).
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "--json",
@@ -369,9 +369,9 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--genesis",
             genesis,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = report["accesses"].as_array().unwrap();
     assert!(rows.len() >= 2, "{report}");
@@ -430,16 +430,14 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     ];
     for (i, (f, why)) in cases.iter().enumerate() {
         let p = write(d, &format!("retired-{i}.json"), f);
-        let o = run(&node, &["receipt", "verify", &p, "--genesis", genesis]).await;
-        assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+        let o = run_exit(&node, &["receipt", "verify", &p, "--genesis", genesis], 6).await;
         assert!(err(&o).contains(why), "{why}: {}", err(&o));
     }
     // A genuine receipt stripped of its chain is refused (its header names the new set).
     let mut stripped = after_v.clone();
     stripped["validator_set_changes"] = json!([]);
     let p = write(d, "stripped.json", &stripped);
-    let o = run(&node, &["receipt", "verify", &p, "--genesis", genesis]).await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let o = run_exit(&node, &["receipt", "verify", &p, "--genesis", genesis], 6).await;
     assert!(err(&o).contains("names validator set"), "{}", err(&o));
     // The forgery that names the retired set and drops the chain passes on the genesis alone:
     // a chain from a trusted source (the auditor's own node) refuses it.
@@ -454,7 +452,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         err(&o)
     );
     let sets = d.join("sets.json");
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "audit",
@@ -464,16 +462,16 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--out",
             sets.to_str().unwrap(),
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("from block {}", changed_at + 2)),
         "{}",
         err(&o)
     );
     let sets_s = sets.to_str().unwrap();
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "receipt",
@@ -484,9 +482,9 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--validator-sets",
             sets_s,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     assert!(err(&o).contains("names validator set"), "{}", err(&o));
 
     // A tampered chain of changes is refused, naming the change.
@@ -499,8 +497,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     bad_chain["validator_set_changes"][0]["certificate"]["signatures"][0]["signature"] =
         json!(flipped);
     let p = write(d, "bad-chain.json", &bad_chain);
-    let o = run(&node, &["receipt", "verify", &p, "--genesis", genesis]).await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let o = run_exit(&node, &["receipt", "verify", &p, "--genesis", genesis], 6).await;
     assert!(err(&o).contains("validator-set change #0"), "{}", err(&o));
     let mut bad_sets = read(&sets);
     bad_sets["validator_set_changes"][0] = bad_chain["validator_set_changes"][0].clone();
@@ -557,7 +554,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         ],
     )
     .await;
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "receipt",
@@ -568,9 +565,9 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--expect-patient",
             &did,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("requester: {phys_did}")),
         "{}",
@@ -581,7 +578,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         bv["validator_set_changes"],
         after_v["validator_set_changes"]
     );
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -590,9 +587,9 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--genesis",
             genesis,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let mut v1 = bv.clone();
     v1["version"] = json!(1);
     v1.as_object_mut().unwrap().remove("validator_set_changes");
@@ -666,7 +663,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         &["audit", "checkpoint", "--out", cp_after.to_str().unwrap()],
     )
     .await;
-    let o = run(
+    run_exit(
         &node,
         &[
             "audit",
@@ -678,17 +675,17 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--genesis",
             genesis,
         ],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let wdir = d.join("witness");
     let w = wdir.to_str().unwrap();
-    let o = run(
+    run_exit(
         &node,
         &["audit", "witness", "--state", w, "--genesis", genesis],
+        0,
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(wdir.join("validator-sets.json").exists());
     let (cp, _) = Checkpoint::from_text(&std::fs::read_to_string(&cp_after).unwrap()).unwrap();
     let mut fake = cp;
@@ -729,7 +726,7 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         assert!(!err(&o).contains("FORK"), "{}", err(&o));
     }
     // A witness given a tampered chain refuses it.
-    let o = run(
+    let o = run_exit(
         &node,
         &[
             "audit",
@@ -741,9 +738,9 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
             "--validator-sets",
             &bad_sets,
         ],
+        6,
     )
     .await;
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     assert!(err(&o).contains("validator-set change #0"), "{}", err(&o));
     // An offline witness (no node) knows the change from its state.
     let o = run(

@@ -38,6 +38,13 @@ pub async fn run_ok(node: &str, args: &[&str]) -> Output {
     o
 }
 
+/// [`run`], asserting twinctl's exit code (what it printed in the message).
+pub async fn run_exit(node: &str, args: &[&str], code: i32) -> Output {
+    let o = run(node, args).await;
+    assert_eq!(o.status.code(), Some(code), "{}", err(&o));
+    o
+}
+
 /// What a run printed, for assertion messages.
 pub fn err(o: &Output) -> String {
     format!(
