@@ -8,7 +8,6 @@ use twinledger_core::audit::{
     AuditFailure, Auditor, CommittedBlock, EXPORT_MAGIC, ExportError, export_frame, read_export,
 };
 use twinledger_core::devkit::DevChain;
-use twinledger_core::event::consent::Grantee;
 use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::*;
 
@@ -18,16 +17,7 @@ fn chain() -> (DevChain, Vec<CommittedBlock>) {
     let phys = chain.physician.clone();
     for p in 0..3 {
         let alice = patient(&format!("p{p}"));
-        let g = chain.event(
-            &alice,
-            grant_payload(
-                &alice.public(),
-                Grantee::Actor(phys.public()),
-                &[DataCategory::VitalSigns],
-                &[Purpose::Treat],
-                &[Action::Read],
-            ),
-        );
+        let g = chain.event(&alice, vitals_grant(&alice.public(), &phys.public()));
         let a = chain.event(
             &phys,
             access_payload(

@@ -753,13 +753,7 @@ fn rule_6_9_event_checks() {
     let mk = |seq: u64, not_after: Timestamp, chain: ChainId, payload: EventPayload| {
         Event::new(chain, alice.public(), seq, not_after, payload).sign(&alice)
     };
-    let gp = grant_payload(
-        &alice.public(),
-        Grantee::Actor(phys.public()),
-        &[VitalSigns],
-        &[Treat],
-        &[Action::Read],
-    );
+    let gp = vitals_grant(&alice.public(), &phys.public());
     let ok_deadline = t.plus_ms(60_000);
     // wrong chain
     let ev = mk(0, ok_deadline, ChainId([1; 32]), gp.clone());
@@ -858,16 +852,9 @@ fn rule_8_block_checks() {
     let alice = w.alice.clone();
     let phys = w.phys.clone();
     let prev = w.chain.state.clone();
-    let e1 = w.chain.event(
-        &alice,
-        grant_payload(
-            &alice.public(),
-            Grantee::Actor(phys.public()),
-            &[VitalSigns],
-            &[Treat],
-            &[Action::Read],
-        ),
-    );
+    let e1 = w
+        .chain
+        .event(&alice, vitals_grant(&alice.public(), &phys.public()));
     let e2 = w.chain.event(
         &phys,
         access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
@@ -944,16 +931,9 @@ fn rule_5_unknown_event_version_is_refused_inside_blocks() {
     let mut w = world();
     let alice = w.alice.clone();
     let phys = w.phys.clone();
-    let ev = w.chain.event(
-        &alice,
-        grant_payload(
-            &alice.public(),
-            Grantee::Actor(phys.public()),
-            &[VitalSigns],
-            &[Treat],
-            &[Action::Read],
-        ),
-    );
+    let ev = w
+        .chain
+        .event(&alice, vitals_grant(&alice.public(), &phys.public()));
     let mut unknown = ev.event.clone();
     unknown.version = 2;
     let signed = unknown.sign(&alice);

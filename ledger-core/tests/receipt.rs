@@ -5,23 +5,13 @@ mod common;
 
 use common::*;
 use twinledger_core::devkit::DevChain;
-use twinledger_core::event::consent::Grantee;
 use twinledger_core::*;
 
 fn receipt() -> (DevChain, Receipt) {
     let mut chain = DevChain::new(4);
     let alice = patient("alice");
     let phys = chain.physician.clone();
-    let g = chain.event(
-        &alice,
-        grant_payload(
-            &alice.public(),
-            Grantee::Actor(phys.public()),
-            &[DataCategory::VitalSigns],
-            &[Purpose::Treat],
-            &[Action::Read],
-        ),
-    );
+    let g = chain.event(&alice, vitals_grant(&alice.public(), &phys.public()));
     chain.commit(vec![g.clone()]);
     let filler = chain.event(
         &phys,

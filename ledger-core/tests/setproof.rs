@@ -112,16 +112,7 @@ fn world() -> World {
     let ev = change(&mut dc, &old[0], &old, &set1);
     commit_one(&mut dc, ev);
     // Block 2: still signed by the genesis set.
-    let ev = dc.event(
-        &alice,
-        grant_payload(
-            &alice.public(),
-            Grantee::Actor(phys.public()),
-            &[DataCategory::VitalSigns],
-            &[Purpose::Treat],
-            &[Action::Read],
-        ),
-    );
+    let ev = dc.event(&alice, vitals_grant(&alice.public(), &phys.public()));
     commit_one(&mut dc, ev);
     // Block 3: the first new set signs an access (repeated at block 6).
     let access = access_payload(

@@ -43,6 +43,17 @@ pub fn grant_payload(
     })
 }
 
+/// A grant to `actor` of reading `patient`'s vital signs for treatment.
+pub fn vitals_grant(patient: &PublicKey, actor: &PublicKey) -> EventPayload {
+    grant_payload(
+        patient,
+        Grantee::Actor(*actor),
+        &[DataCategory::VitalSigns],
+        &[Purpose::Treat],
+        &[Action::Read],
+    )
+}
+
 pub fn revoke_payload(patient: &PublicKey, grant: EventId) -> EventPayload {
     EventPayload::ConsentRevoke(ConsentRevoke {
         patient: *patient,
