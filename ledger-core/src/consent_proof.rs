@@ -389,16 +389,8 @@ impl Replay {
             }
             EventPayload::ConsentRevoke(r) => {
                 of_patient(&r.patient)?;
-                match self.grants.get_mut(&r.grant) {
-                    Some(g) if g.revoked.is_none() => g.revoked = Some((e.height, e.id)),
-                    Some(_) => return Err(format!("it revokes grant {} again", r.grant)),
-                    None => {
-                        return Err(format!(
-                            "it revokes grant {}, not a grant of the patient before it",
-                            r.grant
-                        ));
-                    }
-                }
+                let revoked = self.grants.get_mut(&r.grant).map(|g| &mut g.revoked);
+                mark_revoked(revoked, "grant", r.grant, (e.height, e.id))?;
             }
             EventPayload::DelegateGrant(d) => {
                 of_patient(&d.patient)?;
@@ -417,16 +409,11 @@ impl Replay {
             }
             EventPayload::DelegateRevoke(r) => {
                 of_patient(&r.patient)?;
-                match self.delegations.get_mut(&r.delegation) {
-                    Some(d) if d.revoked.is_none() => d.revoked = Some((e.height, e.id)),
-                    Some(_) => return Err(format!("it revokes delegation {} again", r.delegation)),
-                    None => {
-                        return Err(format!(
-                            "it revokes delegation {}, not a delegation of the patient before it",
-                            r.delegation
-                        ));
-                    }
-                }
+                let revoked = self
+                    .delegations
+                    .get_mut(&r.delegation)
+                    .map(|d| &mut d.revoked);
+                mark_revoked(revoked, "delegation", r.delegation, (e.height, e.id))?;
             }
             EventPayload::KeyRotation(r) => {
                 of_patient(&r.patient)?;
@@ -606,4 +593,24 @@ pub fn verify_decision(
         })));
     }
     Ok(proof)
+}
+
+/// Marks a grant or delegation (`what`, `id`) revoked by the event `by` (height, id): refused
+/// when it is unknown (`revoked` is None) or already revoked.
+fn mark_revoked(
+    revoked: Option<&mut Option<(u64, EventId)>>,
+    what: &str,
+    id: EventId,
+    by: (u64, EventId),
+) -> Result<(), String> {
+    match revoked {
+        Some(r) if r.is_none() => {
+            *r = Some(by);
+            Ok(())
+        }
+        Some(_) => Err(format!("it revokes {what} {id} again")),
+        None => Err(format!(
+            "it revokes {what} {id}, not a {what} of the patient before it"
+        )),
+    }
 }
