@@ -359,12 +359,7 @@ fn ask(
     if !(1..=60).contains(&timeout_secs) {
         return Err(CliError::Invalid("--timeout-secs must be 1..=60".into()));
     }
-    if a.receipt_out.exists() {
-        return Err(CliError::Invalid(format!(
-            "{} already exists",
-            a.receipt_out.display()
-        )));
-    }
+    crate::audit::refuse_existing(&a.receipt_out)?;
     let key = open_key(&a.key, &a.pass)?;
     let salt = random32()?;
     let client = NodeClient::connect(node)?;

@@ -1074,7 +1074,7 @@ pub fn verify(
 }
 
 /// Refuses to write over an existing file at `out`.
-fn refuse_existing(out: &Path) -> Result<(), CliError> {
+pub(crate) fn refuse_existing(out: &Path) -> Result<(), CliError> {
     if out.exists() {
         return Err(CliError::Invalid(format!(
             "{} already exists",
