@@ -786,6 +786,12 @@ impl Chain {
         let Some(loc) = self.store.event(id)? else {
             return Ok(None);
         };
+        // The store holds a block a moment before the committed state moves to it (write,
+        // then publish): an event is final to readers only once the state says so, so that a
+        // client told "final" sees the same height in every other read.
+        if loc.height > self.height() {
+            return Ok(None);
+        }
         let sb = self
             .store
             .block(loc.height)?
