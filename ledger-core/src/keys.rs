@@ -7,7 +7,14 @@
 //!
 //! Every signature is over a domain-separated message (see [`signing_message`]) that names the
 //! message type and the chain id, so a signature from one chain or one message type never
-//! verifies as another. Verification is `verify_strict` (no malleable signatures, no weak keys).
+//! verifies as another.
+//!
+//! Signature validity is ZIP-215 (PROTOCOL.md §3 since 2.1, ADR 0009): `A` and `R` must decode
+//! to curve points (non-canonical encodings accepted), `S < l`, and the cofactored equation
+//! `[8][S]B = [8]R + [8][k]A` must hold. Single ([`PublicKey::verify_raw`], [`zip215::verify`])
+//! and batch ([`verify_batch`], [`zip215::verify_batch`]) verification decide the same. Weak
+//! (small-order) keys are still refused as identities ([`PublicKey::from_ed25519_bytes`]): that
+//! is a rule on keys, not on signatures (a small-order key "signs" every message with `S = 0`).
 
 use std::fmt;
 
@@ -65,7 +72,8 @@ pub enum KeyError {
     /// Wrong number of key bytes.
     #[error("malformed ed25519 public key: {0} bytes, expected 32")]
     KeyLength(usize),
-    /// The 32 bytes are not a valid ed25519 point, or are a weak (small-order) key.
+    /// The 32 bytes are not a valid ed25519 point, or (as an identity, [`PublicKey`]) are a weak
+    /// (small-order) key.
     #[error("invalid ed25519 public key: not a valid point, or a weak (small-order) key")]
     InvalidPoint,
     /// The signature does not verify for this key and message.
@@ -81,6 +89,12 @@ const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
 /// A public key identifying someone on the ledger. Always a valid, non-weak ed25519 point
 /// (checked on construction and decoding). Kept as its 32 compressed bytes: small in state
 /// tables and errors; the point is decompressed when a signature is checked.
+///
+/// Weak keys stay refused under 2.1 (PROTOCOL.md §3): ZIP-215 accepts a signature by a
+/// small-order `A` whenever `[8]R = [8][S]B` (e.g. `R` small-order and `S = 0`, for any
+/// message), so such a key would let anyone sign as its identity. Refusing it is a rule on
+/// which bytes are an identity, applied when a key is decoded, and has no bearing on whether
+/// single and batch verification agree.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublicKey([u8; 32]);
 
@@ -132,7 +146,7 @@ impl PublicKey {
         Self::from_ed25519_bytes(&key)
     }
 
-    /// Verifies `signature` over `signing_message(domain, chain_id, body)` (strict ed25519).
+    /// Verifies `signature` over `signing_message(domain, chain_id, body)` (ZIP-215, §3).
     pub fn verify(
         &self,
         domain: &str,
@@ -144,15 +158,14 @@ impl PublicKey {
         self.verify_raw(&msg, signature)
     }
 
-    /// Verifies a signature over an already-built signing message.
+    /// Verifies a signature over an already-built signing message: the protocol's rule,
+    /// ZIP-215 ([`zip215::verify`]).
     pub fn verify_raw(&self, msg: &[u8], signature: &Signature) -> Result<(), KeyError> {
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.verifying_key()
-            .verify_strict(msg, &sig)
-            .map_err(|_| KeyError::BadSignature)
+        zip215::verify(&self.0, msg, signature)
     }
 
-    /// The dalek key (decompresses the point).
+    /// The dalek key (decompresses the point). For key handling only: signatures are checked
+    /// with [`PublicKey::verify_raw`] (ZIP-215), never with dalek's `verify`/`verify_strict`.
     pub fn verifying_key(&self) -> VerifyingKey {
         VerifyingKey::from_bytes(&self.0).expect("a PublicKey is a valid point by construction")
     }
@@ -285,23 +298,121 @@ impl Keypair {
 }
 
 /// Verifies many `(key, message, signature)` triples, as an auditor replaying a chain does:
-/// `Ok` only if every signature passes [`PublicKey::verify_raw`] (`verify_strict`, the protocol's
-/// rule, PROTOCOL.md §3), otherwise `Err` with the index of the first one that does not.
+/// `Ok` only if every signature passes [`PublicKey::verify_raw`] (ZIP-215, the protocol's rule,
+/// PROTOCOL.md §3), otherwise `Err` with the index of the first one that does not.
 ///
-/// Each signature is checked on its own, in order. ed25519-dalek's batch check is not used: its
-/// equation is cofactorless with random coefficients and accepts signatures that `verify_strict`
-/// refuses (a small-order `R`, for one), so it cannot decide validity here, and after a strict
-/// check of every signature it has nothing left to add. A batch rule that agrees with single
-/// verification (cofactored, ZIP-215) would be a protocol change (issue #13). The name is kept
-/// for callers that verify many signatures at once, in parallel chunks for instance.
+/// The triples are checked together with ed25519-zebra's batch equation (cofactored, so it
+/// decides as single verification does); only if the batch fails is each signature checked on
+/// its own, in order, to name the first bad one. No batch for 0 or 1 triples.
 pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usize> {
-    match items
-        .iter()
-        .position(|(key, msg, sig)| key.verify_raw(msg, sig).is_err())
-    {
-        Some(index) => Err(index),
-        None => Ok(()),
+    zip215::check_all(items.len(), || {
+        items
+            .iter()
+            .map(|(key, msg, sig)| (&key.0, msg.as_slice(), sig))
+    })
+}
+
+/// The signature rule (PROTOCOL.md §3, 2.1) on raw key bytes: ZIP-215.
+///
+/// These take any 32 bytes as `A`, including the weak (small-order) keys that [`PublicKey`]
+/// refuses as identities, so that the rule itself can be checked against the ZIP-215 edge
+/// cases (`ledger-core/tests/zip215.rs`, `docs/protocol-vectors.json` key `zip215`).
+pub mod zip215 {
+    use std::convert::Infallible;
+
+    use ed25519_zebra::{VerificationKey, VerificationKeyBytes, batch};
+
+    use super::{KeyError, Signature};
+
+    /// The BLAKE3 key-derivation context of the batch coefficients. Not a protocol domain: any
+    /// coefficients give the same verdict except with negligible probability (ADR 0009).
+    const BATCH_COEFFICIENTS: &str = "twinledger 2026-11 zip215 batch-verify coefficients";
+
+    /// Verifies `signature` (`R || S`) by the key encoded as `key` (`A`) over `msg`:
+    /// `A` and `R` decode to curve points (non-canonical encodings accepted), `S < l`, and
+    /// `[8][S]B = [8]R + [8][k]A` with `k = SHA-512(R || A || msg) mod l` over the bytes as
+    /// given. [`KeyError::InvalidPoint`] if `A` is not a point encoding, otherwise
+    /// [`KeyError::BadSignature`] if the signature is not valid.
+    pub fn verify(key: &[u8; 32], msg: &[u8], signature: &Signature) -> Result<(), KeyError> {
+        let vk = VerificationKey::try_from(*key).map_err(|_| KeyError::InvalidPoint)?;
+        vk.verify(&ed25519_zebra::Signature::from_bytes(&signature.0), msg)
+            .map_err(|_| KeyError::BadSignature)
     }
+
+    /// Verifies many `(A, message, signature)` triples: `Ok` iff [`verify`] accepts each,
+    /// otherwise `Err` with the index of the first it refuses.
+    pub fn verify_batch(items: &[([u8; 32], &[u8], Signature)]) -> Result<(), usize> {
+        check_all(items.len(), || {
+            items.iter().map(|(key, msg, sig)| (key, *msg, sig))
+        })
+    }
+
+    /// The batch check behind both `verify_batch`es. `items` yields the triples afresh on each
+    /// call (once to queue them, once more only if the batch fails).
+    pub(super) fn check_all<'a, I>(len: usize, items: impl Fn() -> I) -> Result<(), usize>
+    where
+        I: Iterator<Item = (&'a [u8; 32], &'a [u8], &'a Signature)>,
+    {
+        let first_bad = || {
+            items()
+                .position(|(key, msg, sig)| verify(key, msg, sig).is_err())
+                .map_or(Ok(()), Err)
+        };
+        if len < 2 {
+            return first_bad();
+        }
+        // The coefficients are drawn from a BLAKE3 stream keyed by every byte of the batch, so
+        // they are fixed only once the batch is (ADR 0009): no OS randomness in the core.
+        let mut seed = blake3::Hasher::new_derive_key(BATCH_COEFFICIENTS);
+        seed.update(&(len as u64).to_le_bytes());
+        let mut verifier = batch::Verifier::new();
+        for (key, msg, sig) in items() {
+            seed.update(key);
+            seed.update(&sig.0);
+            seed.update(&(msg.len() as u64).to_le_bytes());
+            seed.update(msg);
+            verifier.queue((
+                VerificationKeyBytes::from(*key),
+                ed25519_zebra::Signature::from_bytes(&sig.0),
+                msg,
+            ));
+        }
+        match verifier.verify(Coefficients(seed.finalize_xof())) {
+            Ok(()) => Ok(()),
+            // The batch equation is cofactored: it fails only if some signature does, and
+            // single verification names the first. (`first_bad` finding none cannot happen;
+            // the single rule would then decide: valid.)
+            Err(_) => first_bad(),
+        }
+    }
+
+    /// The batch coefficients' source: the BLAKE3 output stream of the batch's hash.
+    struct Coefficients(blake3::OutputReader);
+
+    impl rand_core::TryRng for Coefficients {
+        type Error = Infallible;
+
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            let mut b = [0u8; 4];
+            self.0.fill(&mut b);
+            Ok(u32::from_le_bytes(b))
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            let mut b = [0u8; 8];
+            self.0.fill(&mut b);
+            Ok(u64::from_le_bytes(b))
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            self.0.fill(dst);
+            Ok(())
+        }
+    }
+
+    /// A cryptographic source for the batch equation: its output is unpredictable until every
+    /// key, message and signature of the batch is fixed.
+    impl rand_core::TryCryptoRng for Coefficients {}
 }
 
 #[cfg(test)]

@@ -1,0 +1,308 @@
+//! The protocol's signature rule is ZIP-215 (PROTOCOL.md §3 since 2.1, ADR 0009), and batch
+//! verification decides exactly as single verification does (issue #13).
+//!
+//! ZIP-215: `A` and `R` must decode to curve points, non-canonical encodings accepted; `S < l`;
+//! only the cofactored equation `[8][S]B = [8]R + [8][k]A`. The edge cases are Zcash's 196:
+//! every small-order `A` with every small-order `R` (8 canonical and 6 non-canonical encodings
+//! each) and `S = 0`, all valid. Small-order keys are refused as identities (`PublicKey`), so
+//! those cases go through the rule on raw bytes (`keys::zip215`).
+
+#[path = "zip215/cases.rs"]
+mod cases;
+
+use std::sync::OnceLock;
+
+use cases::*;
+use curve25519_dalek::constants::EIGHT_TORSION;
+use curve25519_dalek::traits::IsIdentity as _;
+use proptest::prelude::*;
+use twinledger_core::hash::ChainId;
+use twinledger_core::keys::{
+    KeyError, Keypair, PublicKey, Signature, sig_domain, signing_message, verify_batch, zip215,
+};
+
+fn signed(seed: u8, body: &[u8]) -> (PublicKey, Vec<u8>, Signature) {
+    let chain = ChainId([3; 32]);
+    let key = Keypair::from_secret(&[seed; 32]);
+    (
+        key.public(),
+        signing_message(sig_domain::EVENT, &chain, body),
+        key.sign(sig_domain::EVENT, &chain, body),
+    )
+}
+
+#[test]
+fn there_are_fourteen_small_order_encodings_and_196_cases() {
+    assert_eq!(canonical_small_order().len(), 8);
+    assert_eq!(non_canonical_small_order().len(), 6);
+    let mut all = small_order_encodings();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 14, "distinct encodings");
+    assert_eq!(small_order_cases().len(), 196);
+}
+
+#[test]
+fn small_order_edge_cases_are_accepted_as_zip215_says() {
+    let cases = small_order_cases();
+    for (a, sig) in &cases {
+        assert_eq!(
+            zip215::verify(a, SMALL_ORDER_MSG, sig),
+            Ok(()),
+            "A {} R {}",
+            hex::encode(a),
+            hex::encode(&sig.0[..32])
+        );
+        assert_eq!(zip215::verify_batch(&[(*a, SMALL_ORDER_MSG, *sig)]), Ok(()));
+    }
+    let batch: Vec<_> = cases
+        .iter()
+        .map(|(a, sig)| (*a, SMALL_ORDER_MSG, *sig))
+        .collect();
+    assert_eq!(zip215::verify_batch(&batch), Ok(()));
+    // Pairs, so the batch equation (not the single fallback) decides each mix.
+    for pair in batch.chunks(2) {
+        assert_eq!(zip215::verify_batch(pair), Ok(()));
+    }
+}
+
+#[test]
+fn small_order_keys_are_not_identities() {
+    for a in small_order_encodings() {
+        assert_eq!(
+            PublicKey::from_ed25519_bytes(&a),
+            Err(KeyError::InvalidPoint),
+            "{}",
+            hex::encode(a)
+        );
+    }
+}
+
+#[test]
+fn s_at_or_above_l_is_refused() {
+    // S = l with small-order A and R: the equation would hold for S mod l = 0.
+    let enc = small_order_encodings();
+    let mut sig = r_and_zero_s(&enc[0]);
+    sig.0[32..].copy_from_slice(&L);
+    assert_eq!(
+        zip215::verify(&enc[1], SMALL_ORDER_MSG, &sig),
+        Err(KeyError::BadSignature)
+    );
+    // S + l of a valid signature.
+    let (key, msg, good) = signed(7, b"body");
+    let bad = s_plus_l(&good);
+    assert_eq!(key.verify_raw(&msg, &good), Ok(()));
+    assert_eq!(key.verify_raw(&msg, &bad), Err(KeyError::BadSignature));
+    let items = vec![
+        signed(1, b"a"),
+        (key, msg.clone(), bad),
+        (key, msg, good),
+        (key, b"other".to_vec(), good),
+    ];
+    assert_eq!(verify_batch(&items), Err(1));
+    assert_eq!(
+        zip215::verify_batch(&[
+            (enc[1], SMALL_ORDER_MSG, r_and_zero_s(&enc[0])),
+            (enc[1], SMALL_ORDER_MSG, sig)
+        ]),
+        Err(1)
+    );
+}
+
+#[test]
+fn a_key_or_r_that_is_not_a_point_is_refused() {
+    let np = not_a_point();
+    let (key, msg, good) = signed(9, b"body");
+    assert_eq!(
+        zip215::verify(&np, &msg, &good),
+        Err(KeyError::InvalidPoint)
+    );
+    assert_eq!(
+        PublicKey::from_ed25519_bytes(&np),
+        Err(KeyError::InvalidPoint)
+    );
+    let mut bad = good;
+    bad.0[..32].copy_from_slice(&np);
+    assert_eq!(key.verify_raw(&msg, &bad), Err(KeyError::BadSignature));
+    assert_eq!(
+        verify_batch(&[(key, msg.clone(), good), (key, msg, bad)]),
+        Err(1)
+    );
+}
+
+#[test]
+fn a_valid_signature_of_a_random_key_is_accepted() {
+    // "Random": a seed from a hash, not a chosen one.
+    let seed = *blake3::hash(b"zip215 random key").as_bytes();
+    let key = Keypair::from_secret(&seed);
+    let chain = ChainId([5; 32]);
+    let sig = key.sign(sig_domain::COMMIT, &chain, b"vote");
+    assert_eq!(
+        key.public()
+            .verify(sig_domain::COMMIT, &chain, b"vote", &sig),
+        Ok(())
+    );
+    let msg = signing_message(sig_domain::COMMIT, &chain, b"vote");
+    assert_eq!(zip215::verify(key.public().as_bytes(), &msg, &sig), Ok(()));
+}
+
+/// 2.1 accepts more than 2.0 did: a small-order `R` (which `verify_strict` refused) and a
+/// mixed-order key's signature that only the cofactored equation accepts.
+#[test]
+fn signatures_verify_strict_refused_are_valid_under_zip215() {
+    use ed25519_dalek::Verifier as _;
+
+    let seed = [41u8; 32];
+    let (key, msg, _) = signed(41, b"body");
+    let sig = small_order_r_signature(&seed, &msg);
+    let dalek_sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+    assert!(key.verifying_key().verify_strict(&msg, &dalek_sig).is_err());
+    assert!(key.verifying_key().verify(&msg, &dalek_sig).is_ok());
+    assert_eq!(key.verify_raw(&msg, &sig), Ok(()));
+    assert_eq!(
+        verify_batch(&[signed(1, b"x"), (key, msg.clone(), sig)]),
+        Ok(())
+    );
+
+    // The torsion part T of the mixed key has order 8 ([4]T is not the identity).
+    assert!(!(EIGHT_TORSION[1] * curve25519_dalek::Scalar::from(4u8)).is_identity());
+    let (mixed, sig) = mixed_order_signature(&seed, &msg);
+    let mixed = PublicKey::from_ed25519_bytes(&mixed).expect("a mixed-order key is an identity");
+    let dalek_sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+    assert!(
+        mixed
+            .verifying_key()
+            .verify_strict(&msg, &dalek_sig)
+            .is_err(),
+        "only the cofactored equation holds"
+    );
+    assert_eq!(mixed.verify_raw(&msg, &sig), Ok(()));
+    assert_eq!(verify_batch(&[(mixed, msg, sig), signed(2, b"y")]), Ok(()));
+}
+
+/// One signature of each sort, built once: what the property test mixes.
+#[derive(Clone, Debug)]
+struct Item {
+    key: [u8; 32],
+    msg: Vec<u8>,
+    sig: Signature,
+    /// Whether `key` is an identity (not small-order), so `keys::verify_batch` can take it.
+    identity: bool,
+}
+
+fn pool() -> &'static [Item] {
+    static POOL: OnceLock<Vec<Item>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut out = Vec::new();
+        let item = |(k, m, s): (PublicKey, Vec<u8>, Signature)| Item {
+            key: *k.as_bytes(),
+            msg: m,
+            sig: s,
+            identity: true,
+        };
+        for seed in 0..6u8 {
+            let (k, m, s) = signed(seed, &[seed]);
+            out.push(item((k, m.clone(), s))); // valid
+            let mut wrong_msg = m.clone();
+            wrong_msg[40] ^= 1;
+            out.push(item((k, wrong_msg, s))); // another message
+            let mut flipped_r = s;
+            flipped_r.0[1] ^= 4;
+            out.push(item((k, m.clone(), flipped_r))); // R changed
+            let mut flipped_s = s;
+            flipped_s.0[40] ^= 1;
+            out.push(item((k, m.clone(), flipped_s))); // S changed
+            out.push(item((k, m.clone(), s_plus_l(&s)))); // S >= l
+            let mut np = s;
+            np.0[..32].copy_from_slice(&not_a_point());
+            out.push(item((k, m.clone(), np))); // R not a point
+            let seed32 = [seed + 100; 32];
+            let (sk, sm, _) = signed(seed + 100, b"strict");
+            out.push(item((
+                sk,
+                sm.clone(),
+                small_order_r_signature(&seed32, &sm),
+            ))); // valid
+            let (mk, ms) = mixed_order_signature(&seed32, &m);
+            let mk = PublicKey::from_ed25519_bytes(&mk).unwrap();
+            out.push(item((mk, m.clone(), ms))); // valid (cofactored only)
+            let mut mixed_bad = ms;
+            mixed_bad.0[33] ^= 1;
+            out.push(item((mk, m, mixed_bad))); // invalid
+        }
+        for (i, (a, sig)) in small_order_cases().into_iter().enumerate().step_by(13) {
+            out.push(Item {
+                key: a,
+                msg: SMALL_ORDER_MSG.to_vec(),
+                sig,
+                identity: false,
+            }); // valid
+            let mut other = sig;
+            other.0[32] = u8::try_from(i % 200).unwrap() + 1; // S != 0: invalid
+            out.push(Item {
+                key: a,
+                msg: SMALL_ORDER_MSG.to_vec(),
+                sig: other,
+                identity: false,
+            });
+        }
+        out
+    })
+}
+
+fn single_ok(it: &Item) -> bool {
+    zip215::verify(&it.key, &it.msg, &it.sig).is_ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `verify_batch` is `Ok` iff every single verification is, and otherwise names the first
+    /// signature that single verification refuses; for raw keys and for identities alike.
+    #[test]
+    fn single_and_batch_verification_agree_on_every_mix(
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 0..24),
+    ) {
+        let pool = pool();
+        let items: Vec<&Item> = picks.iter().map(|i| &pool[i.index(pool.len())]).collect();
+        let want = items.iter().position(|it| !single_ok(it)).map_or(Ok(()), Err);
+
+        let raw: Vec<_> = items.iter().map(|it| (it.key, it.msg.as_slice(), it.sig)).collect();
+        prop_assert_eq!(zip215::verify_batch(&raw), want);
+
+        let ids: Vec<_> = items
+            .iter()
+            .filter(|it| it.identity)
+            .map(|it| (PublicKey::from_ed25519_bytes(&it.key).unwrap(), it.msg.clone(), it.sig))
+            .collect();
+        let want = ids
+            .iter()
+            .position(|(k, m, s)| k.verify_raw(m, s).is_err())
+            .map_or(Ok(()), Err);
+        prop_assert_eq!(verify_batch(&ids), want);
+    }
+}
+
+#[test]
+fn the_pool_mixes_valid_and_invalid_signatures() {
+    let valid = pool().iter().filter(|it| single_ok(it)).count();
+    assert!(
+        valid > 10 && valid < pool().len() - 10,
+        "{valid} of {}",
+        pool().len()
+    );
+}
+
+#[test]
+fn the_first_bad_index_is_named() {
+    let mut items: Vec<_> = (0..6u8).map(|i| signed(i + 40, &[i])).collect();
+    assert_eq!(verify_batch(&items), Ok(()));
+    items[5].2.0[0] ^= 1;
+    assert_eq!(verify_batch(&items), Err(5));
+    items[3].2.0[40] ^= 1;
+    assert_eq!(verify_batch(&items), Err(3));
+    assert_eq!(verify_batch(&items[4..]), Err(1));
+    assert_eq!(verify_batch(&items[..3]), Ok(()));
+    assert_eq!(verify_batch(&items[3..4]), Err(0));
+    assert_eq!(verify_batch(&[]), Ok(()));
+}
