@@ -3,7 +3,8 @@
 //! selection (§12.3), pinned in `docs/protocol-vectors.json`; since 1.3 also every block of the
 //! reference chain with its body, results, certificate and state write log (§6.10), the
 //! validator sets, an export stream, the genesis file, a signed request, a cosignature,
-//! commitments, BLAKE3 Merkle proofs, receipts and an evidence bundle (`golden/extra.rs`).
+//! commitments, BLAKE3 Merkle proofs, receipts and an evidence bundle (`golden/extra.rs`);
+//! since 2.1 signatures on the edges of the ZIP-215 rule (`golden/zip215.rs`).
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
@@ -15,6 +16,10 @@ mod extra;
 mod state_map;
 #[path = "golden/state_writes.rs"]
 mod state_writes;
+#[path = "zip215/cases.rs"]
+mod zip215_cases;
+#[path = "golden/zip215.rs"]
+mod zip215_vectors;
 
 use std::collections::BTreeMap;
 
@@ -354,6 +359,7 @@ fn render() -> serde_json::Value {
         "merkle": extra::merkle(),
         "receipts": extra::receipts(&chain),
         "state_map": extra::state_map(&chain),
+        "zip215": zip215_vectors::vectors(),
     })
 }
 
@@ -561,4 +567,11 @@ fn merkle_vectors_verify() {
 #[test]
 fn receipt_vectors_verify() {
     extra::check_receipts(&pinned());
+}
+
+/// §3 (2.1): the ZIP-215 edge signatures, singly and in batches, and the 196 small-order cases
+/// from the pinned encodings.
+#[test]
+fn zip215_vectors_verify() {
+    zip215_vectors::check(&pinned());
 }
