@@ -8,7 +8,8 @@
 //!
 //! Signature checks are the expensive part; [`signature_items`] lists a block's event
 //! signatures so a caller can check many blocks ahead in parallel (with
-//! [`crate::keys::verify_batch`], which checks each signature strictly, PROTOCOL.md §3) and then
+//! [`crate::keys::verify_batch`], a ZIP-215 batch check that agrees with single verification,
+//! PROTOCOL.md §3) and then
 //! apply each block with [`SignatureCheck::AlreadyVerified`].
 
 use serde::{Deserialize, Serialize};
@@ -311,7 +312,7 @@ impl Auditor {
     }
 }
 
-/// Names the first event of a block whose signature does not verify (strictly, PROTOCOL.md §3).
+/// Names the first event of a block whose signature does not verify (ZIP-215, PROTOCOL.md §3).
 pub fn first_bad_signature(cb: &CommittedBlock) -> Option<AuditFailure> {
     let items = signature_items(&cb.block);
     match crate::keys::verify_batch(&items) {

@@ -78,6 +78,23 @@ fn small_order_keys_are_not_identities() {
     }
 }
 
+/// Key decoding is unchanged in 2.1: a non-canonical encoding (`y + p`) of a point that is not
+/// of small order is an identity, as in 2.0 (nobody knows the secret of such a point).
+#[test]
+fn non_canonical_keys_of_large_order_are_identities_as_before() {
+    let accepted: Vec<[u8; 32]> = (2..19u8)
+        .flat_map(|y| [0x7f, 0xff].map(|top| (y, top)))
+        .map(|(y, top)| {
+            let mut e = [0xffu8; 32];
+            e[0] = 0xed + y;
+            e[31] = top;
+            e
+        })
+        .filter(|e| PublicKey::from_ed25519_bytes(e).is_ok())
+        .collect();
+    assert!(!accepted.is_empty());
+}
+
 #[test]
 fn s_at_or_above_l_is_refused() {
     // S = l with small-order A and R: the equation would hold for S mod l = 0.
