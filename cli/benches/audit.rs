@@ -113,12 +113,12 @@ fn main() {
             CommitCertificate::new(0, chain.validators.iter().map(|k| vote.sign(k)).collect());
         let cb = CommittedBlock {
             block: built.block,
-            results: built.results,
+            results: built.executed.results,
             certificate,
         };
         export.extend(export_frame(&cb));
         blocks.push(cb);
-        state = built.state;
+        state = built.executed.state;
     }
     chain.state = state;
     println!(

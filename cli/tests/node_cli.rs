@@ -43,13 +43,18 @@ async fn patient_and_clinician_flows_against_a_node() {
     let genesis_path = dir.path().join("genesis.json");
     g.save(&genesis_path).unwrap();
     let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
-    let chain = twinledger_node::open_chain(&g, store, validator, false).unwrap();
+    let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(twinledger_node::run(listener, chain, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(twinledger_node::run(
+        listener,
+        chain,
+        validator,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let did = patient.public().to_did();
     let phys_did = physician.public().to_did();
     let genesis = genesis_path.to_str().unwrap();

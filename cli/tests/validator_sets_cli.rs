@@ -6,7 +6,6 @@
 //! disagree with the proof, and every `--expect-*` mismatch exit 6.
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +13,11 @@ use serde_json::{Value, json};
 use twinledger_core::devkit::dev_key;
 use twinledger_core::event::governance::{Governance, GovernanceAction};
 use twinledger_core::{
-    Block, Checkpoint, CommitCertificate, CommitVote, Event, EventPayload, Keypair, PublicKey,
-    Receipt, Role, Timestamp, Validator, ValidatorSet,
+    Checkpoint, CommitCertificate, CommitVote, Event, EventPayload, Keypair, Receipt, Role,
+    Timestamp, Validator, ValidatorSet,
 };
 use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
-use twinledger_node::chain::{Chain, Consensus, ConsensusError, NodePolicy, now};
+use twinledger_node::chain::{Chain, NodePolicy, now};
 
 mod common;
 
@@ -28,43 +27,39 @@ fn key_file(dir: &Path, name: &str, key: &Keypair) -> String {
     common::write_key(dir, name, key)
 }
 
-/// Every validator of the set the block names signs it: consensus for a test node whose set
-/// changes (the node checks every block against the set in force).
-struct SetSigners {
-    proposer: PublicKey,
+/// Every validator of the set in force signs each block: the committee of a test node whose
+/// set changes, through the node's own propose, validate and commit steps (the node checks
+/// every certificate against the set in force).
+struct Committee {
+    chain: Arc<Chain>,
+    proposer: Keypair,
     keys: Vec<Keypair>,
 }
 
-impl Consensus for SetSigners {
-    fn commit<'a>(
-        &'a self,
-        block: &'a Block,
-    ) -> Pin<Box<dyn Future<Output = Result<CommitCertificate, ConsensusError>> + Send + 'a>> {
-        Box::pin(async move {
-            let vote = CommitVote {
-                checkpoint: block.header.checkpoint(),
-                round: 0,
-            };
-            let sets = [
-                set_of(&self.keys[..4]),
-                set_of(&[&self.keys[..1], &self.keys[4..]].concat()),
-            ];
-            let set = sets
-                .iter()
-                .find(|s| s.hash() == block.header.validators_hash)
-                .expect("a known set");
-            let sigs = self
-                .keys
-                .iter()
-                .filter(|k| set.get(&k.public()).is_some())
-                .map(|k| vote.sign(k))
-                .collect();
-            Ok(CommitCertificate::new(0, sigs))
-        })
-    }
-
-    fn proposer(&self) -> PublicKey {
-        self.proposer
+impl Committee {
+    fn step(&self) {
+        let Some(block) = self.chain.propose(self.proposer.public(), now(), false) else {
+            return;
+        };
+        self.chain.validate(&block, Some(now())).unwrap();
+        let set = self
+            .chain
+            .state()
+            .validators_for(block.header.height)
+            .clone();
+        let vote = CommitVote {
+            checkpoint: block.header.checkpoint(),
+            round: 0,
+        };
+        let sigs = self
+            .keys
+            .iter()
+            .filter(|k| set.get(&k.public()).is_some())
+            .map(|k| vote.sign(k))
+            .collect();
+        self.chain
+            .commit(block, CommitCertificate::new(0, sigs))
+            .unwrap();
     }
 }
 
@@ -161,10 +156,6 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
     let ledger = g.ledger_genesis().unwrap();
 
     let store = twinledger_node::open_store(&d.join("data")).unwrap();
-    let consensus = Arc::new(SetSigners {
-        proposer: vals[0].public(),
-        keys: vals.iter().chain(&newcomers).cloned().collect(),
-    });
     let policy = NodePolicy {
         block_interval: Duration::from_millis(50),
         mempool_size: 1000,
@@ -173,19 +164,36 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
         Chain::open(
             ledger.clone(),
             store,
-            consensus,
             policy,
             false,
             twinledger_node::metrics::Metrics::new(),
         )
         .unwrap(),
     );
+    let committee = Committee {
+        chain: chain.clone(),
+        proposer: vals[0].clone(),
+        keys: vals.iter().chain(&newcomers).cloned().collect(),
+    };
+    let (stop_committee, committee_stopped) = tokio::sync::watch::channel(false);
+    let committee = std::thread::spawn(move || {
+        while !*committee_stopped.borrow() {
+            committee.step();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        committee.step();
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(twinledger_node::run(listener, chain.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(twinledger_node::serve(
+        listener,
+        chain.clone(),
+        twinledger_node::ApiOptions::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let did = patient.public().to_did();
     let phys_did = physician.public().to_did();
     let http = reqwest::Client::new();
@@ -763,4 +771,6 @@ async fn receipts_bundles_and_checkpoints_follow_validator_set_changes() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    stop_committee.send(true).unwrap();
+    committee.join().unwrap();
 }

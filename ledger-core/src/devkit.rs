@@ -214,7 +214,7 @@ impl DevChain {
             .build_block(proposer_key, self.next_time(), events)?;
         // An independent validator re-executes the block from the previous state.
         let (state, results) = self.state.apply_block(&built.block)?;
-        debug_assert_eq!(results, built.results);
+        debug_assert_eq!(results, built.executed.results);
         let vote = CommitVote {
             checkpoint: built.block.header.checkpoint(),
             round: 0,

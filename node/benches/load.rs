@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         role: Role::Physician,
     })?;
     let dir = tempfile::tempdir()?;
-    let chain = open_chain(&g, open_store(dir.path())?, validator, false)?;
+    let chain = open_chain(&g, open_store(dir.path())?, validator.clone(), false)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -61,9 +61,15 @@ async fn main() -> anyhow::Result<()> {
     let options = ApiOptions {
         rate_limit_per_client: 0,
     };
-    let server = tokio::spawn(run_with(listener, chain.clone(), options, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(run_with(
+        listener,
+        chain.clone(),
+        validator,
+        options,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     let http = reqwest::Client::new();
     let id = chain.chain_id();
 

@@ -1,29 +1,29 @@
-//! The node's ledger: committed state, mempool, block production through the consensus seam,
-//! persistence, and notification of finality.
+//! The node's ledger: committed state, mempool, the three steps every validator takes for a
+//! block (propose, validate, commit; the same for a set of one as for a network), persistence,
+//! and notification of finality.
 //!
 //! One lock guards the committed state, the mempool and its scratch state. Signature checks
 //! happen before the lock (in parallel, on the caller's task); applying to the scratch state,
 //! building a block and re-deriving state are the only work under it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, oneshot};
-use twinledger_core::checkpoint::{CertificateError, CommitVote};
+use twinledger_core::audit::{AuditFailure, Auditor, CertificateCheck};
+use twinledger_core::checkpoint::CertificateError;
 use twinledger_core::event::EventPayload;
 use twinledger_core::event::governance::GovernanceAction;
-use twinledger_core::merkle::{Blake3Tree, Frontier, TreeHasher};
-use twinledger_core::state::{BlockError, SignatureCheck};
+use twinledger_core::merkle::{Blake3Tree, Frontier};
+use twinledger_core::state::{BlockError, Executed, SignatureCheck};
 use twinledger_core::{
-    Block, BlockResults, ChainId, CommitCertificate, EventId, Genesis, Hash, Keypair, Outcome,
-    PublicKey, Receipt, RejectReason, Signature, SignedEvent, State, Timestamp, ValidatorSet,
+    Block, ChainId, CommitCertificate, EventId, Genesis, Hash, Outcome, PublicKey, Receipt,
+    RejectReason, Signature, SignedEvent, State, Timestamp, ValidatorSet,
 };
 
 use crate::metrics::Metrics;
-use crate::store::{BlockWrite, EventLocation, Index, Store, StoreError, StoredBlock};
+use crate::store::{BlockWrite, CommittedBlock, EventLocation, Index, Store, StoreError};
 
 /// Node-local policy from the genesis file.
 #[derive(Clone, Copy, Debug)]
@@ -34,61 +34,55 @@ pub struct NodePolicy {
     pub mempool_size: usize,
 }
 
-/// The single-validator seam: turns a block this node built into a commit certificate. Used by
-/// [`Chain::produce`] when this node is the chain's only validator; with several validators the
-/// BFT engine (`crate::consensus`) drives [`Chain::bft_build`], [`Chain::bft_validate`] and
-/// [`Chain::bft_commit`] instead.
-pub trait Consensus: Send + Sync + 'static {
-    /// Decides `block` (already built and executed by this node) and returns its certificate.
-    fn commit<'a>(
-        &'a self,
-        block: &'a Block,
-    ) -> Pin<Box<dyn Future<Output = Result<CommitCertificate, ConsensusError>> + Send + 'a>>;
-    /// The validator key that proposes blocks.
-    fn proposer(&self) -> PublicKey;
-}
-
-/// Why consensus could not commit a block.
+/// Why a proposed or decided block was refused before this node voted for it or wrote it.
 #[derive(Debug, thiserror::Error)]
-pub enum ConsensusError {
-    /// The certificate made does not verify (e.g. this node's key holds too little power).
-    #[error("commit certificate does not verify: {0}")]
+pub enum ValidateError {
+    /// The block's time is too far ahead of this node's clock (voting only).
+    #[error(
+        "block time {time} is more than {MAX_CLOCK_SKEW_MS} ms ahead of this node's clock ({now})"
+    )]
+    TimeAhead {
+        /// The block's time (ms).
+        time: u64,
+        /// This node's clock (ms).
+        now: u64,
+    },
+    /// The body is not the one the header commits to.
+    #[error("{0}")]
+    Body(#[from] twinledger_core::block::BodyMismatch),
+    /// An event signature does not verify.
+    #[error("event {index}: signature: {error}")]
+    Signature {
+        /// Position in the block.
+        index: usize,
+        /// Why.
+        error: twinledger_core::keys::KeyError,
+    },
+    /// The block does not re-execute on this node's committed state.
+    #[error("{0}")]
+    Block(#[from] BlockError),
+}
+
+/// Why a decided block could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The block is not the next one.
+    #[error("decided block {height} does not follow the committed height {committed}")]
+    NotNext {
+        /// The block's height.
+        height: u64,
+        /// The committed height.
+        committed: u64,
+    },
+    /// Its certificate does not verify against the set in force.
+    #[error("certificate: {0}")]
     Certificate(#[from] CertificateError),
-}
-
-/// One validator holding more than two thirds of the power: it signs its own blocks.
-#[derive(Debug)]
-pub struct SoloValidator {
-    key: Keypair,
-    set: ValidatorSet,
-}
-
-impl SoloValidator {
-    /// A solo validator with `key`, checked against the genesis set.
-    pub fn new(key: Keypair, set: ValidatorSet) -> Self {
-        Self { key, set }
-    }
-}
-
-impl Consensus for SoloValidator {
-    fn commit<'a>(
-        &'a self,
-        block: &'a Block,
-    ) -> Pin<Box<dyn Future<Output = Result<CommitCertificate, ConsensusError>> + Send + 'a>> {
-        Box::pin(async move {
-            let vote = CommitVote {
-                checkpoint: block.header.checkpoint(),
-                round: 0,
-            };
-            let cert = CommitCertificate::new(0, vec![vote.sign(&self.key)]);
-            cert.verify(&vote.checkpoint, &self.set)?;
-            Ok(cert)
-        })
-    }
-
-    fn proposer(&self) -> PublicKey {
-        self.key.public()
-    }
+    /// The block does not check or re-execute.
+    #[error(transparent)]
+    Invalid(#[from] ValidateError),
+    /// Writing it failed: the node must stop voting.
+    #[error("writing the block: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Why a submitted event was refused.
@@ -131,24 +125,14 @@ pub enum OpenError {
     /// A block is missing.
     #[error("store does not verify: block {0} is missing")]
     Missing(u64),
-    /// A block does not re-execute.
+    /// A block does not re-execute, its results differ from re-execution, or its
+    /// certificate does not verify (the same checks as `twinctl audit verify`).
     #[error("store does not verify at height {height}: {error}")]
-    Block {
+    Audit {
         /// First bad height.
         height: u64,
         /// Why.
-        error: BlockError,
-    },
-    /// Stored results differ from the re-derived ones.
-    #[error("store does not verify at height {0}: stored results differ from re-execution")]
-    Results(u64),
-    /// A certificate does not verify.
-    #[error("store does not verify at height {height}: certificate: {error}")]
-    Certificate {
-        /// Height.
-        height: u64,
-        /// Why.
-        error: CertificateError,
+        error: AuditFailure,
     },
     /// The stored Merkle nodes disagree with the log root.
     #[error("store does not verify: stored event-log nodes give another root than block {0}")]
@@ -175,14 +159,13 @@ pub struct Chain {
     genesis: Genesis,
     chain_id: ChainId,
     store: Store,
-    consensus: Arc<dyn Consensus>,
     policy: NodePolicy,
     inner: Mutex<Inner>,
     commits: broadcast::Sender<u64>,
     metrics: Metrics,
     /// Blocks this node built or re-executed at the next height, by block hash: the state
     /// after them, so that committing a decided block does not execute it twice.
-    executed: Mutex<HashMap<Hash, (State, BlockResults)>>,
+    executed: Mutex<HashMap<Hash, Executed>>,
     /// Where events submitted through the API are gossiped to the other nodes (BFT mode).
     gossip: Mutex<Option<tokio::sync::mpsc::Sender<Vec<u8>>>>,
     /// Set when consensus stopped because a decided block could not be written: the node
@@ -200,7 +183,7 @@ pub struct Chain {
 }
 
 /// The validator-set changes a committed block made (PROTOCOL §9.3).
-fn set_changes_in(sb: &StoredBlock) -> impl Iterator<Item = (u64, EventId)> + '_ {
+fn set_changes_in(sb: &CommittedBlock) -> impl Iterator<Item = (u64, EventId)> + '_ {
     sb.block
         .events
         .iter()
@@ -242,45 +225,39 @@ impl Chain {
     pub fn open(
         genesis: Genesis,
         store: Store,
-        consensus: Arc<dyn Consensus>,
         policy: NodePolicy,
         verify_all: bool,
         metrics: Metrics,
     ) -> Result<Self, OpenError> {
         let chain_id = genesis.chain_id();
         store.init(chain_id)?;
-        let mut state =
-            State::from_genesis(&genesis).map_err(|e| OpenError::Genesis(e.to_string()))?;
+        let mut auditor = Auditor::new(&genesis).map_err(|e| OpenError::Genesis(e.to_string()))?;
         let tip = store.tip()?;
         let started = Instant::now();
-        let mut last: Option<StoredBlock> = None;
+        let mut last: Option<CommittedBlock> = None;
         let mut set_changes = Vec::new();
+        let sigs = if verify_all {
+            SignatureCheck::Verify
+        } else {
+            SignatureCheck::AlreadyVerified
+        };
         for h in 1..=tip {
             let sb = store.block(h)?.ok_or(OpenError::Missing(h))?;
-            let set = state.validators_for(h).clone();
-            let sigs = if verify_all {
-                SignatureCheck::Verify
+            let certificate = if verify_all || h == tip {
+                CertificateCheck::Verify
             } else {
-                SignatureCheck::AlreadyVerified
+                CertificateCheck::AlreadyVerified
             };
-            let (next, results) = state
-                .apply_block_with(&sb.block, sigs)
-                .map_err(|error| OpenError::Block { height: h, error })?;
-            if results != sb.results {
-                return Err(OpenError::Results(h));
-            }
-            if verify_all || h == tip {
-                sb.certificate
-                    .verify(&sb.block.header.checkpoint(), &set)
-                    .map_err(|error| OpenError::Certificate { height: h, error })?;
-            }
-            state = next;
+            auditor
+                .check_with(&sb, sigs, certificate)
+                .map_err(|error| OpenError::Audit { height: h, error })?;
             set_changes.extend(set_changes_in(&sb));
             if h % 10_000 == 0 {
                 tracing::info!(height = h, tip, "verifying store");
             }
             last = Some(sb);
         }
+        let state = auditor.state().clone();
         if let Some(sb) = &last {
             let size = state.log_size();
             let root = Frontier::from_source(&store, size)
@@ -303,7 +280,6 @@ impl Chain {
             genesis,
             chain_id,
             store,
-            consensus,
             policy,
             inner: Mutex::new(Inner {
                 pending: state.clone(),
@@ -323,6 +299,10 @@ impl Chain {
         })
     }
 
+    /// Node-local policy (block interval, mempool size).
+    pub fn policy(&self) -> NodePolicy {
+        self.policy
+    }
     /// The chain id.
     pub fn chain_id(&self) -> ChainId {
         self.chain_id
@@ -454,79 +434,12 @@ impl Chain {
         Ok(id)
     }
 
-    /// Produces one block from the mempool if it holds anything: builds it on the committed
-    /// state, gets it committed by consensus, writes and flushes it, then makes it visible.
-    /// Returns the new height, or `None` if there was nothing to do.
-    pub async fn produce(&self) -> anyhow::Result<Option<u64>> {
-        let (base, batch) = {
-            let mut inner = self.inner.lock().expect("chain lock");
-            if inner.mempool.is_empty() {
-                return Ok(None);
-            }
-            let max = inner.committed.limits().max_block_events as usize;
-            let n = inner.mempool.len().min(max);
-            let batch: Vec<SignedEvent> = inner.mempool.drain(..n).collect();
-            (inner.committed.clone(), batch)
-        };
-        match self.commit_batch(base, batch.clone()).await {
-            Ok(h) => Ok(Some(h)),
-            Err(e) => {
-                // Nothing was made visible: put the batch back in front, in order, so that the
-                // events are retried (they are still valid on the unchanged committed state).
-                let mut inner = self.inner.lock().expect("chain lock");
-                for ev in batch.into_iter().rev() {
-                    inner.mempool.push_front(ev);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn commit_batch(&self, base: State, batch: Vec<SignedEvent>) -> anyhow::Result<u64> {
-        let t0 = Instant::now();
-        let time = Timestamp(now().0.max(base.last_time().0 + 1));
-        let proposer = self.consensus.proposer();
-        let base2 = base.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            base2.build_block_with(proposer, time, batch, SignatureCheck::AlreadyVerified)
-        })
-        .await??;
-        let t_build = t0.elapsed();
-        let cert = self.consensus.commit(&built.block).await?;
-        let height = built.block.header.height;
-        let write = block_write(&base, &built.block, &built.state);
-        let stored = StoredBlock {
-            block: built.block,
-            results: built.results,
-            certificate: cert,
-        };
-        let store = self.store.clone();
-        let to_store = stored.clone();
-        let t_store0 = Instant::now();
-        tokio::task::spawn_blocking(move || store.commit_block(&to_store, write)).await??;
-        let t_store = t_store0.elapsed();
-
-        self.publish(stored, built.state, &built.rejected, false);
-        tracing::debug!(
-            height,
-            build_ms = u64::try_from(t_build.as_millis()).unwrap_or(u64::MAX),
-            store_ms = u64::try_from(t_store.as_millis()).unwrap_or(u64::MAX),
-            total_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "block final"
-        );
-        Ok(height)
-    }
-
-    /// Makes a durably stored block visible: the new committed state, waiters told, mempool
-    /// cleaned. `from_consensus`: the block may hold events still in the mempool (BFT
-    /// proposals do not drain it), which are removed here.
-    fn publish(
-        &self,
-        stored: StoredBlock,
-        state: State,
-        rejected: &[(EventId, RejectReason)],
-        from_consensus: bool,
-    ) {
+    /// Makes a durably stored block visible: the new committed state, waiters told, the
+    /// block's events out of the mempool. When the block holds exactly the mempool's first
+    /// events (this node's own proposal, the common case) the scratch state is still the new
+    /// committed state plus the rest, and nothing is re-checked; otherwise the rest of the
+    /// mempool is re-admitted on the new state.
+    fn publish(&self, stored: CommittedBlock, state: State) {
         let height = stored.block.header.height;
         let mut inner = self.inner.lock().expect("chain lock");
         // Under the chain lock: a reader never sees a state without its set changes.
@@ -535,17 +448,18 @@ impl Chain {
             .expect("set changes lock")
             .extend(set_changes_in(&stored));
         inner.committed = state;
-        let first_leaf = stored.block.header.log_size - stored.block.events.len() as u64;
+        let events = &stored.block.events;
+        let prefix = inner.mempool.len() >= events.len()
+            && inner
+                .mempool
+                .iter()
+                .zip(events)
+                .all(|(m, e)| m.signature == e.signature && m.event == e.event);
+        let first_leaf = stored.block.header.log_size - events.len() as u64;
         let mut included = HashSet::new();
-        for (i, (ev, outcome)) in stored
-            .block
-            .events
-            .iter()
-            .zip(&stored.results.outcomes)
-            .enumerate()
-        {
+        for (i, (ev, outcome)) in events.iter().zip(&stored.results.outcomes).enumerate() {
             let id = ev.id();
-            if from_consensus {
+            if !prefix {
                 included.insert(id);
             }
             inner.ids.remove(&id);
@@ -564,20 +478,10 @@ impl Chain {
                 }
             }
         }
-        for (id, reason) in rejected {
-            inner.ids.remove(id);
-            if let Some(ws) = inner.waiters.remove(id) {
-                for w in ws {
-                    let _ = w.send(Finality::Dropped(reason.clone()));
-                }
-            }
-        }
-        if from_consensus {
+        if prefix {
+            inner.mempool.drain(..events.len());
+        } else {
             inner.mempool.retain(|ev| !included.contains(&ev.id()));
-        }
-        // The scratch state is committed + batch + rest. If the block took the whole batch, it
-        // is still exactly the new committed state + rest; otherwise re-derive it.
-        if from_consensus || !rejected.is_empty() {
             self.rebuild_pending(&mut inner);
         }
         self.metrics
@@ -589,8 +493,28 @@ impl Chain {
         self.metrics
             .height
             .set(i64::try_from(height).unwrap_or(i64::MAX));
-        self.metrics.events.inc_by(stored.block.events.len() as u64);
+        self.metrics.events.inc_by(events.len() as u64);
         let _ = self.commits.send(height);
+    }
+
+    /// Drops events a proposal left out because they no longer pass on the committed state
+    /// (they expired while waiting), telling their waiters.
+    fn drop_rejected(&self, rejected: &[(EventId, RejectReason)]) {
+        if rejected.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.lock().expect("chain lock");
+        let gone: HashSet<EventId> = rejected.iter().map(|(id, _)| *id).collect();
+        inner.mempool.retain(|ev| !gone.contains(&ev.id()));
+        for (id, reason) in rejected {
+            inner.ids.remove(id);
+            if let Some(ws) = inner.waiters.remove(id) {
+                for w in ws {
+                    let _ = w.send(Finality::Dropped(reason.clone()));
+                }
+            }
+        }
+        self.rebuild_pending(&mut inner);
     }
 
     /// Re-derives the scratch state from the committed state and the mempool, dropping (and
@@ -618,42 +542,17 @@ impl Chain {
         inner.pending = pending;
     }
 
-    /// Runs block production until `shutdown` resolves; the block in flight is finished.
-    pub async fn run_producer(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.policy.block_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => break,
-            }
-            if let Err(e) = self.produce().await {
-                tracing::error!(error = %e, "block production failed");
-            }
-        }
-        // Finish what was admitted before shutdown, so nothing acknowledged as pending is lost
-        // silently; whatever cannot be committed now stays unacknowledged (never reported final).
-        if let Err(e) = self.produce().await {
-            tracing::error!(error = %e, "final block failed");
-        }
-        tracing::info!("block producer stopped");
-    }
-
     /// The committed height.
     pub fn height(&self) -> u64 {
         self.inner.lock().expect("chain lock").committed.height()
     }
 
-    /// BFT: builds a block for the next height from the mempool, proposed by `proposer`, at
-    /// `now` (or just after the previous block). `None` when the mempool is empty and
-    /// `allow_empty` is false. The mempool is not drained: events leave it when a block that
-    /// holds them is committed, whoever proposed it.
-    pub fn bft_build(
-        &self,
-        proposer: PublicKey,
-        now: Timestamp,
-        allow_empty: bool,
-    ) -> Option<Block> {
+    /// Step 1 of 3, propose: builds a block for the next height from the mempool, proposed by
+    /// `proposer`, at `now` (or just after the previous block). `None` when the mempool is
+    /// empty and `allow_empty` is false. The mempool is not drained: events leave it when a
+    /// block that holds them is committed, whoever proposed it; events that no longer pass
+    /// (expired while waiting) are dropped and their waiters told.
+    pub fn propose(&self, proposer: PublicKey, now: Timestamp, allow_empty: bool) -> Option<Block> {
         let (base, batch) = {
             let inner = self.inner.lock().expect("chain lock");
             if inner.mempool.is_empty() && !allow_empty {
@@ -666,7 +565,8 @@ impl Chain {
         let time = Timestamp(now.0.max(base.last_time().0 + 1));
         match base.build_block_with(proposer, time, batch, SignatureCheck::AlreadyVerified) {
             Ok(built) => {
-                self.remember(&built.block, built.state, built.results);
+                self.drop_rejected(&built.rejected);
+                self.remember(&built.block, built.executed);
                 Some(built.block)
             }
             Err(e) => {
@@ -676,24 +576,41 @@ impl Chain {
         }
     }
 
-    /// BFT: re-executes a proposed block on the committed state before this node votes for
-    /// it: its body against its header, every event signature (except those of events this
-    /// node verified on admission, matched by id and signature), every rule, every derived
-    /// header field; and, with `now` (a block to vote on), a time at most
-    /// [`MAX_CLOCK_SKEW_MS`] ahead of `now`.
-    pub fn bft_validate(&self, block: &Block, now: Option<Timestamp>) -> Result<(), String> {
+    /// Step 2 of 3, validate: re-executes a proposed block on the committed state before this
+    /// node votes for it: its body against its header, every event signature (except those of
+    /// events this node verified on admission, matched by id and signature), every rule, every
+    /// derived header field; and, with `now` (a block to vote on), a time at most
+    /// [`MAX_CLOCK_SKEW_MS`] ahead of `now`. A block this node built or validated before is
+    /// not executed again.
+    pub fn validate(&self, block: &Block, now: Option<Timestamp>) -> Result<(), ValidateError> {
         if let Some(now) = now
             && block.header.time.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS)
         {
-            return Err(format!(
-                "block time {} is more than {MAX_CLOCK_SKEW_MS} ms ahead of this node's clock ({})",
-                block.header.time.0, now.0
-            ));
+            return Err(ValidateError::TimeAhead {
+                time: block.header.time.0,
+                now: now.0,
+            });
         }
         // The body must be the one the header commits to before anything is looked up by
         // the block hash.
-        block.check_body().map_err(|e| e.to_string())?;
-        let hash = block.header.hash();
+        block.check_body()?;
+        if self
+            .executed
+            .lock()
+            .expect("executed lock")
+            .contains_key(&block.header.hash())
+        {
+            return Ok(());
+        }
+        let executed = self.execute(block)?;
+        self.remember(block, executed);
+        Ok(())
+    }
+
+    /// Re-executes a block whose body matches its header on the committed state: signatures
+    /// of the events this node did not verify on admission (matched by id and signature),
+    /// then every rule and derived header field.
+    fn execute(&self, block: &Block) -> Result<Executed, ValidateError> {
         let (base, unknown) = {
             let inner = self.inner.lock().expect("chain lock");
             let unknown: Vec<usize> = block
@@ -705,70 +622,62 @@ impl Chain {
                 .collect();
             (inner.committed.clone(), unknown)
         };
-        if self
-            .executed
-            .lock()
-            .expect("executed lock")
-            .contains_key(&hash)
-        {
-            return Ok(());
-        }
-        for i in unknown {
-            block.events[i]
+        for index in unknown {
+            block.events[index]
                 .verify_signature()
-                .map_err(|e| format!("event {i}: signature: {e}"))?;
+                .map_err(|error| ValidateError::Signature { index, error })?;
         }
-        let (state, results) = base
-            .apply_block_with(block, SignatureCheck::AlreadyVerified)
-            .map_err(|e| e.to_string())?;
-        self.remember(block, state, results);
-        Ok(())
+        Ok(base.execute_block(block, SignatureCheck::AlreadyVerified)?)
     }
 
-    fn remember(&self, block: &Block, state: State, results: BlockResults) {
+    fn remember(&self, block: &Block, executed: Executed) {
         let mut ex = self.executed.lock().expect("executed lock");
         if ex.len() >= MAX_EXECUTED {
             ex.clear();
         }
-        ex.insert(block.header.hash(), (state, results));
+        ex.insert(block.header.hash(), executed);
     }
 
-    /// BFT: writes a decided block with its certificate (one flushed batch), then makes it
-    /// visible. Checks the certificate against the set in force and re-executes the block
-    /// unless this node already did. Returns the validator set for the next height.
-    pub fn bft_commit(
+    /// Step 3 of 3, commit: writes a decided block with its certificate (one flushed batch),
+    /// then makes it visible. Checks the certificate against the set in force and re-executes
+    /// the block unless this node already did ([`Chain::validate`], without the clock rule: a
+    /// decided block is final whatever this node's clock says). Returns the validator set for
+    /// the next height.
+    pub fn commit(
         &self,
         block: Block,
         certificate: CommitCertificate,
-    ) -> anyhow::Result<ValidatorSet> {
+    ) -> Result<ValidatorSet, CommitError> {
         let base = self.inner.lock().expect("chain lock").committed.clone();
         let height = block.header.height;
-        anyhow::ensure!(
-            height == base.height() + 1,
-            "decided block {height} does not follow the committed height {}",
-            base.height()
-        );
+        if height != base.height() + 1 {
+            return Err(CommitError::NotNext {
+                height,
+                committed: base.height(),
+            });
+        }
         certificate.verify(&block.header.checkpoint(), base.validators_for(height))?;
-        block.check_body()?;
+        block.check_body().map_err(ValidateError::from)?;
         let cached = self
             .executed
             .lock()
             .expect("executed lock")
             .remove(&block.header.hash());
-        let (state, results) = match cached {
-            Some(x) => x,
-            None => base.apply_block_with(&block, SignatureCheck::Verify)?,
+        let executed = match cached {
+            Some(done) => done,
+            None => self.execute(&block)?,
         };
-        let write = block_write(&base, &block, &state);
-        let stored = StoredBlock {
+        let write = block_write(&block, &executed);
+        let state = executed.state;
+        let stored = CommittedBlock {
             block,
-            results,
+            results: executed.results,
             certificate,
         };
         self.store.commit_block(&stored, write)?;
         let next = state.validators_for(height + 1).clone();
         self.executed.lock().expect("executed lock").clear();
-        self.publish(stored, state, &[], true);
+        self.publish(stored, state);
         Ok(next)
     }
 
@@ -844,17 +753,17 @@ fn concerned(
     (state.patient_concerned(ev), actor)
 }
 
-/// Everything the store records for a block besides the block itself.
-fn block_write(base: &State, block: &Block, after: &State) -> BlockWrite {
-    let mut w = BlockWrite::default();
-    let mut frontier = base.log_frontier().clone();
-    let first = base.log_size();
-    for (i, ev) in block.events.iter().enumerate() {
-        let leaf = first + i as u64;
-        let bytes = ev.to_bytes();
-        let id = SignedEvent::id_from_bytes(&bytes);
-        w.nodes
-            .extend(frontier.push::<Blake3Tree>(<Blake3Tree as TreeHasher>::leaf(&bytes)));
+/// Everything the store records for a block besides the block itself: what executing it
+/// derived (event ids, log nodes), plus the node's own indexes.
+fn block_write(block: &Block, executed: &Executed) -> BlockWrite {
+    let after = &executed.state;
+    let first = block.header.log_size - block.events.len() as u64;
+    let mut w = BlockWrite {
+        nodes: executed.log_nodes.clone(),
+        ..BlockWrite::default()
+    };
+    for (i, (ev, id)) in block.events.iter().zip(&executed.ids).enumerate() {
+        let (leaf, id) = (first + i as u64, *id);
         w.events.push((
             id,
             EventLocation {

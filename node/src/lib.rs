@@ -26,7 +26,7 @@ use twinledger_core::Keypair;
 use twinledger_genesis::GenesisFile;
 
 use crate::api::{Api, NonceCache};
-use crate::chain::{Chain, NodePolicy, SoloValidator};
+use crate::chain::{Chain, NodePolicy};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -151,13 +151,12 @@ pub fn open_chain_as(
         .context("genesis does not verify")?;
     // Refuses a key that is neither a validator nor (with `observer`) an observer.
     role_of(genesis, &key, observer)?;
-    let consensus = Arc::new(SoloValidator::new(key, ledger.validators.clone()));
     let limits = genesis.node_limits();
     let policy = NodePolicy {
         block_interval: Duration::from_millis(limits.block_interval_ms),
         mempool_size: limits.mempool_size as usize,
     };
-    let chain = Chain::open(ledger, store, consensus, policy, verify_all, Metrics::new())?;
+    let chain = Chain::open(ledger, store, policy, verify_all, Metrics::new())?;
     Ok(Arc::new(chain))
 }
 
@@ -187,9 +186,10 @@ impl Default for ApiOptions {
 pub async fn run(
     listener: TcpListener,
     chain: Arc<Chain>,
+    key: Keypair,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with(listener, chain, ApiOptions::default(), shutdown).await
+    run_with(listener, chain, key, ApiOptions::default(), shutdown).await
 }
 
 /// Serves the API on `listener` while `replica` takes part in BFT consensus, until `shutdown`
@@ -202,12 +202,14 @@ pub async fn run_replicated(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let served = serve_api(listener, chain, options, shutdown).await;
+    let served = serve(listener, chain, options, shutdown).await;
     replica.stop().await.context("stopping consensus")?;
     served
 }
 
-async fn serve_api(
+/// Serves the API on `listener` until `shutdown` resolves, and nothing else (block production
+/// is the caller's: [`run_with`], [`run_replicated`], or a test's own committee).
+pub async fn serve(
     listener: TcpListener,
     chain: Arc<Chain>,
     options: ApiOptions,
@@ -230,17 +232,21 @@ async fn serve_api(
     .context("HTTP server")
 }
 
-/// Serves the API on `listener` and produces blocks until `shutdown` resolves; then stops
-/// accepting requests, finishes the block in flight, and returns.
+/// Serves the API on `listener` while this node, the chain's only validator (`key`), commits
+/// blocks through [`consensus::solo::Solo`], until `shutdown` resolves; then stops accepting
+/// requests, commits what was admitted, and returns.
 pub async fn run_with(
     listener: TcpListener,
     chain: Arc<Chain>,
+    key: Keypair,
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let producer = tokio::spawn(chain.clone().run_producer(stop_rx));
-    serve_api(listener, chain, options, shutdown).await?;
+    let interval = chain.policy().block_interval;
+    let solo = consensus::solo::Solo::new(chain.clone(), key);
+    let producer = tokio::spawn(solo.run(interval, stop_rx));
+    serve(listener, chain, options, shutdown).await?;
     let _ = stop_tx.send(true);
     producer.await.context("block producer")?;
     Ok(())

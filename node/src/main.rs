@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("  API        http://{addr}");
         }
-        return run_with(listener, chain, options, shutdown_signal()).await;
+        return run_with(listener, chain, key, options, shutdown_signal()).await;
     }
     let p2p_listen = match cli.p2p_listen.or(file.p2p_listen) {
         Some(a) => Some(a.parse().with_context(|| format!("--p2p-listen {a}"))?),

@@ -196,7 +196,7 @@ impl Kv for FaultyKv {
 
 /// A committed block as stored: the block, its results and its commit certificate (the core's
 /// [`twinledger_core::audit::CommittedBlock`], also the unit of the export stream).
-pub type StoredBlock = twinledger_core::audit::CommittedBlock;
+pub use twinledger_core::audit::CommittedBlock;
 
 /// Where an event is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,11 +394,11 @@ impl Store {
 
     /// Writes a block and everything derived from it in one atomic, flushed batch, and moves
     /// the tip. Checks the block's bytes decode back to the same block before writing.
-    pub fn commit_block(&self, sb: &StoredBlock, w: BlockWrite) -> Result<(), StoreError> {
+    pub fn commit_block(&self, sb: &CommittedBlock, w: BlockWrite) -> Result<(), StoreError> {
         let height = sb.block.header.height;
         let bytes = codec::encode(sb);
         // Check before writing: what we store must read back as what we meant.
-        let back: StoredBlock =
+        let back: CommittedBlock =
             codec::decode("stored block", &bytes, MAX_BLOCK_BYTES).map_err(|e| {
                 StoreError::CorruptBlock {
                     height,
@@ -464,14 +464,14 @@ impl Store {
     }
 
     /// Reads a block, checking its checksum and canonical decoding.
-    pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, StoreError> {
+    pub fn block(&self, height: u64) -> Result<Option<CommittedBlock>, StoreError> {
         let Some(v) = self.kv.get(&block_key(height))? else {
             return Ok(None);
         };
         Self::decode_block(height, &v).map(Some)
     }
 
-    fn decode_block(height: u64, v: &[u8]) -> Result<StoredBlock, StoreError> {
+    fn decode_block(height: u64, v: &[u8]) -> Result<CommittedBlock, StoreError> {
         let corrupt = |why: String| StoreError::CorruptBlock { height, why };
         if v.len() < 32 {
             return Err(corrupt("shorter than its checksum".into()));
@@ -480,7 +480,7 @@ impl Store {
         if blake3::hash(bytes).as_bytes() != sum {
             return Err(corrupt("checksum mismatch".into()));
         }
-        let sb: StoredBlock = codec::decode("stored block", bytes, MAX_BLOCK_BYTES)
+        let sb: CommittedBlock = codec::decode("stored block", bytes, MAX_BLOCK_BYTES)
             .map_err(|e| corrupt(e.to_string()))?;
         if sb.block.header.height != height {
             return Err(corrupt(format!(

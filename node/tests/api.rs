@@ -15,7 +15,7 @@ use twinledger_core::{
     ChainId, Commitment, EventPayload, Keypair, Outcome, Receipt, State, Timestamp, codec,
 };
 use twinledger_node::chain::now;
-use twinledger_node::store::{Store, StoredBlock};
+use twinledger_node::store::{CommittedBlock, Store};
 
 fn grant(patient: &Keypair, to: Grantee, cats: &[DataCategory]) -> EventPayload {
     EventPayload::ConsentGrant(ConsentGrant {
@@ -187,7 +187,7 @@ async fn submit_authorise_read_and_verify_receipts() {
     let mut blocks = 0;
     while !rest.is_empty() {
         let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let sb: StoredBlock = codec::decode("stored block", &rest[4..4 + len], 1 << 26).unwrap();
+        let sb: CommittedBlock = codec::decode("stored block", &rest[4..4 + len], 1 << 26).unwrap();
         let set = state.validators_for(sb.block.header.height).clone();
         sb.certificate
             .verify(&sb.block.header.checkpoint(), &set)

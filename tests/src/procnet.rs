@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,9 +17,8 @@ use twinledger_core::state::SignatureCheck;
 use twinledger_core::{
     ChainId, Event, EventId, EventPayload, Genesis, Hash, Keypair, PublicKey, Timestamp,
 };
-use twinledger_node::chain::{Chain, NodePolicy, SoloValidator, now};
+use twinledger_node::chain::{Chain, NodePolicy, now};
 use twinledger_node::devnet::{self, Devnet};
-use twinledger_node::keyfile;
 use twinledger_node::metrics::Metrics;
 use twinledger_node::store::Store;
 
@@ -286,11 +284,9 @@ impl ProcNet {
         let mut ids = Vec::new();
         for node in &self.devnet.nodes {
             let store = Store::open_sled(&node.data_dir.join("db")).expect("store opens");
-            let key = keyfile::read(&node.key_path).expect("key");
             let chain = Chain::open(
                 self.genesis.clone(),
                 store.clone(),
-                Arc::new(SoloValidator::new(key, self.genesis.validators.clone())),
                 NodePolicy {
                     block_interval: Duration::from_secs(1),
                     mempool_size: 10,

@@ -22,7 +22,7 @@ use twinledger_core::state::SignatureCheck;
 use twinledger_core::{
     Action, Block, DataCategory, Genesis, Hash, Keypair, PublicKey, Purpose, SignedEvent, Timestamp,
 };
-use twinledger_node::chain::{Chain, NodePolicy, SoloValidator};
+use twinledger_node::chain::{Chain, NodePolicy};
 use twinledger_node::consensus::app::ChainApp;
 use twinledger_node::consensus::wal::MemWal;
 use twinledger_node::consensus::{Effect, Engine, EngineConfig, Msg};
@@ -277,11 +277,9 @@ impl Sim {
     /// engine begins at the next height; the signing record is in the store.
     pub fn start(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let set = self.genesis.validators.clone();
         let chain = Chain::open(
             self.genesis.clone(),
             node.store.clone(),
-            Arc::new(SoloValidator::new(node.key.clone(), set)),
             NodePolicy {
                 block_interval: Duration::from_millis(100),
                 mempool_size: 10_000,
@@ -734,10 +732,6 @@ impl Sim {
             if let Err(e) = Chain::open(
                 self.genesis.clone(),
                 n.store.clone(),
-                Arc::new(SoloValidator::new(
-                    n.key.clone(),
-                    self.genesis.validators.clone(),
-                )),
                 NodePolicy {
                     block_interval: Duration::from_millis(100),
                     mempool_size: 10,

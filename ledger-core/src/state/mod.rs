@@ -22,7 +22,7 @@ use crate::codes::Role;
 use crate::event::{Concerns, EventPayload, SignedEvent};
 use crate::hash::{ChainId, EventId, Hash, TwinId, domain, hash_in};
 use crate::keys::PublicKey;
-use crate::merkle::{Blake3Tree, Frontier, TreeHasher, mth};
+use crate::merkle::{Blake3Tree, Frontier, NodeId, TreeHasher, mth};
 pub use crate::statemap::Table;
 use crate::statemap::{StateMap, StateProof};
 use crate::time::Timestamp;
@@ -868,6 +868,27 @@ impl State {
         (self, header)
     }
 
+    /// Applies one event of a block being applied or built, and appends its leaf to the event
+    /// log: the one event loop of [`State::execute_block`] and [`State::build_block_with`].
+    /// On a refusal nothing of the event is kept.
+    fn step_event(
+        &mut self,
+        ev: &SignedEvent,
+        height: u64,
+        time: Timestamp,
+        sigs: SignatureCheck,
+        out: &mut Derived,
+    ) -> Result<(), RejectReason> {
+        let bytes = ev.to_bytes();
+        let (id, outcome) = self.apply_event(ev, &bytes, height, time, sigs, &mut out.writes)?;
+        let leaf = Blake3Tree::leaf(&bytes);
+        out.log_nodes.extend(self.log.push::<Blake3Tree>(leaf));
+        out.leaves.push(leaf);
+        out.outcomes.push(outcome);
+        out.ids.push(id);
+        Ok(())
+    }
+
     /// Applies a block: checks its frame (chain, height, link, time, proposer, size), applies
     /// every event in order (any refused event refuses the whole block), then checks every
     /// derived header field (events root, log root and size, results hash, state hash,
@@ -884,6 +905,18 @@ impl State {
         block: &Block,
         sigs: SignatureCheck,
     ) -> Result<(State, BlockResults), BlockError> {
+        self.execute_block(block, sigs)
+            .map(|e| (e.state, e.results))
+    }
+
+    /// [`State::apply_block_with`], returning everything applying the block derived: the new
+    /// state, the results, the event ids and the event-log nodes the block's leaves completed
+    /// (what a node stores to serve inclusion proofs; it need not hash anything again).
+    pub fn execute_block(
+        &self,
+        block: &Block,
+        sigs: SignatureCheck,
+    ) -> Result<Executed, BlockError> {
         let h = &block.header;
         codec::check_version("block", h.version, BLOCK_VERSION)?;
         self.check_block_frame(h, block.events.len())?;
@@ -896,28 +929,22 @@ impl State {
             });
         }
         let mut st = self.start_block(h.height);
-        let mut writes = Vec::new();
-        let mut outcomes = Vec::with_capacity(block.events.len());
-        let mut leaves = Vec::with_capacity(block.events.len());
+        let mut out = Derived::with_capacity(block.events.len());
         for (index, ev) in block.events.iter().enumerate() {
-            let bytes = ev.to_bytes();
-            let (_, outcome) = st
-                .apply_event(ev, &bytes, h.height, h.time, sigs, &mut writes)
+            st.step_event(ev, h.height, h.time, sigs, &mut out)
                 .map_err(|reason| BlockError::InvalidEvent {
                     height: h.height,
                     index,
                     id: ev.id(),
                     reason,
                 })?;
-            let leaf = Blake3Tree::leaf(&bytes);
-            st.log.push::<Blake3Tree>(leaf);
-            leaves.push(leaf);
-            outcomes.push(outcome);
         }
-        let results = BlockResults { outcomes };
+        let results = BlockResults {
+            outcomes: out.outcomes,
+        };
         let mut derived = h.clone();
         derived.results_hash = results.hash();
-        let (st, derived) = st.finish_block(derived, &leaves, writes);
+        let (st, derived) = st.finish_block(derived, &out.leaves, out.writes);
         for (field, want, got) in [
             ("events_root", derived.events_root, h.events_root),
             ("log_root", derived.log_root, h.log_root),
@@ -946,7 +973,12 @@ impl State {
                 got: h.log_size.to_string(),
             });
         }
-        Ok((st, results))
+        Ok(Executed {
+            state: st,
+            results,
+            ids: out.ids,
+            log_nodes: out.log_nodes,
+        })
     }
 
     /// Builds the next block as `proposer` at `time` from candidate events, in the given order:
@@ -989,38 +1021,71 @@ impl State {
         self.check_block_frame(&header, 0)?;
         let max = self.limits.max_block_events as usize;
         let mut st = self.start_block(height);
-        let mut writes = Vec::new();
+        let mut out = Derived::with_capacity(0);
         let mut events = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut leaves = Vec::new();
         let mut rejected = Vec::new();
         for ev in candidates {
             if events.len() == max {
                 break;
             }
-            let bytes = ev.to_bytes();
-            match st.apply_event(&ev, &bytes, height, time, sigs, &mut writes) {
-                Ok((_, outcome)) => {
-                    let leaf = Blake3Tree::leaf(&bytes);
-                    st.log.push::<Blake3Tree>(leaf);
-                    leaves.push(leaf);
-                    outcomes.push(outcome);
-                    events.push(ev);
-                }
+            match st.step_event(&ev, height, time, sigs, &mut out) {
+                Ok(()) => events.push(ev),
                 Err(reason) => rejected.push((ev.id(), reason)),
             }
         }
-        let results = BlockResults { outcomes };
+        let results = BlockResults {
+            outcomes: out.outcomes,
+        };
         header.results_hash = results.hash();
         header.event_count = u32::try_from(events.len()).expect("bounded by max_block_events");
-        let (state, header) = st.finish_block(header, &leaves, writes);
+        let (state, header) = st.finish_block(header, &out.leaves, out.writes);
         Ok(BuiltBlock {
             block: Block { header, events },
-            results,
-            state,
+            executed: Executed {
+                state,
+                results,
+                ids: out.ids,
+                log_nodes: out.log_nodes,
+            },
             rejected,
         })
     }
+}
+
+/// What the event loop of a block accumulates.
+struct Derived {
+    writes: Vec<Write>,
+    outcomes: Vec<Outcome>,
+    leaves: Vec<[u8; 32]>,
+    ids: Vec<EventId>,
+    log_nodes: Vec<(NodeId, [u8; 32])>,
+}
+
+impl Derived {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            writes: Vec::new(),
+            outcomes: Vec::with_capacity(n),
+            leaves: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            log_nodes: Vec::with_capacity(2 * n),
+        }
+    }
+}
+
+/// Everything applying or building a block derives (Tessera's integrate returns the tiles it
+/// computed in the same way): the storage layer writes it and hashes nothing again.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// The state after the block.
+    pub state: State,
+    /// The block's results.
+    pub results: BlockResults,
+    /// The id of every event, in block order.
+    pub ids: Vec<EventId>,
+    /// The event-log nodes the block's leaves completed, level 0 (the leaves) included, in
+    /// the order [`Frontier::push`] returns them.
+    pub log_nodes: Vec<(NodeId, [u8; 32])>,
 }
 
 /// Whether event signatures are checked while applying.
@@ -1037,10 +1102,8 @@ pub enum SignatureCheck {
 pub struct BuiltBlock {
     /// The block (to be signed by the validators).
     pub block: Block,
-    /// Its results.
-    pub results: BlockResults,
-    /// The state after it.
-    pub state: State,
+    /// What executing it derived (state after it, results, ids, log nodes).
+    pub executed: Executed,
     /// Candidates left out, with the reason.
     pub rejected: Vec<(EventId, RejectReason)>,
 }

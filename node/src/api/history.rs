@@ -121,7 +121,7 @@ fn build(
     // The authors of the requests, at most one per event (so bounded by the events' bound).
     let mut authors: BTreeSet<PublicKey> = BTreeSet::new();
     // Events come in log order: one block decoded at a time.
-    let mut block: Option<crate::store::StoredBlock> = None;
+    let mut block: Option<crate::store::CommittedBlock> = None;
     for (_, id) in entries {
         let loc = store
             .event(&id)?

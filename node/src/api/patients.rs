@@ -16,7 +16,7 @@ use twinledger_core::{PublicKey, Purpose};
 use super::auth::{authenticate, forbidden, may_read_patient};
 use super::{Api, ApiError};
 use crate::chain::now;
-use crate::store::{Index, StoredBlock};
+use crate::store::{CommittedBlock, Index};
 
 /// Paging: from a log position, at most `limit` (1..=1000, default 100) entries.
 #[derive(Debug, Deserialize)]
@@ -121,7 +121,7 @@ pub async fn accesses(
     let store = api.chain.store();
     let entries = store.index(Index::Patient, &patient, page.from, page.limit)?;
     let next = entries.last().map(|(leaf, _)| leaf + 1);
-    let mut blocks: HashMap<u64, StoredBlock> = HashMap::new();
+    let mut blocks: HashMap<u64, CommittedBlock> = HashMap::new();
     let mut out = Vec::new();
     for (leaf, id) in entries {
         if state.grant(&id).is_some() || state.delegation(&id).is_some() {

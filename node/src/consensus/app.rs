@@ -9,7 +9,7 @@ use twinledger_core::{
 };
 
 use super::engine::{AlreadySigned, App, Slot};
-use crate::chain::Chain;
+use crate::chain::{Chain, CommitError, ValidateError};
 
 /// [`App`] over a [`Chain`].
 #[derive(Debug)]
@@ -64,11 +64,11 @@ impl App for ChainApp {
         }
         let idle = now.saturating_sub(self.last_commit)
             >= u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
-        self.chain.bft_build(proposer, Timestamp(now), idle)
+        self.chain.propose(proposer, Timestamp(now), idle)
     }
 
-    fn validate_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), String> {
-        self.chain.bft_validate(block, now.map(Timestamp))
+    fn validate_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), ValidateError> {
+        self.chain.validate(block, now.map(Timestamp))
     }
 
     fn validators_for(&self, height: u64) -> Option<ValidatorSet> {
@@ -81,12 +81,9 @@ impl App for ChainApp {
         &mut self,
         block: Block,
         certificate: CommitCertificate,
-    ) -> Result<ValidatorSet, String> {
+    ) -> Result<ValidatorSet, CommitError> {
         let t = block.header.time.0;
-        let set = self
-            .chain
-            .bft_commit(block, certificate)
-            .map_err(|e| format!("{e:#}"))?;
+        let set = self.chain.commit(block, certificate)?;
         self.last_commit = self.last_commit.max(t);
         Ok(set)
     }

@@ -29,6 +29,7 @@ use twinledger_core::{
 
 use super::context::{Addr, BlockId, Ctx, Height, Proposal, Validators, Vote};
 use super::wal::{TimeoutStep, Wal, WalEntry};
+use crate::chain::{CommitError, ValidateError};
 
 /// Most messages held for the next height from one validator (a peer ahead of us sends its
 /// votes for the next height before we have committed this one). They are verified against the
@@ -111,7 +112,7 @@ pub trait App {
     /// every derived header field, and, when `now` is given (a block to vote on, not one that
     /// already carries a certificate), a block time not too far ahead of `now`. `Err` names the
     /// first problem.
-    fn validate_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), String>;
+    fn validate_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), ValidateError>;
     /// The validator set in force at `height`, if the committed state already fixes it (it
     /// does for the next height: set changes take effect two heights after their block).
     fn validators_for(&self, height: u64) -> Option<ValidatorSet>;
@@ -121,7 +122,7 @@ pub trait App {
         &mut self,
         block: Block,
         certificate: CommitCertificate,
-    ) -> Result<ValidatorSet, String>;
+    ) -> Result<ValidatorSet, CommitError>;
     /// Durably records that this validator signs `value` in `slot`, before it signs. Refuses
     /// if another value was recorded for the slot (also across restarts).
     fn record_signature(
@@ -1114,7 +1115,7 @@ impl<A: App> Engine<A> {
         let next_set = match self.app.commit(block, cert) {
             Ok(s) => s,
             Err(e) => {
-                self.halt(e, fx);
+                self.halt(e.to_string(), fx);
                 return;
             }
         };

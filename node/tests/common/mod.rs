@@ -90,13 +90,14 @@ impl TestNode {
     ) -> anyhow::Result<Self> {
         let k = keys();
         let g = genesis(&k);
-        let chain = open_chain(&g, store, k.validator, false)?;
+        let chain = open_chain(&g, store, k.validator.clone(), false)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(twinledger_node::run_with(
             listener,
             chain.clone(),
+            k.validator,
             options,
             async move {
                 let _ = rx.await;
