@@ -496,11 +496,14 @@ pub async fn run(
                         } else {
                             FromNet::Synced { peer, blocks: response.blocks }
                         };
-                        let _ = from_net.try_send(msg);
+                        if from_net.try_send(msg).is_err() {
+                            // Asked again after the sync timeout.
+                            tracing::warn!(%peer, "consensus input queue full; sync response dropped");
+                        }
                     }
                 },
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. })) => {
-                    tracing::debug!(%peer, %error, "sync request failed");
+                    tracing::info!(%peer, %error, "sync request failed");
                     let _ = from_net.try_send(FromNet::SyncFailed(peer));
                 }
                 _ => {}

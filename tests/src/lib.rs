@@ -66,6 +66,27 @@ pub struct LogCounts {
     pub lines: AtomicU64,
     /// Lines reporting a full gossipsub send queue (`Send Queue full`).
     pub queue_full: AtomicU64,
+    /// The last [`LOG_TAIL`] other lines, for a failing test to show what the node said.
+    tail: std::sync::Mutex<std::collections::VecDeque<String>>,
+}
+
+/// How many of a node's last log lines [`LogCounts::tail`] keeps.
+pub const LOG_TAIL: usize = 40;
+
+impl LogCounts {
+    /// The node's last log lines (other than full-send-queue reports), oldest first.
+    pub fn tail(&self) -> String {
+        let t = self.tail.lock().expect("log tail lock");
+        t.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    fn keep(&self, line: &str) {
+        let mut t = self.tail.lock().expect("log tail lock");
+        if t.len() == LOG_TAIL {
+            t.pop_front();
+        }
+        t.push_back(line.to_string());
+    }
 }
 
 impl NodeProcess {
@@ -86,7 +107,8 @@ impl NodeProcess {
             .args(args)
             .env(
                 "RUST_LOG",
-                std::env::var("TWINLEDGER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("TWINLEDGER_TEST_LOG")
+                    .unwrap_or_else(|_| "warn,twinledger_node=info".into()),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -103,6 +125,8 @@ impl NodeProcess {
                 counts.lines.fetch_add(1, Ordering::Relaxed);
                 if line.contains("Send Queue full") {
                     counts.queue_full.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    counts.keep(&line);
                 }
                 if let Some(url) = line.trim().strip_prefix("API") {
                     let _ = tx.send(url.trim().trim_start_matches("http://").to_string());

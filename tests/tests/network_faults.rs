@@ -74,11 +74,18 @@ async fn restarting_a_far_behind_observer_does_not_stall_validators() {
         if v >= restarted_at + 20 && o + 2 >= v {
             break;
         }
-        assert!(
-            Instant::now() < end,
-            "after the observer's restart (validators at {restarted_at}): heights {:?}",
-            net.heights().await
-        );
+        if Instant::now() >= end {
+            let log = net.procs[OBSERVER]
+                .as_ref()
+                .map(|p| p.log.tail())
+                .unwrap_or_default();
+            panic!(
+                "after the observer's restart (validators at {restarted_at}): heights {:?}; \
+                 observer health {:?}; its last log lines:\n{log}",
+                net.heights().await,
+                net.health(OBSERVER).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let caught_up = started.elapsed();

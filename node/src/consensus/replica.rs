@@ -234,6 +234,7 @@ fn drive(
                 // bounded), so ask it again at once rather than wait for the next certified
                 // decision push; a chain that grows faster than one batch per push would
                 // otherwise never be caught up. An empty answer ends it (below).
+                tracing::info!(%peer, from = before, to = engine.height(), clean, "synced blocks");
                 if clean && engine.height() > before {
                     let h = engine.height();
                     if d.best.is_none_or(|(b, _)| b < h) {
