@@ -373,3 +373,307 @@ proptest! {
         check_against_model(batches, probes)?;
     }
 }
+
+/// A governance event by the first dev validator, approved by the first three.
+fn governance(
+    chain: &mut DevChain,
+    seq: u64,
+    action: twinledger_core::event::governance::GovernanceAction,
+) -> SignedEvent {
+    use twinledger_core::event::governance::Governance;
+    let chain_id = chain.state.chain_id();
+    let mut approvals: Vec<_> = chain.validators[..3]
+        .iter()
+        .map(|k| Governance::approve(&chain_id, seq, &action, k))
+        .collect();
+    approvals.sort_by_key(|a| a.validator);
+    let by = chain.validators[0].clone();
+    chain.event(
+        &by,
+        EventPayload::Governance(Governance {
+            seq,
+            action,
+            approvals,
+        }),
+    )
+}
+
+/// §6.10 and issue #13 (typed state writes): a record is written only through its `Tx` method,
+/// which sets the typed map, its derived indexes and the state-map write together. After every
+/// block of a chain that writes every table of §6.10 (registrations, grants by the patient and
+/// by a delegate, revocations, delegations, a key rotation, break-glass accesses reviewed and
+/// not, a twin anchor, enrolments and revocations of actors, organisations and auditors, a
+/// double-sign report, a validator-set change brought into force), and at genesis, every
+/// record of every typed map is in the state map with the same encoding, the map holds nothing
+/// else (its root is the root of the typed records), and the derived indexes match the records.
+#[test]
+fn every_record_is_in_the_state_map_and_nothing_else() {
+    use twinledger_core::consensus::{DoubleSign, Vote, VoteKind};
+    use twinledger_core::devkit::dev_key;
+    use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
+    use twinledger_core::event::governance::GovernanceAction;
+    use twinledger_core::event::integrity::TwinAnchor;
+    use twinledger_core::event::membership::{ActorEnrol, ActorRevoke};
+    use twinledger_core::event::rotation::KeyRotation;
+    use twinledger_core::keys::sig_domain;
+
+    let mut chain = DevChain::new(4);
+    chain.state.check_map_consistency().unwrap();
+    let check = |chain: &DevChain, c: &twinledger_core::devkit::Committed| {
+        assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+        chain.state.check_map_consistency().unwrap();
+    };
+    let alice = patient("alice");
+    let carol = patient("carol");
+    let (a, cl) = (alice.public(), carol.public());
+    let guardian = dev_key("guardian/bob");
+    let phys = chain.physician.clone();
+    let nurse = chain.nurse.clone();
+    let hosp = chain.hospital.clone();
+    let po = chain.privacy_officer.clone();
+    let v0 = chain.validators[0].clone();
+    let scope = Scope {
+        categories: cats(&[DataCategory::VitalSigns, DataCategory::Imaging]),
+        purposes: purposes(&[Purpose::Treat]),
+        actions: actions(&[Action::Read]),
+    };
+
+    // Block 1: registrations and first records of most tables.
+    let grant = chain.event(&alice, vitals_grant(&a, &phys.public()));
+    let carol_grant = chain.event(
+        &carol,
+        grant_payload(
+            &cl,
+            Grantee::Organisation(hosp.public()),
+            &[DataCategory::Imaging],
+            &[Purpose::Treat],
+            &[Action::Read],
+        ),
+    );
+    let delegate = chain.event(
+        &alice,
+        EventPayload::DelegateGrant(DelegateGrant {
+            patient: a,
+            delegate: guardian.public(),
+            scope,
+            valid_until: None,
+        }),
+    );
+    let access = chain.event(
+        &phys,
+        access_payload(&a, DataCategory::VitalSigns, Purpose::Treat, Action::Read),
+    );
+    let bg_reviewed = chain.event(&phys, break_glass_payload(&a, DataCategory::Imaging));
+    let bg_pending = chain.event(&phys, break_glass_payload(&cl, DataCategory::Genetic));
+    let newbie = dev_key("actor/new-nurse");
+    let enrol = chain.event(
+        &hosp,
+        EventPayload::ActorEnrol(ActorEnrol {
+            actor: newbie.public(),
+            role: Role::Nurse,
+        }),
+    );
+    let anchor = chain.event(
+        &phys,
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([0x42; 32]),
+            patient: a,
+            version: 1,
+            state_hash: Hash([7; 32]),
+        }),
+    );
+    let grant_id = grant.id();
+    let delegation_id = delegate.id();
+    let bg_id = bg_reviewed.id();
+    let c = chain.commit(vec![
+        grant,
+        carol_grant,
+        delegate,
+        access,
+        bg_reviewed,
+        bg_pending,
+        enrol,
+        anchor,
+    ]);
+    check(&chain, &c);
+
+    // Block 2: a delegate's grant, revocations, a review, a rotation, a double-sign report,
+    // governance (organisation and auditor enrolled), a second twin version.
+    let by_delegate = chain.event(
+        &guardian,
+        grant_payload(
+            &a,
+            Grantee::Actor(nurse.public()),
+            &[DataCategory::VitalSigns],
+            &[Purpose::Treat],
+            &[Action::Read],
+        ),
+    );
+    let revoke = chain.event(&alice, revoke_payload(&a, grant_id));
+    let review = chain.event(
+        &po,
+        EventPayload::BreakGlassReview(BreakGlassReview {
+            request: bg_id,
+            finding: Finding::Unjustified,
+            notes: Commitment::new(&[3; 32], b"notes"),
+        }),
+    );
+    let unenrol = chain.event(
+        &hosp,
+        EventPayload::ActorRevoke(ActorRevoke {
+            actor: newbie.public(),
+        }),
+    );
+    let new_key = dev_key("patient/carol-rotated");
+    let chain_id = chain.state.chain_id();
+    let rotate = chain.event(
+        &carol,
+        EventPayload::KeyRotation(KeyRotation {
+            patient: cl,
+            new_key: new_key.public(),
+            new_key_proof: new_key.sign(
+                sig_domain::KEY_ROTATION,
+                &chain_id,
+                &KeyRotation::proof_body(&cl, &new_key.public()),
+            ),
+        }),
+    );
+    let cp = chain.blocks[0].block.header.checkpoint();
+    let v1 = chain.validators[1].clone();
+    let vote = |value| Vote {
+        chain_id,
+        height: 1,
+        round: 0,
+        kind: VoteKind::Prevote,
+        value,
+    };
+    let evidence = DoubleSign {
+        first: vote(Some(cp)).sign(&v1),
+        second: vote(None).sign(&v1),
+    }
+    .canonical();
+    let report = chain.event(&v0, EventPayload::Misbehaviour(evidence));
+    let clinic = dev_key("org/lakeside-clinic");
+    let org_enrol = governance(
+        &mut chain,
+        0,
+        GovernanceAction::OrgEnrol {
+            org: clinic.public(),
+            name: "Lakeside Clinic".into(),
+        },
+    );
+    let auditor2 = dev_key("auditor/second");
+    let auditor_enrol = governance(
+        &mut chain,
+        1,
+        GovernanceAction::AuditorEnrol {
+            auditor: auditor2.public(),
+        },
+    );
+    let anchor2 = chain.event(
+        &phys,
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([0x42; 32]),
+            patient: a,
+            version: 2,
+            state_hash: Hash([8; 32]),
+        }),
+    );
+    let c = chain.commit(vec![
+        by_delegate,
+        revoke,
+        review,
+        unenrol,
+        rotate,
+        report,
+        org_enrol,
+        auditor_enrol,
+        anchor2,
+    ]);
+    check(&chain, &c);
+
+    // Block 3: the delegation ends, the organisation and auditor leave, the validator set
+    // changes (in force from block 5).
+    let undelegate = chain.event(
+        &alice,
+        EventPayload::DelegateRevoke(DelegateRevoke {
+            patient: a,
+            delegation: delegation_id,
+        }),
+    );
+    let org_revoke = governance(
+        &mut chain,
+        2,
+        GovernanceAction::OrgRevoke {
+            org: clinic.public(),
+        },
+    );
+    let auditor_revoke = governance(
+        &mut chain,
+        3,
+        GovernanceAction::AuditorRevoke {
+            auditor: auditor2.public(),
+        },
+    );
+    let mut validators = chain.validator_set().validators().to_vec();
+    validators[0].power = 2;
+    let change = governance(
+        &mut chain,
+        4,
+        GovernanceAction::ValidatorSetChange {
+            validators: ValidatorSet::new(validators).unwrap(),
+        },
+    );
+    let c = chain.commit(vec![undelegate, org_revoke, auditor_revoke, change]);
+    check(&chain, &c);
+
+    // Blocks 4 and 5: the new set comes into force; its pending-validators record stays.
+    let c = chain.commit(vec![]);
+    check(&chain, &c);
+    let access = chain.event(
+        &nurse,
+        access_payload(&a, DataCategory::VitalSigns, Purpose::Treat, Action::Read),
+    );
+    let c = chain.commit(vec![access]);
+    check(&chain, &c);
+    assert_ne!(
+        chain.blocks[4].block.header.validators_hash,
+        chain.blocks[3].block.header.validators_hash
+    );
+
+    // Every table of §6.10 was written.
+    let st = &chain.state;
+    fn has<K: serde::Serialize>(st: &State, table: Table, key: &K) {
+        let present = st.map_value(table, key).is_some();
+        assert!(present, "no {} record", table.name());
+    }
+    has(st, Table::Nonce, &a);
+    has(st, Table::Patient, &cl);
+    has(st, Table::PatientKey, &new_key.public());
+    has(st, Table::Org, &clinic.public());
+    has(st, Table::Actor, &newbie.public());
+    has(st, Table::Auditor, &auditor2.public());
+    has(st, Table::Grant, &grant_id);
+    has(st, Table::Delegation, &delegation_id);
+    has(st, Table::BreakGlass, &bg_id);
+    has(st, Table::Twin, &TwinId([0x42; 32]));
+    has(st, Table::PendingValidators, &5u64);
+    has(st, Table::GovernanceSeq, &());
+    has(
+        st,
+        Table::Misbehaviour,
+        st.misbehaviours().next().unwrap().0,
+    );
+    has(st, Table::PatientEvents, &a);
+    // The indexes hold what they should: one access awaits review, alice's only unrevoked
+    // grant is her delegate's (which no longer counts, the delegation being revoked).
+    assert_eq!(st.review_queue().count(), 1);
+    assert_eq!(st.patient_grants(&a).count(), 1);
+    assert!(!st.is_live_delegate(&a, &guardian.public(), chain.next_time()));
+    assert_eq!(
+        decision(&c, 0),
+        Decision::Deny {
+            reason: DenyReason::NoCoveringGrant
+        }
+    );
+}

@@ -60,7 +60,7 @@ pub fn decide(
 impl AccessRequest {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         let actor = tx.live_actor(cx)?;
-        let decision = decide(tx.st, &cx.author, &actor, self, cx.time);
+        let decision = decide(tx.st(), &cx.author, &actor, self, cx.time);
         Ok(Outcome::Access(decision))
     }
 }

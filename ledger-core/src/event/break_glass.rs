@@ -13,7 +13,7 @@ use crate::commitment::Commitment;
 use crate::hash::EventId;
 use crate::keys::PublicKey;
 use crate::state::records::{BreakGlassRecord, Review};
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 
 /// Emergency access to a patient's twin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +48,7 @@ impl BreakGlassRequest {
             height: cx.height,
             review: None,
         };
-        tx.log(Table::BreakGlass, &cx.id, &rec);
-        tx.st.break_glass.insert_mut(cx.id, rec);
-        tx.st.review_queue.insert_mut(cx.id, ());
+        tx.put_break_glass(cx.id, rec);
         Ok(Outcome::Access(Decision::BreakGlass))
     }
 }
@@ -78,12 +76,14 @@ pub struct BreakGlassReview {
 
 impl BreakGlassReview {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let mut rec = tx.st.break_glass.get(&self.request).cloned().ok_or(
-            RejectReason::UnknownReference {
-                what: "break-glass access",
-                id: self.request,
-            },
-        )?;
+        let mut rec =
+            tx.st()
+                .break_glass(&self.request)
+                .cloned()
+                .ok_or(RejectReason::UnknownReference {
+                    what: "break-glass access",
+                    id: self.request,
+                })?;
         if rec.review.is_some() {
             return Err(RejectReason::AlreadyDone {
                 what: "break-glass access",
@@ -97,7 +97,7 @@ impl BreakGlassReview {
                 what: "review their own break-glass access",
             });
         }
-        let is_auditor = tx.st.auditors.get(&cx.author).copied().unwrap_or(false);
+        let is_auditor = tx.st().is_auditor(&cx.author);
         if !is_auditor {
             let reviewer = tx.live_actor(cx)?;
             if reviewer.role != Role::PrivacyOfficer || reviewer.organisation != rec.organisation {
@@ -112,9 +112,7 @@ impl BreakGlassReview {
             finding: self.finding,
             event: cx.id,
         });
-        tx.log(Table::BreakGlass, &self.request, &rec);
-        tx.st.break_glass.insert_mut(self.request, rec);
-        tx.st.review_queue.remove_mut(&self.request);
+        tx.put_break_glass(self.request, rec);
         Ok(Outcome::Applied)
     }
 }

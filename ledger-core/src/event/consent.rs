@@ -8,7 +8,7 @@ use crate::event::delegation::Scope;
 use crate::hash::EventId;
 use crate::keys::PublicKey;
 use crate::state::records::{ActorRecord, GrantRecord};
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 use crate::time::Timestamp;
 
 /// Who a grant is for.
@@ -73,7 +73,7 @@ impl ConsentGrant {
         let granted_by = tx.acting_for(cx, &self.patient, Some(&self.scope))?;
         match self.grantee {
             Grantee::Actor(k) => {
-                if !tx.st.actors.get(&k).is_some_and(|a| a.live) {
+                if !tx.st().actor(&k).is_some_and(|a| a.live) {
                     return Err(RejectReason::UnknownGrantee(k));
                 }
             }
@@ -82,7 +82,7 @@ impl ConsentGrant {
                 organisation: Some(o),
                 ..
             } => {
-                if !tx.st.orgs.get(&o).is_some_and(|r| r.live) {
+                if !tx.st().organisation(&o).is_some_and(|r| r.live) {
                     return Err(RejectReason::UnknownGrantee(o));
                 }
             }
@@ -91,9 +91,8 @@ impl ConsentGrant {
             } => {}
         }
         let mut patient = tx
-            .st
-            .patients
-            .get(&self.patient)
+            .st()
+            .patient(&self.patient)
             .cloned()
             .expect("acting_for registered the patient");
         let max = tx.limits().max_grants_per_patient;
@@ -110,11 +109,8 @@ impl ConsentGrant {
             height: cx.height,
             revoked_at: None,
         };
-        tx.log(Table::Patient, &self.patient, &patient);
-        tx.log(Table::Grant, &cx.id, &rec);
-        tx.st.patients.insert_mut(self.patient, patient);
-        tx.st.grants.insert_mut(cx.id, rec);
-        tx.st.patient_grants.insert_mut((self.patient, cx.id), ());
+        tx.put_patient(self.patient, patient);
+        tx.put_grant(cx.id, rec);
         Ok(Outcome::Applied)
     }
 }
@@ -131,7 +127,7 @@ pub struct ConsentRevoke {
 
 impl ConsentRevoke {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let mut g = match tx.st.grants.get(&self.grant) {
+        let mut g = match tx.st().grant(&self.grant) {
             Some(g) if g.grant.patient == self.patient => g.clone(),
             _ => {
                 return Err(RejectReason::UnknownReference {
@@ -150,17 +146,13 @@ impl ConsentRevoke {
         tx.acting_for(cx, &self.patient, Some(&g.grant.scope))?;
         g.revoked_at = Some(cx.height);
         let mut patient = tx
-            .st
-            .patients
-            .get(&self.patient)
+            .st()
+            .patient(&self.patient)
             .cloned()
             .expect("a grant's patient exists");
         patient.grants -= 1;
-        tx.log(Table::Grant, &self.grant, &g);
-        tx.log(Table::Patient, &self.patient, &patient);
-        tx.st.grants.insert_mut(self.grant, g);
-        tx.st.patients.insert_mut(self.patient, patient);
-        tx.st.patient_grants.remove_mut(&(self.patient, self.grant));
+        tx.put_grant(self.grant, g);
+        tx.put_patient(self.patient, patient);
         Ok(Outcome::Applied)
     }
 }

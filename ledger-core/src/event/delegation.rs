@@ -8,7 +8,7 @@ use crate::codes::{Action, Actions, Categories, DataCategory, Purpose, Purposes}
 use crate::hash::EventId;
 use crate::keys::PublicKey;
 use crate::state::records::DelegationRecord;
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 use crate::time::Timestamp;
 
 /// What a delegate may grant or revoke.
@@ -75,9 +75,8 @@ impl DelegateGrant {
             ));
         }
         if tx
-            .st
-            .patient_keys
-            .get(&self.delegate)
+            .st()
+            .patient_of_key(&self.delegate)
             .is_some_and(|k| k.patient == self.patient)
         {
             return Err(RejectReason::InvalidField(
@@ -91,11 +90,7 @@ impl DelegateGrant {
             valid_until: self.valid_until,
             revoked_at: None,
         };
-        tx.log(Table::Delegation, &cx.id, &rec);
-        tx.st.delegations.insert_mut(cx.id, rec);
-        tx.st
-            .patient_delegates
-            .insert_mut((self.patient, self.delegate, cx.id), ());
+        tx.put_delegation(cx.id, rec);
         Ok(Outcome::Applied)
     }
 }
@@ -112,7 +107,7 @@ pub struct DelegateRevoke {
 impl DelegateRevoke {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         tx.acting_for(cx, &self.patient, None)?;
-        let mut d = match tx.st.delegations.get(&self.delegation) {
+        let mut d = match tx.st().delegation(&self.delegation) {
             Some(d) if d.patient == self.patient => d.clone(),
             _ => {
                 return Err(RejectReason::UnknownReference {
@@ -129,11 +124,7 @@ impl DelegateRevoke {
             });
         }
         d.revoked_at = Some(cx.height);
-        tx.log(Table::Delegation, &self.delegation, &d);
-        tx.st
-            .patient_delegates
-            .remove_mut(&(self.patient, d.delegate, self.delegation));
-        tx.st.delegations.insert_mut(self.delegation, d);
+        tx.put_delegation(self.delegation, d);
         Ok(Outcome::Applied)
     }
 }

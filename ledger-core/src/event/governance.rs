@@ -13,7 +13,7 @@ use crate::block::Outcome;
 use crate::codec;
 use crate::keys::{Keypair, PublicKey, Signature, sig_domain};
 use crate::state::records::OrgRecord;
-use crate::state::{Ctx, RejectReason, Table, Tx, check_name};
+use crate::state::{Ctx, RejectReason, Tx, check_name};
 use crate::validator::{MAX_VALIDATORS, ValidatorSet};
 
 /// What governance can do.
@@ -110,7 +110,7 @@ impl Governance {
             return Err(RejectReason::Governance("too many approvals".into()));
         }
         let body = Self::approval_body(self.seq, &self.action);
-        let chain = tx.st.chain_id();
+        let chain = tx.st().chain_id();
         let mut power = 0u64;
         for (i, a) in self.approvals.iter().enumerate() {
             if i > 0 && self.approvals[i - 1].validator >= a.validator {
@@ -136,7 +136,7 @@ impl Governance {
         match &self.action {
             GovernanceAction::OrgEnrol { org, name } => {
                 check_name("organisation name", name, 128).map_err(RejectReason::InvalidField)?;
-                match tx.st.orgs.get(org) {
+                match tx.st().organisation(org) {
                     Some(o) if !o.live => {}
                     None if !tx.key_in_use(org) => {}
                     _ => return Err(RejectReason::KeyInUse(*org)),
@@ -145,11 +145,10 @@ impl Governance {
                     name: name.clone(),
                     live: true,
                 };
-                tx.log(Table::Org, org, &rec);
-                tx.st.orgs.insert_mut(*org, rec);
+                tx.put_org(*org, rec);
             }
             GovernanceAction::OrgRevoke { org } => {
-                let mut rec = match tx.st.orgs.get(org) {
+                let mut rec = match tx.st().organisation(org) {
                     Some(o) if o.live => o.clone(),
                     _ => {
                         return Err(RejectReason::Governance(format!(
@@ -158,31 +157,32 @@ impl Governance {
                     }
                 };
                 rec.live = false;
-                tx.log(Table::Org, org, &rec);
-                tx.st.orgs.insert_mut(*org, rec);
+                tx.put_org(*org, rec);
             }
             GovernanceAction::AuditorEnrol { auditor } => {
-                match tx.st.auditors.get(auditor) {
+                match tx.st().auditor(auditor) {
                     Some(false) => {}
                     None if !tx.key_in_use(auditor) => {}
                     _ => return Err(RejectReason::KeyInUse(*auditor)),
                 }
-                tx.log(Table::Auditor, auditor, &true);
-                tx.st.auditors.insert_mut(*auditor, true);
+                tx.put_auditor(*auditor, true);
             }
             GovernanceAction::AuditorRevoke { auditor } => {
-                if tx.st.auditors.get(auditor) != Some(&true) {
+                if tx.st().auditor(auditor) != Some(true) {
                     return Err(RejectReason::Governance(format!(
                         "{auditor} is not a live auditor"
                     )));
                 }
-                tx.log(Table::Auditor, auditor, &false);
-                tx.st.auditors.insert_mut(*auditor, false);
+                tx.put_auditor(*auditor, false);
             }
             GovernanceAction::ValidatorSetChange { validators } => {
                 validators.validate()?;
                 for v in validators.validators() {
-                    if !tx.st.orgs.get(&v.organisation).is_some_and(|o| o.live) {
+                    if !tx
+                        .st()
+                        .organisation(&v.organisation)
+                        .is_some_and(|o| o.live)
+                    {
                         return Err(RejectReason::Governance(format!(
                             "validator {} names {} which is not a live organisation",
                             v.key, v.organisation

@@ -7,7 +7,7 @@ use crate::block::Outcome;
 use crate::hash::{Hash, TwinId};
 use crate::keys::PublicKey;
 use crate::state::records::TwinRecord;
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 
 /// Anchors version `version` of twin `twin` (of `patient`) with `state_hash`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ pub struct TwinAnchor {
 impl TwinAnchor {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         let actor = tx.live_actor(cx)?;
-        if let Some(prev) = tx.st.twins.get(&self.twin) {
+        if let Some(prev) = tx.st().twin(&self.twin) {
             if prev.organisation != actor.organisation {
                 return Err(RejectReason::TwinAnchor(
                     "the twin is hosted by another organisation",
@@ -49,8 +49,7 @@ impl TwinAnchor {
             state_hash: self.state_hash,
             event: cx.id,
         };
-        tx.log(Table::Twin, &self.twin, &rec);
-        tx.st.twins.insert_mut(self.twin, rec);
+        tx.put_twin(self.twin, rec);
         Ok(Outcome::Applied)
     }
 }

@@ -7,7 +7,7 @@ use crate::block::Outcome;
 use crate::codes::Role;
 use crate::keys::PublicKey;
 use crate::state::records::ActorRecord;
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 
 /// A live organisation enrols `actor` with `role`. A key revoked by the same organisation may
 /// be enrolled again; a key in use by anyone else may not.
@@ -22,7 +22,7 @@ pub struct ActorEnrol {
 impl ActorEnrol {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         tx.live_org(cx)?;
-        match tx.st.actors.get(&self.actor) {
+        match tx.st().actor(&self.actor) {
             Some(a) if a.organisation == cx.author && !a.live => {}
             None if !tx.key_in_use(&self.actor) => {}
             _ => return Err(RejectReason::KeyInUse(self.actor)),
@@ -32,8 +32,7 @@ impl ActorEnrol {
             role: self.role,
             live: true,
         };
-        tx.log(Table::Actor, &self.actor, &rec);
-        tx.st.actors.insert_mut(self.actor, rec);
+        tx.put_actor(self.actor, rec);
         Ok(Outcome::Applied)
     }
 }
@@ -48,7 +47,7 @@ pub struct ActorRevoke {
 impl ActorRevoke {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
         tx.live_org(cx)?;
-        let mut a = match tx.st.actors.get(&self.actor) {
+        let mut a = match tx.st().actor(&self.actor) {
             Some(a) if a.organisation == cx.author => *a,
             _ => {
                 return Err(RejectReason::NotPermitted {
@@ -61,8 +60,7 @@ impl ActorRevoke {
             return Err(RejectReason::RevokedAuthor(self.actor));
         }
         a.live = false;
-        tx.log(Table::Actor, &self.actor, &a);
-        tx.st.actors.insert_mut(self.actor, a);
+        tx.put_actor(self.actor, a);
         Ok(Outcome::Applied)
     }
 }

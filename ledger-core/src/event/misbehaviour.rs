@@ -5,7 +5,7 @@
 
 use crate::block::Outcome;
 use crate::consensus::DoubleSign;
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 
 /// How old (in heights) evidence may be when it is recorded. Older evidence is refused: the
 /// set it must be checked against may have changed, and the bound keeps the table small.
@@ -13,7 +13,7 @@ pub const MAX_EVIDENCE_AGE: u64 = 100_000;
 
 impl DoubleSign {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let set = tx.st.validators_for(cx.height).clone();
+        let set = tx.st().validators_for(cx.height).clone();
         if set.get(&cx.author).is_none() {
             return Err(RejectReason::Misbehaviour(
                 "the reporter is not a validator at this height".into(),
@@ -30,16 +30,15 @@ impl DoubleSign {
                 "the evidence is more than {MAX_EVIDENCE_AGE} heights old"
             )));
         }
-        self.verify(&tx.st.chain_id(), &set)
+        self.verify(&tx.st().chain_id(), &set)
             .map_err(|e| RejectReason::Misbehaviour(e.to_string()))?;
         let key = (self.validator(), height, round, kind);
-        if tx.st.misbehaviour.contains_key(&key) {
+        if tx.st().misbehaviour_recorded(&key) {
             return Err(RejectReason::Misbehaviour(
                 "this double sign is already recorded".into(),
             ));
         }
-        tx.log(Table::Misbehaviour, &key, &cx.id);
-        tx.st.misbehaviour.insert_mut(key, cx.id);
+        tx.put_misbehaviour(key, cx.id);
         Ok(Outcome::Applied)
     }
 }

@@ -7,7 +7,7 @@ use crate::block::Outcome;
 use crate::codec;
 use crate::keys::{PublicKey, Signature, sig_domain};
 use crate::state::records::{PatientKey, PatientRecord};
-use crate::state::{Ctx, RejectReason, Table, Tx};
+use crate::state::{Ctx, RejectReason, Tx};
 
 /// Signed by the patient's current key; `new_key_proof` is the new key's signature over
 /// `(patient, new_key)` (domain `twinledger/v1/key-rotation`), proving its holder agreed.
@@ -32,7 +32,7 @@ impl KeyRotation {
         if tx.key_in_use(&self.new_key) {
             return Err(RejectReason::KeyInUse(self.new_key));
         }
-        let chain = tx.st.chain_id();
+        let chain = tx.st().chain_id();
         self.new_key
             .verify(
                 sig_domain::KEY_ROTATION,
@@ -42,9 +42,8 @@ impl KeyRotation {
             )
             .map_err(|_| RejectReason::BadSignature(self.new_key))?;
         let old = tx
-            .st
-            .patients
-            .get(&self.patient)
+            .st()
+            .patient(&self.patient)
             .cloned()
             .expect("acting_for registered the patient");
         let retired = PatientKey {
@@ -59,12 +58,9 @@ impl KeyRotation {
             key: self.new_key,
             grants: old.grants,
         };
-        tx.log(Table::PatientKey, &old.key, &retired);
-        tx.log(Table::PatientKey, &self.new_key, &fresh);
-        tx.log(Table::Patient, &self.patient, &rec);
-        tx.st.patient_keys.insert_mut(old.key, retired);
-        tx.st.patient_keys.insert_mut(self.new_key, fresh);
-        tx.st.patients.insert_mut(self.patient, rec);
+        tx.put_patient_key(old.key, retired);
+        tx.put_patient_key(self.new_key, fresh);
+        tx.put_patient(self.patient, rec);
         Ok(Outcome::Applied)
     }
 }

@@ -9,12 +9,15 @@
 
 mod error;
 pub mod records;
+mod tx;
 
 use rpds::RedBlackTreeMapSync as Map;
 use serde::{Deserialize, Serialize};
 
 pub use error::{BlockError, GenesisError, RejectReason};
 use records::*;
+pub(crate) use tx::{Ctx, Tx};
+use tx::{Slot, Write};
 
 use crate::block::{BLOCK_VERSION, Block, BlockHeader, BlockResults, Outcome};
 use crate::codec;
@@ -213,14 +216,6 @@ impl Genesis {
     }
 }
 
-/// One write to the state map: a record's table, encoded key and encoded new value.
-#[derive(Clone, Debug)]
-pub(crate) struct Write {
-    table: Table,
-    key: Vec<u8>,
-    value: Vec<u8>,
-}
-
 /// The whole ledger state after some block.
 #[derive(Clone, Debug)]
 pub struct State {
@@ -235,192 +230,32 @@ pub struct State {
     validators: ValidatorSet,
     pending_validators: Option<(u64, ValidatorSet)>,
     governance_seq: u64,
-    pub(crate) nonces: Map<PublicKey, u64>,
-    pub(crate) patients: Map<PublicKey, PatientRecord>,
-    pub(crate) patient_keys: Map<PublicKey, PatientKey>,
-    pub(crate) orgs: Map<PublicKey, OrgRecord>,
-    pub(crate) actors: Map<PublicKey, ActorRecord>,
-    pub(crate) auditors: Map<PublicKey, bool>,
-    pub(crate) grants: Map<EventId, GrantRecord>,
-    /// (patient, grant) for every unrevoked grant: what an access decision scans.
-    pub(crate) patient_grants: Map<(PublicKey, EventId), ()>,
-    pub(crate) delegations: Map<EventId, DelegationRecord>,
-    /// (patient, delegate, delegation) for every unrevoked delegation.
-    pub(crate) patient_delegates: Map<(PublicKey, PublicKey, EventId), ()>,
-    pub(crate) break_glass: Map<EventId, BreakGlassRecord>,
-    /// Break-glass accesses not yet signed off: the review queue.
-    pub(crate) review_queue: Map<EventId, ()>,
-    pub(crate) twins: Map<TwinId, TwinRecord>,
+    // The records, one typed map per table of §6.10, private to this module: a record is
+    // written only through its `Tx` method (`tx.rs`), which also logs it for the state map and
+    // updates the indexes derived from it.
+    nonces: Map<PublicKey, u64>,
+    patients: Map<PublicKey, PatientRecord>,
+    patient_keys: Map<PublicKey, PatientKey>,
+    orgs: Map<PublicKey, OrgRecord>,
+    actors: Map<PublicKey, ActorRecord>,
+    auditors: Map<PublicKey, bool>,
+    grants: Map<EventId, GrantRecord>,
+    /// (patient, grant) for every unrevoked grant: what an access decision scans. Derived.
+    patient_grants: Map<(PublicKey, EventId), ()>,
+    delegations: Map<EventId, DelegationRecord>,
+    /// (patient, delegate, delegation) for every unrevoked delegation. Derived.
+    patient_delegates: Map<(PublicKey, PublicKey, EventId), ()>,
+    break_glass: Map<EventId, BreakGlassRecord>,
+    /// Break-glass accesses not yet signed off: the review queue. Derived.
+    review_queue: Map<EventId, ()>,
+    twins: Map<TwinId, TwinRecord>,
+    /// Every scheduled validator-set change: the height it is in force from → the set's hash
+    /// (table pending-validators; a record stays after its set comes into force).
+    scheduled_validators: Map<u64, Hash>,
     /// Recorded double signs: (validator, height, round, kind) → the evidence event.
-    pub(crate) misbehaviour: Map<(PublicKey, u64, u32, crate::consensus::VoteKind), EventId>,
+    misbehaviour: Map<Slot, EventId>,
     /// Per patient: count and chain head of the events concerning them.
-    pub(crate) patient_events: Map<PublicKey, PatientEvents>,
-}
-
-/// Context of the event being applied.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ctx {
-    pub id: EventId,
-    pub author: PublicKey,
-    pub time: Timestamp,
-    pub height: u64,
-    pub kind: &'static str,
-}
-
-/// A state being changed by one event, logging every write for the state map.
-pub(crate) struct Tx<'a> {
-    pub st: &'a mut State,
-    writes: Vec<Write>,
-}
-
-impl Tx<'_> {
-    /// Logs a write: the new value of `table[key]`, to be set in the state map at the end of
-    /// the block (§6.10).
-    pub fn log<K: Serialize, V: Serialize>(&mut self, table: Table, key: &K, value: &V) {
-        self.writes.push(Write {
-            table,
-            key: codec::encode(key),
-            value: codec::encode(value),
-        });
-    }
-
-    /// Whether `key` already identifies any party on this chain.
-    pub fn key_in_use(&self, key: &PublicKey) -> bool {
-        let s = &*self.st;
-        s.patient_keys.contains_key(key)
-            || s.orgs.contains_key(key)
-            || s.actors.contains_key(key)
-            || s.auditors.contains_key(key)
-            || s.validators.get(key).is_some()
-    }
-
-    /// Who `author` acts as for `patient`: the patient (registering them on their first event)
-    /// or a live delegate whose scope covers `needed`.
-    pub fn acting_for(
-        &mut self,
-        cx: &Ctx,
-        patient: &PublicKey,
-        needed: Option<&crate::event::delegation::Scope>,
-    ) -> Result<GrantedBy, RejectReason> {
-        match self.st.patients.get(patient) {
-            Some(rec) if rec.key == cx.author => return Ok(GrantedBy::Patient),
-            Some(_) => {}
-            None if cx.author == *patient => {
-                if self.key_in_use(patient) {
-                    return Err(RejectReason::KeyInUse(*patient));
-                }
-                let rec = PatientRecord {
-                    key: *patient,
-                    grants: 0,
-                };
-                let pk = PatientKey {
-                    patient: *patient,
-                    retired: false,
-                };
-                self.log(Table::Patient, patient, &rec);
-                self.log(Table::PatientKey, patient, &pk);
-                self.st.patients.insert_mut(*patient, rec);
-                self.st.patient_keys.insert_mut(*patient, pk);
-                return Ok(GrantedBy::Patient);
-            }
-            None => {}
-        }
-        let Some(needed) = needed else {
-            return Err(RejectReason::NotAuthorisedForPatient {
-                author: cx.author,
-                patient: *patient,
-                why: "only the patient may do this",
-            });
-        };
-        let lo = (*patient, cx.author, EventId::ZERO);
-        let hi = (*patient, cx.author, EventId([0xff; 32]));
-        let mut any_live = false;
-        for ((_, _, id), ()) in self.st.patient_delegates.range(lo..=hi) {
-            let Some(d) = self.st.delegations.get(id) else {
-                continue;
-            };
-            if d.live_at(cx.time) {
-                any_live = true;
-                if needed.is_within(&d.scope) {
-                    return Ok(GrantedBy::Delegate(*id));
-                }
-            }
-        }
-        if any_live {
-            Err(RejectReason::OutsideDelegation)
-        } else {
-            Err(RejectReason::NotAuthorisedForPatient {
-                author: cx.author,
-                patient: *patient,
-                why: "not the patient's current key and no live delegation",
-            })
-        }
-    }
-
-    /// The author as a live actor of a live organisation.
-    pub fn live_actor(&self, cx: &Ctx) -> Result<ActorRecord, RejectReason> {
-        let a = self
-            .st
-            .actors
-            .get(&cx.author)
-            .copied()
-            .ok_or(RejectReason::UnknownAuthor {
-                author: cx.author,
-                kind: cx.kind,
-            })?;
-        let org_live = self.st.orgs.get(&a.organisation).is_some_and(|o| o.live);
-        if !a.live || !org_live {
-            return Err(RejectReason::RevokedAuthor(cx.author));
-        }
-        Ok(a)
-    }
-
-    /// The author as a live organisation.
-    pub fn live_org(&self, cx: &Ctx) -> Result<(), RejectReason> {
-        match self.st.orgs.get(&cx.author) {
-            Some(o) if o.live => Ok(()),
-            Some(_) => Err(RejectReason::RevokedAuthor(cx.author)),
-            None => Err(RejectReason::UnknownAuthor {
-                author: cx.author,
-                kind: cx.kind,
-            }),
-        }
-    }
-
-    /// The validator set in force, and the governance sequence.
-    pub fn validators(&self) -> &ValidatorSet {
-        &self.st.validators
-    }
-
-    /// Current governance sequence number.
-    pub fn governance_seq(&self) -> u64 {
-        self.st.governance_seq
-    }
-
-    /// Advances the governance sequence.
-    pub fn bump_governance_seq(&mut self) {
-        self.st.governance_seq += 1;
-        let seq = self.st.governance_seq;
-        self.log(Table::GovernanceSeq, &(), &seq);
-    }
-
-    /// Schedules a validator set change.
-    pub fn schedule_validators(&mut self, cx: &Ctx, set: ValidatorSet) -> Result<(), RejectReason> {
-        if self.st.pending_validators.is_some() {
-            return Err(RejectReason::Governance(
-                "a validator set change is already pending".into(),
-            ));
-        }
-        let at = cx.height + VALIDATOR_SET_DELAY;
-        self.log(Table::PendingValidators, &at, &set.hash());
-        self.st.pending_validators = Some((at, set));
-        Ok(())
-    }
-
-    /// The chain limits.
-    pub fn limits(&self) -> &Limits {
-        &self.st.limits
-    }
+    patient_events: Map<PublicKey, PatientEvents>,
 }
 
 impl State {
@@ -428,9 +263,40 @@ impl State {
     pub fn from_genesis(genesis: &Genesis) -> Result<Self, GenesisError> {
         genesis.validate()?;
         let chain_id = genesis.chain_id();
-        let mut orgs = Map::new_sync();
+        let mut st = Self {
+            chain_id,
+            limits: genesis.limits.clone(),
+            height: 0,
+            // Block 1 links to the chain id, binding the chain to its genesis.
+            last_block_hash: Hash(chain_id.0),
+            last_time: genesis.genesis_time,
+            map: StateMap::default(),
+            log: Frontier::new(),
+            validators: genesis.validators.clone(),
+            pending_validators: None,
+            governance_seq: 0,
+            nonces: Map::new_sync(),
+            patients: Map::new_sync(),
+            patient_keys: Map::new_sync(),
+            orgs: Map::new_sync(),
+            actors: Map::new_sync(),
+            auditors: Map::new_sync(),
+            grants: Map::new_sync(),
+            patient_grants: Map::new_sync(),
+            delegations: Map::new_sync(),
+            patient_delegates: Map::new_sync(),
+            break_glass: Map::new_sync(),
+            review_queue: Map::new_sync(),
+            twins: Map::new_sync(),
+            scheduled_validators: Map::new_sync(),
+            misbehaviour: Map::new_sync(),
+            patient_events: Map::new_sync(),
+        };
+        // The genesis records are the map's first version (§6.10, §10.1); their keys are
+        // distinct (validated), so the order of the writes does not matter.
+        let mut tx = Tx::new(&mut st);
         for o in &genesis.organisations {
-            orgs.insert_mut(
+            tx.put_org(
                 o.key,
                 OrgRecord {
                     name: o.name.clone(),
@@ -438,9 +304,8 @@ impl State {
                 },
             );
         }
-        let mut actors = Map::new_sync();
         for a in &genesis.actors {
-            actors.insert_mut(
+            tx.put_actor(
                 a.key,
                 ActorRecord {
                     organisation: a.organisation,
@@ -449,54 +314,12 @@ impl State {
                 },
             );
         }
-        let mut auditors = Map::new_sync();
         for k in &genesis.auditors {
-            auditors.insert_mut(*k, true);
+            tx.put_auditor(*k, true);
         }
-        // The genesis records are the map's first version (§6.10, §10.1).
-        let mut entries = std::collections::BTreeMap::new();
-        let mut put = |table: Table, key: Vec<u8>, value: Vec<u8>| {
-            entries.insert(crate::statemap::key_hash(table, &key), value);
-        };
-        for (k, o) in orgs.iter() {
-            put(Table::Org, codec::encode(k), codec::encode(o));
-        }
-        for (k, a) in actors.iter() {
-            put(Table::Actor, codec::encode(k), codec::encode(a));
-        }
-        for (k, live) in auditors.iter() {
-            put(Table::Auditor, codec::encode(k), codec::encode(live));
-        }
-        let mut map = StateMap::default();
-        map.update(entries);
-        Ok(Self {
-            chain_id,
-            limits: genesis.limits.clone(),
-            height: 0,
-            // Block 1 links to the chain id, binding the chain to its genesis.
-            last_block_hash: Hash(chain_id.0),
-            last_time: genesis.genesis_time,
-            map,
-            log: Frontier::new(),
-            validators: genesis.validators.clone(),
-            pending_validators: None,
-            governance_seq: 0,
-            nonces: Map::new_sync(),
-            patients: Map::new_sync(),
-            patient_keys: Map::new_sync(),
-            orgs,
-            actors,
-            auditors,
-            grants: Map::new_sync(),
-            patient_grants: Map::new_sync(),
-            delegations: Map::new_sync(),
-            patient_delegates: Map::new_sync(),
-            break_glass: Map::new_sync(),
-            review_queue: Map::new_sync(),
-            twins: Map::new_sync(),
-            misbehaviour: Map::new_sync(),
-            patient_events: Map::new_sync(),
-        })
+        let writes = tx.into_writes();
+        st.map.update(last_writes(writes));
+        Ok(st)
     }
 
     /// The chain id.
@@ -650,6 +473,139 @@ impl State {
     pub fn governance_seq(&self) -> u64 {
         self.governance_seq
     }
+    /// The auditor record of `key`: `Some(live)` once enrolled, `None` if never.
+    pub(crate) fn auditor(&self, key: &PublicKey) -> Option<bool> {
+        self.auditors.get(key).copied()
+    }
+    /// Whether a double sign in `slot` is recorded.
+    pub(crate) fn misbehaviour_recorded(&self, slot: &Slot) -> bool {
+        self.misbehaviour.contains_key(slot)
+    }
+
+    /// Every record the typed maps hold, as state-map records (table, encoded key, encoded
+    /// value): what the state map must hold, and nothing else (§6.10).
+    fn typed_records(&self) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
+        fn add<'a, K: Serialize + 'a, V: Serialize + 'a>(
+            out: &mut Vec<(Table, Vec<u8>, Vec<u8>)>,
+            table: Table,
+            records: impl Iterator<Item = (&'a K, &'a V)>,
+        ) {
+            out.extend(records.map(|(k, v)| (table, codec::encode(k), codec::encode(v))));
+        }
+        let mut out = Vec::new();
+        add(&mut out, Table::Nonce, self.nonces.iter());
+        add(&mut out, Table::Patient, self.patients.iter());
+        add(&mut out, Table::PatientKey, self.patient_keys.iter());
+        add(&mut out, Table::Org, self.orgs.iter());
+        add(&mut out, Table::Actor, self.actors.iter());
+        add(&mut out, Table::Auditor, self.auditors.iter());
+        add(&mut out, Table::Grant, self.grants.iter());
+        add(&mut out, Table::Delegation, self.delegations.iter());
+        add(&mut out, Table::BreakGlass, self.break_glass.iter());
+        add(&mut out, Table::Twin, self.twins.iter());
+        add(
+            &mut out,
+            Table::PendingValidators,
+            self.scheduled_validators.iter(),
+        );
+        if self.governance_seq > 0 {
+            add(
+                &mut out,
+                Table::GovernanceSeq,
+                std::iter::once((&(), &self.governance_seq)),
+            );
+        }
+        add(&mut out, Table::Misbehaviour, self.misbehaviour.iter());
+        add(&mut out, Table::PatientEvents, self.patient_events.iter());
+        out
+    }
+
+    /// Checks the invariant of the typed writes (`Tx`): every record of every typed map is in
+    /// the state map with the same encoding, the state map holds nothing else (a map rebuilt
+    /// from the typed records has the same root), and the derived indexes (unrevoked grants by
+    /// patient, unrevoked delegations by patient and delegate, the review queue) are exactly
+    /// what the records imply. For tests; it walks the whole state.
+    #[doc(hidden)]
+    pub fn check_map_consistency(&self) -> Result<(), String> {
+        let records = self.typed_records();
+        for (table, key, value) in &records {
+            match self.map.get(*table, key) {
+                Some(v) if v == value.as_slice() => {}
+                Some(v) => {
+                    return Err(format!(
+                        "{}[{}] is {} in the state map but {} in the state",
+                        table.name(),
+                        hex::encode(key),
+                        hex::encode(v),
+                        hex::encode(value)
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{}[{}] is in the state but not in the state map",
+                        table.name(),
+                        hex::encode(key)
+                    ));
+                }
+            }
+        }
+        if self.map.len() != records.len() {
+            return Err(format!(
+                "the state map holds {} records, the state {}",
+                self.map.len(),
+                records.len()
+            ));
+        }
+        let mut rebuilt = StateMap::new();
+        rebuilt.set_records(records);
+        if rebuilt.root() != self.map.root() {
+            return Err(format!(
+                "the state map's root {} is not the root {} of the state's records",
+                self.map.root().to_hex(),
+                rebuilt.root().to_hex()
+            ));
+        }
+        let index = |what: &str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the index of {what} is out of step with the records"
+                ))
+            }
+        };
+        index(
+            "unrevoked grants",
+            self.patient_grants.keys().copied().eq(self
+                .grants
+                .iter()
+                .filter(|(_, g)| g.revoked_at.is_none())
+                .map(|(id, g)| (g.grant.patient, *id))
+                .collect::<std::collections::BTreeSet<_>>()),
+        )?;
+        index(
+            "unrevoked delegations",
+            self.patient_delegates.keys().copied().eq(self
+                .delegations
+                .iter()
+                .filter(|(_, d)| d.revoked_at.is_none())
+                .map(|(id, d)| (d.patient, d.delegate, *id))
+                .collect::<std::collections::BTreeSet<_>>()),
+        )?;
+        index(
+            "break-glass accesses awaiting review",
+            self.review_queue.keys().copied().eq(self
+                .break_glass
+                .iter()
+                .filter(|(_, b)| b.review.is_none())
+                .map(|(id, _)| *id)),
+        )?;
+        let pending = self
+            .pending_validators
+            .as_ref()
+            .is_none_or(|(at, set)| self.scheduled_validators.get(at) == Some(&set.hash()));
+        index("the pending validator set", pending)
+    }
 
     /// Checks and applies one event at block `height` and `time`; on refusal nothing changes.
     /// `writes` receives the state-hash write log of the event.
@@ -733,10 +689,7 @@ impl State {
         // Decided on the state before the event (a review concerns the patient of its access).
         let concerned = self.patient_concerned(ev);
         let mut next = self.clone();
-        let mut tx = Tx {
-            st: &mut next,
-            writes: Vec::new(),
-        };
+        let mut tx = Tx::new(&mut next);
         let outcome = match &e.payload {
             EventPayload::ConsentGrant(p) => p.apply(&mut tx, &cx)?,
             EventPayload::ConsentRevoke(p) => p.apply(&mut tx, &cx)?,
@@ -753,20 +706,11 @@ impl State {
             EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
         };
         if let Some(p) = concerned {
-            let rec = tx
-                .st
-                .patient_events
-                .get(&p)
-                .copied()
-                .unwrap_or_default()
-                .next(&id);
-            tx.log(Table::PatientEvents, &p, &rec);
-            tx.st.patient_events.insert_mut(p, rec);
+            tx.chain_patient_event(p, &id);
         }
-        let seq = e.seq + 1;
-        tx.log(Table::Nonce, &e.author, &seq);
-        tx.st.nonces.insert_mut(e.author, seq);
-        writes.extend(tx.writes);
+        // `e.seq` is the author's next sequence number (checked above): it becomes `e.seq + 1`.
+        tx.bump_nonce(&e.author);
+        writes.extend(tx.into_writes());
         *self = next;
         Ok((id, outcome))
     }
@@ -851,12 +795,7 @@ impl State {
         writes: Vec<Write>,
     ) -> (Self, BlockHeader) {
         let mut header = header_in;
-        // The last write of a record in the block is its new value (§6.10).
-        let mut entries = std::collections::BTreeMap::new();
-        for w in writes {
-            entries.insert(crate::statemap::key_hash(w.table, &w.key), w.value);
-        }
-        self.map.update(entries);
+        self.map.update(last_writes(writes));
         header.state_hash = self.map.root();
         header.events_root = Hash(mth::<Blake3Tree>(leaves));
         header.log_size = self.log.size();
@@ -1052,6 +991,16 @@ impl State {
     }
 }
 
+/// The state-map update of a sequence of writes: the last write of a record is its new value
+/// (§6.10).
+fn last_writes(writes: Vec<Write>) -> std::collections::BTreeMap<Hash, Vec<u8>> {
+    let mut entries = std::collections::BTreeMap::new();
+    for w in writes {
+        entries.insert(crate::statemap::key_hash(w.table, &w.key), w.value);
+    }
+    entries
+}
+
 /// What the event loop of a block accumulates.
 struct Derived {
     writes: Vec<Write>,
@@ -1116,5 +1065,50 @@ pub fn apply(state: &State, block: &Block) -> Result<(State, BlockResults), Bloc
 impl From<ValidatorSetError> for RejectReason {
     fn from(e: ValidatorSetError) -> Self {
         RejectReason::Governance(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devkit::DevChain;
+
+    /// A write through its `Tx` method keeps the typed maps, the indexes and the state map in
+    /// step; a record set, a map entry added or an index entry made behind `Tx`'s back is
+    /// caught by `check_map_consistency`.
+    #[test]
+    fn map_consistency_catches_a_write_made_behind_tx() {
+        let chain = DevChain::new(4);
+        let base = chain.state.clone();
+        base.check_map_consistency().unwrap();
+        let auditor = chain.auditor.public();
+
+        let mut st = base.clone();
+        let mut tx = Tx::new(&mut st);
+        tx.put_auditor(auditor, false);
+        tx.bump_nonce(&auditor);
+        let writes = tx.into_writes();
+        st.map.update(last_writes(writes));
+        st.check_map_consistency().unwrap();
+
+        let mut st = base.clone();
+        st.auditors.insert_mut(auditor, false);
+        let e = st.check_map_consistency().unwrap_err();
+        assert!(e.contains("auditor["), "{e}");
+
+        let mut st = base.clone();
+        st.nonces.insert_mut(auditor, 1);
+        let e = st.check_map_consistency().unwrap_err();
+        assert!(e.contains("not in the state map"), "{e}");
+
+        let mut st = base.clone();
+        st.map.set_records([(Table::Twin, vec![1; 32], vec![2])]);
+        let e = st.check_map_consistency().unwrap_err();
+        assert!(e.contains("holds"), "{e}");
+
+        let mut st = base.clone();
+        st.review_queue.insert_mut(EventId::ZERO, ());
+        let e = st.check_map_consistency().unwrap_err();
+        assert!(e.contains("awaiting review"), "{e}");
     }
 }
