@@ -196,6 +196,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::EndBlock => {
                 let c = chain.commit(std::mem::take(&mut pending));
                 prop_assert!(c.rejected.is_empty(), "refused: {:?}", c.rejected);
+                // The typed state and the state map agree (issue #13).
+                if let Err(e) = chain.state.check_map_consistency() {
+                    prop_assert!(false, "block {}: {}", c.block.header.height, e);
+                }
                 for (i, want) in std::mem::take(&mut expect).into_iter().enumerate() {
                     let Some(want) = want else { continue };
                     let got = decision(&c, i);
