@@ -6,7 +6,9 @@
 
 use std::time::Instant;
 
-use twinledger_core::audit::{CommittedBlock, EXPORT_MAGIC, export_frame, signature_items};
+use twinledger_core::audit::{
+    Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export, signature_items,
+};
 use twinledger_core::devkit::{DevChain, dev_key};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::consent::{ConsentGrant, Grantee};
@@ -165,5 +167,45 @@ fn main() {
         summary.events,
         summary.blocks,
         100.0 * rate / bound
+    );
+
+    // Where the time goes: each stage alone, on one thread (AUDIT_STAGES=0 skips this).
+    if std::env::var("AUDIT_STAGES").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let per_event = |t: Instant| t.elapsed().as_secs_f64() * 1e6 / summary.events as f64;
+    let t = Instant::now();
+    let decoded: Vec<CommittedBlock> = read_export(&export)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let decode = per_event(t);
+    let t = Instant::now();
+    let items: usize = decoded
+        .iter()
+        .map(|b| signature_items(&b.block).len())
+        .sum();
+    let messages = per_event(t);
+    let t = Instant::now();
+    let mut auditor = Auditor::new(&chain.genesis).unwrap();
+    for cb in &decoded {
+        auditor.check(cb, SignatureCheck::AlreadyVerified).unwrap();
+    }
+    let replay = per_event(t);
+    let sample = &decoded[decoded.len() / 2].block;
+    let sample_items = signature_items(sample);
+    let t = Instant::now();
+    verify_batch(&sample_items).unwrap();
+    let whole = t.elapsed().as_secs_f64() * 1e6 / sample_items.len() as f64;
+    let t = Instant::now();
+    for batch in sample_items.chunks(256) {
+        verify_batch(batch).unwrap();
+    }
+    let by256 = t.elapsed().as_secs_f64() * 1e6 / sample_items.len() as f64;
+    println!(
+        "stages on one thread, µs per event: decode frames {decode:.2}, signing messages {messages:.2} \
+         ({items} items), in-order replay (AlreadyVerified, certificates included) {replay:.2}; \
+         verify_batch of one block ({} signatures) {whole:.2}, in chunks of 256 {by256:.2}",
+        sample_items.len()
     );
 }

@@ -2,15 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, mpsc};
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 use twinledger_core::anomaly::{AccessKind, AccessRecord, RevokeRecord, Thresholds};
 use twinledger_core::audit::{
-    AuditFailure, Auditor, CommittedBlock, first_bad_signature, read_export,
+    AuditFailure, Auditor, CommittedBlock, EXPORT_MAGIC, ExportError, read_export, signature_items,
 };
+use twinledger_core::block::MAX_BLOCK_BYTES;
+use twinledger_core::codec;
+use twinledger_core::keys::verify_batch;
 use twinledger_core::state::SignatureCheck;
 use twinledger_core::{Decision, EventPayload, Outcome, ValidatorSets};
 use twinledger_genesis::GenesisFile;
@@ -988,8 +991,20 @@ fn validator_sets_cmd(
     })
 }
 
-/// Verifies an export: worker threads batch-verify the event signatures of blocks ahead while
-/// this thread re-executes them in order. Returns the summary or the first failure.
+/// Frames of consecutive blocks one worker takes at a time: small blocks are grouped until
+/// their frames reach this size, so that one `verify_batch` call checks many signatures (about
+/// 1,000 events of a typical size) across block boundaries; a larger block is a job alone.
+const JOB_BYTES: usize = 256 * 1024;
+
+/// Jobs decoded and verified ahead of the in-order replay, per worker: the memory bound of the
+/// pipeline (at most this many jobs, each `JOB_BYTES` or one block, wait decoded in memory).
+const JOBS_AHEAD_PER_WORKER: usize = 4;
+
+/// Verifies an export as a pipeline: worker threads (one per core) decode the frames of
+/// consecutive blocks and batch-verify all their event signatures together, while this thread
+/// re-executes the verified blocks in order (`SignatureCheck::AlreadyVerified`), at most
+/// `JOBS_AHEAD_PER_WORKER` jobs per worker ahead of it. Returns the summary or the first
+/// failure in chain order, whichever worker found it first.
 pub fn verify(
     genesis: &twinledger_core::Genesis,
     bytes: &[u8],
@@ -998,9 +1013,8 @@ pub fn verify(
     mut on_block: impl FnMut(&CommittedBlock, &twinledger_core::State),
 ) -> Result<twinledger_core::audit::AuditSummary, AuditFailure> {
     let mut auditor = Auditor::new(genesis)?;
-    let blocks = read_export(bytes)?;
     if strict {
-        for cb in blocks {
+        for cb in read_export(bytes)? {
             let cb = cb?;
             auditor.check(&cb, SignatureCheck::Verify)?;
             on_block(&cb, auditor.state());
@@ -1008,69 +1022,227 @@ pub fn verify(
         }
         return Ok(auditor.summary());
     }
+    let (frames, unreadable) = split_frames(bytes)?;
+    let jobs = group_frames(&frames, JOB_BYTES);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(1);
+    let ahead = workers * JOBS_AHEAD_PER_WORKER;
+    let window = Window::new();
     std::thread::scope(|s| {
-        // Bounded queues: at most a few blocks per worker wait in memory.
-        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, CommittedBlock)>(workers * 4);
-        let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
-        let (done_tx, done_rx) =
-            mpsc::sync_channel::<(u64, CommittedBlock, Option<AuditFailure>)>(workers * 4);
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Checked)>();
         for _ in 0..workers {
-            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            let (tx, window, frames, jobs) = (done_tx.clone(), &window, &frames, &jobs);
             s.spawn(move || {
-                loop {
-                    let next = rx.lock().expect("work queue").recv();
-                    let Ok((i, cb)) = next else { break };
-                    let bad = first_bad_signature(&cb);
-                    if tx.send((i, cb, bad)).is_err() {
+                while let Some(j) = window.take(jobs.len(), ahead) {
+                    let checked = check_frames(&frames[jobs[j].clone()]);
+                    if tx.send((j, checked)).is_err() {
                         break;
                     }
                 }
             });
         }
-        // Only the workers hold the queue now: if they stop, the feeder's sends fail instead of
-        // blocking.
-        drop(work_rx);
         drop(done_tx);
-        let feeder = s.spawn(move || -> Result<(), AuditFailure> {
-            for (i, cb) in blocks.enumerate() {
-                if work_tx.send((i as u64, cb?)).is_err() {
-                    break;
+        // Stops the workers however this returns (a failure, or a panic in `on_block`).
+        let _stop = StopOnDrop(&window);
+        // Replay in order as jobs come back, whatever order they finish in.
+        let mut pending: BTreeMap<usize, Checked> = BTreeMap::new();
+        for next in 0..jobs.len() {
+            let checked = loop {
+                if let Some(c) = pending.remove(&next) {
+                    break c;
                 }
+                let (j, c) = done_rx.recv().expect("audit worker thread");
+                pending.insert(j, c);
+            };
+            for cb in &checked.blocks {
+                auditor.check(cb, SignatureCheck::AlreadyVerified)?;
+                on_block(cb, auditor.state());
+                bar.inc(1);
             }
-            Ok(())
+            if let Some(f) = checked.failure {
+                return Err(f);
+            }
+            window.applied(next + 1);
+        }
+        match unreadable {
+            Some(e) => Err(e.into()),
+            None => Ok(auditor.summary()),
+        }
+    })
+}
+
+/// One frame of an export: its position, its byte offset in the file and its bytes.
+struct Frame<'a> {
+    index: u64,
+    offset: usize,
+    bytes: &'a [u8],
+}
+
+/// Splits an export into its frames without decoding them (as [`read_export`] reads them):
+/// every complete frame, then the truncation that ends the file, if any.
+fn split_frames(bytes: &[u8]) -> Result<(Vec<Frame<'_>>, Option<ExportError>), ExportError> {
+    let mut rest = bytes
+        .strip_prefix(EXPORT_MAGIC.as_slice())
+        .ok_or(ExportError::Magic)?;
+    let mut offset = EXPORT_MAGIC.len();
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let index = frames.len() as u64;
+        let frame = rest.get(..4).and_then(|len| {
+            let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+            rest.get(4..4 + len)
         });
-        // Re-execute in order as verified blocks come back.
-        let mut pending: BTreeMap<u64, (CommittedBlock, Option<AuditFailure>)> = BTreeMap::new();
-        let mut next = 0u64;
-        let mut result = Ok(());
-        for (i, cb, bad) in done_rx.iter() {
-            pending.insert(i, (cb, bad));
-            while let Some((cb, bad)) = pending.remove(&next) {
-                if result.is_ok() {
-                    result = match bad {
-                        Some(f) => Err(f),
-                        None => auditor.check(&cb, SignatureCheck::AlreadyVerified),
-                    };
-                    if result.is_ok() {
-                        on_block(&cb, auditor.state());
-                    }
-                    bar.inc(1);
-                }
-                next += 1;
-            }
-            if result.is_err() {
+        let Some(frame) = frame else {
+            let truncated = ExportError::Truncated {
+                blocks: index,
+                offset,
+            };
+            return Ok((frames, Some(truncated)));
+        };
+        frames.push(Frame {
+            index,
+            offset,
+            bytes: frame,
+        });
+        rest = &rest[4 + frame.len()..];
+        offset += 4 + frame.len();
+    }
+    Ok((frames, None))
+}
+
+/// Groups consecutive frames into jobs of at least `job_bytes` (or one frame, or the rest).
+fn group_frames(frames: &[Frame<'_>], job_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut jobs = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, f) in frames.iter().enumerate() {
+        size += f.bytes.len();
+        if size >= job_bytes {
+            jobs.push(start..i + 1);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    if start < frames.len() {
+        jobs.push(start..frames.len());
+    }
+    jobs
+}
+
+/// A job's outcome: its leading blocks that decoded and whose every event signature verifies,
+/// then the failure of the next one (a frame that does not decode or the first bad signature);
+/// blocks after a failure are left out (the replay stops there).
+struct Checked {
+    blocks: Vec<CommittedBlock>,
+    failure: Option<AuditFailure>,
+}
+
+/// Decodes frames and checks all their event signatures in one `verify_batch` call.
+fn check_frames(frames: &[Frame<'_>]) -> Checked {
+    let mut blocks = Vec::with_capacity(frames.len());
+    let mut failure = None;
+    for f in frames {
+        match codec::decode::<CommittedBlock>("committed block", f.bytes, MAX_BLOCK_BYTES) {
+            Ok(cb) => blocks.push(cb),
+            Err(error) => {
+                failure = Some(AuditFailure::Export(ExportError::Frame {
+                    index: f.index,
+                    offset: f.offset,
+                    error,
+                }));
                 break;
             }
         }
-        drop(done_rx);
-        let fed = feeder.join().expect("feeder thread");
-        result?;
-        fed?;
-        Ok(auditor.summary())
-    })
+    }
+    let items: Vec<_> = blocks
+        .iter()
+        .flat_map(|cb| signature_items(&cb.block))
+        .collect();
+    if let Err(mut index) = verify_batch(&items) {
+        // The first bad signature, in chain order: name its block and event.
+        let at = blocks
+            .iter()
+            .position(|cb| {
+                let n = cb.block.events.len();
+                if index < n {
+                    return true;
+                }
+                index -= n;
+                false
+            })
+            .expect("a bad signature lies in one of the job's blocks");
+        let cb = &blocks[at];
+        failure = Some(AuditFailure::EventSignature {
+            height: cb.block.header.height,
+            index,
+            id: cb.block.events[index].id(),
+        });
+        blocks.truncate(at);
+    }
+    Checked { blocks, failure }
+}
+
+/// How far the replay has come, and so how far workers may run ahead of it.
+struct Window {
+    state: Mutex<WindowState>,
+    moved: Condvar,
+}
+
+struct WindowState {
+    /// The next job to hand out.
+    next: usize,
+    /// Jobs replayed.
+    applied: usize,
+    /// The replay stopped (a failure): take no more jobs.
+    stopped: bool,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(WindowState {
+                next: 0,
+                applied: 0,
+                stopped: false,
+            }),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// The next job for a worker, once it is at most `ahead` jobs past the replay; `None` when
+    /// every job is taken or the replay stopped.
+    fn take(&self, jobs: usize, ahead: usize) -> Option<usize> {
+        let mut st = self.state.lock().expect("audit window");
+        loop {
+            if st.stopped || st.next >= jobs {
+                return None;
+            }
+            if st.next < st.applied + ahead {
+                st.next += 1;
+                return Some(st.next - 1);
+            }
+            st = self.moved.wait(st).expect("audit window");
+        }
+    }
+
+    fn applied(&self, jobs: usize) {
+        self.state.lock().expect("audit window").applied = jobs;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.stopped = true;
+        }
+        self.moved.notify_all();
+    }
+}
+
+struct StopOnDrop<'a>(&'a Window);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Refuses to write over an existing file at `out`.
@@ -1082,4 +1254,127 @@ pub(crate) fn refuse_existing(out: &Path) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use twinledger_core::audit::{AuditFailure, CommittedBlock, EXPORT_MAGIC, export_frame};
+    use twinledger_core::devkit::{DevChain, dev_key};
+    use twinledger_core::event::consent::{ConsentGrant, Grantee};
+    use twinledger_core::event::delegation::Scope;
+    use twinledger_core::state::BlockError;
+    use twinledger_core::{Action, DataCategory, EventPayload, Hash, Purpose, Timestamp};
+
+    /// A chain of `blocks` blocks of one consent grant each (a new patient per block).
+    fn chain(blocks: usize) -> (DevChain, Vec<CommittedBlock>) {
+        let mut chain = DevChain::new(4);
+        let phys = chain.physician.public();
+        for i in 0..blocks {
+            let p = dev_key(&format!("audit-test/p/{i}"));
+            let grant = EventPayload::ConsentGrant(ConsentGrant {
+                patient: p.public(),
+                grantee: Grantee::Actor(phys),
+                scope: Scope {
+                    categories: [DataCategory::VitalSigns].into_iter().collect(),
+                    purposes: [Purpose::Treat].into_iter().collect(),
+                    actions: [Action::Read].into_iter().collect(),
+                },
+                valid_from: Timestamp(0),
+                valid_until: None,
+            });
+            let ev = chain.event(&p, grant);
+            chain.commit(vec![ev]);
+        }
+        let blocks = chain
+            .blocks
+            .iter()
+            .map(|c| CommittedBlock {
+                block: c.block.clone(),
+                results: c.results.clone(),
+                certificate: c.certificate.clone(),
+            })
+            .collect();
+        (chain, blocks)
+    }
+
+    fn export(blocks: &[CommittedBlock]) -> Vec<u8> {
+        let mut out = EXPORT_MAGIC.to_vec();
+        for b in blocks {
+            out.extend(export_frame(b));
+        }
+        out
+    }
+
+    fn verify(chain: &DevChain, blocks: &[CommittedBlock]) -> Result<u64, AuditFailure> {
+        super::verify(
+            &chain.genesis,
+            &export(blocks),
+            false,
+            &indicatif::ProgressBar::hidden(),
+            |_, _| {},
+        )
+        .map(|s| s.blocks)
+    }
+
+    /// Index in `blocks` of the block at `height`.
+    fn at(blocks: &[CommittedBlock], height: u64) -> usize {
+        blocks
+            .iter()
+            .position(|b| b.block.header.height == height)
+            .expect("height in chain")
+    }
+
+    /// The worker that checks the late block finds its bad signature long before the replay
+    /// reaches the early broken link: the report is still the early block's, as in order.
+    #[test]
+    fn an_earlier_broken_link_is_reported_before_a_later_bad_signature() {
+        let (chain, mut blocks) = chain(40);
+        assert_eq!(verify(&chain, &blocks), Ok(blocks.len() as u64));
+        let tip = blocks.last().expect("blocks").block.header.height;
+        let early = at(&blocks, 3);
+        blocks[early].block.header.prev_hash = Hash([7; 32]);
+        let late = at(&blocks, tip);
+        blocks[late].block.events[0].signature.0[5] ^= 1;
+        let err = verify(&chain, &blocks).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditFailure::Block(BlockError::BrokenLink { height: 3, .. })
+            ),
+            "{err}"
+        );
+        // Alone, each is named at its own block and event.
+        let err = verify(&chain, &{
+            let mut b = blocks.clone();
+            b[early].block.header.prev_hash = chain.blocks[early].block.header.prev_hash;
+            b
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, AuditFailure::EventSignature { height, index: 0, id }
+                if height == tip && id == blocks[late].block.events[0].id()),
+            "{err}"
+        );
+    }
+
+    /// Small blocks share one signature batch; a bad signature in the middle of a batch names
+    /// its own block, and the blocks before it are replayed.
+    #[test]
+    fn a_bad_signature_in_a_shared_batch_names_its_block() {
+        let (chain, mut blocks) = chain(12);
+        let bad = at(&blocks, 7);
+        blocks[bad].block.events[0].signature.0[40] ^= 1;
+        let err = verify(&chain, &blocks).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditFailure::EventSignature {
+                    height: 7,
+                    index: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }
