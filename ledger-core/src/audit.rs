@@ -259,6 +259,19 @@ impl Auditor {
         })
     }
 
+    /// Continues from a state the caller verified by other means (a node's state snapshot,
+    /// checked against a certified header: `State::from_snapshot`, `State::check_header`): the
+    /// blocks after it are checked as [`Auditor::new`]'s are; the summary counts only them.
+    pub fn from_state(state: State) -> Self {
+        Self {
+            summary: AuditSummary {
+                log_root: state.log_root().to_hex(),
+                ..AuditSummary::default()
+            },
+            state,
+        }
+    }
+
     /// The state after the blocks checked so far.
     pub fn state(&self) -> &State {
         &self.state

@@ -210,9 +210,32 @@ impl<'de> Deserialize<'de> for PublicKey {
             Self::from_did(&s).map_err(serde::de::Error::custom)
         } else {
             let KeyRepr::Ed25519(b) = KeyRepr::deserialize(d)?;
+            if UNCHECKED_KEYS.with(std::cell::Cell::get) {
+                return Ok(Self(b));
+            }
             Self::from_ed25519_bytes(&b).map_err(serde::de::Error::custom)
         }
     }
+}
+
+std::thread_local! {
+    /// Set only inside [`with_unchecked_keys`].
+    static UNCHECKED_KEYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a binary decode) without checking that decoded keys are valid, non-weak points:
+/// only for data whose every key byte is then checked against a commitment that was made when
+/// each key was checked (a state snapshot, whose records must rebuild to a certified state
+/// root, `State::from_snapshot`). Keys decoded elsewhere, before or after, are checked as usual.
+pub(crate) fn with_unchecked_keys<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            UNCHECKED_KEYS.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(UNCHECKED_KEYS.with(|c| c.replace(true)));
+    f()
 }
 
 /// A signature (ed25519, 64 bytes). Binary: tag 0 then 64 raw bytes; JSON: 128 hex digits.

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod records;
+mod snapshot;
 mod tx;
 
 use rpds::RedBlackTreeMapSync as Map;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{BlockError, GenesisError, RejectReason};
 use records::*;
+pub use snapshot::{SNAPSHOT_VERSION, Snapshot, SnapshotError};
 pub(crate) use tx::{Ctx, Tx};
 use tx::{Slot, Write};
 
