@@ -13,6 +13,7 @@ pub mod devnet;
 pub mod keyfile;
 pub mod metrics;
 pub mod net;
+pub mod snapshot;
 pub mod store;
 
 use std::future::Future;

@@ -235,6 +235,23 @@ const META_FORMAT: &[u8] = b"m/format";
 const META_TIP: &[u8] = b"m/tip";
 /// The signing record: `s/` + height (u64 BE) + round (u32 BE) + slot kind → what was signed.
 const SIGNED: &[u8] = b"s/";
+/// State snapshots (ADR 0010), in two slots overwritten in turn (the store has no delete):
+/// `z/m` + slot → height (u64 BE) || log size (u64 BE); `z/d` + slot → blake3 checksum of the
+/// rest || height || log size || the snapshot's bytes. Both written in one flushed batch.
+const SNAPSHOT_META: &[u8] = b"z/m";
+const SNAPSHOT_DATA: &[u8] = b"z/d";
+const SNAPSHOT_SLOTS: u8 = 2;
+
+/// A stored snapshot's position (what [`Store::snapshots`] lists; the bytes are read with
+/// [`Store::snapshot_bytes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The height the snapshot was taken after.
+    pub height: u64,
+    /// The event log's size then.
+    pub log_size: u64,
+    slot: u8,
+}
 
 fn block_key(h: u64) -> Vec<u8> {
     let mut k = b"b/".to_vec();
@@ -377,6 +394,86 @@ impl Store {
             Some(_) => Ok(()),
             None => self.kv.commit(vec![(k, value.to_vec())]),
         }
+    }
+
+    /// Stores a state snapshot taken after block `height` (event log of `log_size` events),
+    /// with a blake3 checksum, in one flushed batch, over the older of the two snapshot slots
+    /// (or the one already holding `height`): the newest snapshot before it stays readable.
+    pub fn put_snapshot(&self, height: u64, log_size: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let have = self.snapshots_in_slots()?;
+        let slot = have
+            .iter()
+            .find(|(_, m)| m.is_some_and(|m| m.height == height))
+            .or_else(|| have.iter().find(|(_, m)| m.is_none()))
+            .or_else(|| have.iter().min_by_key(|(_, m)| m.map(|m| m.height)))
+            .map_or(0, |(slot, _)| *slot);
+        let mut meta = height.to_be_bytes().to_vec();
+        meta.extend_from_slice(&log_size.to_be_bytes());
+        let mut payload = Vec::with_capacity(48 + bytes.len());
+        payload.extend_from_slice(&[0; 32]);
+        payload.extend_from_slice(&meta);
+        payload.extend_from_slice(bytes);
+        let sum = blake3::hash(&payload[32..]);
+        payload[..32].copy_from_slice(sum.as_bytes());
+        let key = |prefix: &[u8]| [prefix, &[slot]].concat();
+        self.kv.commit(vec![
+            (key(SNAPSHOT_DATA), payload),
+            (key(SNAPSHOT_META), meta),
+        ])
+    }
+
+    fn snapshots_in_slots(&self) -> Result<Vec<(u8, Option<SnapshotMeta>)>, StoreError> {
+        (0..SNAPSHOT_SLOTS)
+            .map(|slot| {
+                let v = self.kv.get(&[SNAPSHOT_META, &[slot]].concat())?;
+                Ok((
+                    slot,
+                    v.and_then(|v| {
+                        let v: [u8; 16] = v.try_into().ok()?;
+                        Some(SnapshotMeta {
+                            height: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                            log_size: u64::from_be_bytes(v[8..].try_into().expect("8 bytes")),
+                            slot,
+                        })
+                    }),
+                ))
+            })
+            .collect()
+    }
+
+    /// The stored snapshots, newest first (their positions only; cheap).
+    pub fn snapshots(&self) -> Result<Vec<SnapshotMeta>, StoreError> {
+        let mut all: Vec<SnapshotMeta> = self
+            .snapshots_in_slots()?
+            .into_iter()
+            .filter_map(|(_, m)| m)
+            .collect();
+        all.sort_by_key(|m| std::cmp::Reverse(m.height));
+        Ok(all)
+    }
+
+    /// The bytes of a stored snapshot, checked against their checksum and position.
+    pub fn snapshot_bytes(&self, meta: &SnapshotMeta) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt {
+            what: "snapshot",
+            why: format!("at height {}: {why}", meta.height),
+        };
+        let mut v = self
+            .kv
+            .get(&[SNAPSHOT_DATA, &[meta.slot]].concat())?
+            .ok_or_else(|| corrupt("missing"))?;
+        if v.len() < 48 {
+            return Err(corrupt("shorter than its header"));
+        }
+        if blake3::hash(&v[32..]).as_bytes() != &v[..32] {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let mut pos = meta.height.to_be_bytes().to_vec();
+        pos.extend_from_slice(&meta.log_size.to_be_bytes());
+        if v[32..48] != pos[..] {
+            return Err(corrupt("holds another height"));
+        }
+        Ok(v.split_off(48))
     }
 
     /// Height of the last committed block (0 if none).
