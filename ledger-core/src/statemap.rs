@@ -248,6 +248,39 @@ impl StateMap {
         );
     }
 
+    /// A map holding exactly `records` (key hash → value), built in one pass with jmt's batch
+    /// insertion, which makes every node once (what a state snapshot is rebuilt with;
+    /// [`StateMap::update`] on an empty map gives the same tree, inserting key by key).
+    pub(crate) fn build(records: Vec<(Hash, Vec<u8>)>) -> Self {
+        let mut map = Self::default();
+        if records.is_empty() {
+            return map;
+        }
+        let (roots, batch) = JellyfishMerkleTree::<_, MapHasher>::new(&map)
+            .batch_put_value_sets(
+                vec![
+                    records
+                        .into_iter()
+                        .map(|(k, v)| (KeyHash(k.0), v))
+                        .collect(),
+                ],
+                None,
+                0,
+            )
+            .expect("an empty map has no node to miss");
+        for (key, node) in batch.node_batch.nodes() {
+            map.nodes.insert_mut(key.clone(), node.clone());
+        }
+        for ((_, key), value) in batch.node_batch.values() {
+            if let Some(v) = value {
+                map.values.insert_mut(key.0, v.clone());
+            }
+        }
+        map.version = Some(0);
+        map.root = Hash(roots[0].0);
+        map
+    }
+
     /// Sets every `(key hash → value)` of `writes` as one new version. No writes: nothing
     /// changes (the root stays).
     pub(crate) fn update(&mut self, writes: BTreeMap<Hash, Vec<u8>>) {
