@@ -86,6 +86,45 @@ pub enum KeyError {
 
 const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
 
+/// Keys already found to be valid identities in this process. Checking a key decompresses its
+/// point (a field exponentiation, about as costly as a fifth of a signature check), and every
+/// event carries two or three keys that a node decodes several times (submission, gossip,
+/// proposal, the check of the bytes it stores): the verdict, a pure function of the 32 bytes,
+/// is remembered instead. Only valid keys are kept; a full shard is emptied, so memory stays
+/// bounded (16 × 8,192 keys, 4 MiB at most).
+mod valid_keys {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+
+    const SHARDS: usize = 16;
+    const PER_SHARD: usize = 8192;
+
+    type Shard = Mutex<HashSet<[u8; 32]>>;
+
+    fn shards() -> &'static [Shard; SHARDS] {
+        static CACHE: OnceLock<[Shard; SHARDS]> = OnceLock::new();
+        CACHE.get_or_init(|| std::array::from_fn(|_| Mutex::new(HashSet::new())))
+    }
+
+    fn shard(bytes: &[u8; 32]) -> std::sync::MutexGuard<'static, HashSet<[u8; 32]>> {
+        let s = &shards()[usize::from(bytes[31] & 0x0f)];
+        // A poisoned shard only ever holds valid keys: keep using it.
+        s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn contains(bytes: &[u8; 32]) -> bool {
+        shard(bytes).contains(bytes)
+    }
+
+    pub(super) fn insert(bytes: &[u8; 32]) {
+        let mut s = shard(bytes);
+        if s.len() >= PER_SHARD {
+            s.clear();
+        }
+        s.insert(*bytes);
+    }
+}
+
 /// A public key identifying someone on the ledger. Always a valid, non-weak ed25519 point
 /// (checked on construction and decoding). Kept as its 32 compressed bytes: small in state
 /// tables and errors; the point is decompressed when a signature is checked.
@@ -101,10 +140,14 @@ pub struct PublicKey([u8; 32]);
 impl PublicKey {
     /// From the 32-byte compressed point; refuses invalid points and weak keys.
     pub fn from_ed25519_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        if valid_keys::contains(bytes) {
+            return Ok(Self(*bytes));
+        }
         let vk = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidPoint)?;
         if vk.is_weak() {
             return Err(KeyError::InvalidPoint);
         }
+        valid_keys::insert(bytes);
         Ok(Self(*bytes))
     }
 

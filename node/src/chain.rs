@@ -180,6 +180,10 @@ pub struct Chain {
     /// The applied validator-set changes (height, governance event id), in height order:
     /// rebuilt when the store is replayed on open, extended on every commit (PROTOCOL §9.3).
     set_changes: Mutex<Vec<(u64, EventId)>>,
+    /// Set while the node commits old blocks from a peer ([`Chain::set_catching_up`]).
+    catching_up: std::sync::atomic::AtomicBool,
+    /// Times the scratch state was re-derived ([`Chain::pending_rebuilds`]).
+    rebuilds: std::sync::atomic::AtomicU64,
 }
 
 /// The validator-set changes a committed block made (PROTOCOL §9.3).
@@ -199,6 +203,9 @@ fn set_changes_in(sb: &CommittedBlock) -> impl Iterator<Item = (u64, EventId)> +
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer
 /// could otherwise push chain time forward and expire consents and events early.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
+/// The scratch state is re-derived from the committed state and the mempool at least every
+/// this many heights (see `Chain::publish`).
+pub const PENDING_REBUILD_EVERY: u64 = 16;
 /// Most executed candidate blocks kept (one per round, bounded against a proposer spraying).
 const MAX_EXECUTED: usize = 16;
 
@@ -301,6 +308,8 @@ impl Chain {
             last_commit_ms: std::sync::atomic::AtomicU64::new(now().0),
             stall_after_ms: std::sync::atomic::AtomicU64::new(0),
             set_changes: Mutex::new(set_changes),
+            catching_up: std::sync::atomic::AtomicBool::new(false),
+            rebuilds: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -373,6 +382,11 @@ impl Chain {
         Ok(id)
     }
 
+    /// Whether `ev` is in the mempool with this very signature (so this node verified it).
+    pub fn knows(&self, ev: &SignedEvent) -> bool {
+        self.inner.lock().expect("chain lock").ids.get(&ev.id()) == Some(&ev.signature)
+    }
+
     /// Marks consensus as halted (a decided block could not be written).
     pub fn set_halted(&self) {
         self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -440,10 +454,16 @@ impl Chain {
     }
 
     /// Makes a durably stored block visible: the new committed state, waiters told, the
-    /// block's events out of the mempool. When the block holds exactly the mempool's first
-    /// events (this node's own proposal, the common case) the scratch state is still the new
-    /// committed state plus the rest, and nothing is re-checked; otherwise the rest of the
-    /// mempool is re-admitted on the new state.
+    /// block's events out of the mempool.
+    ///
+    /// The scratch state (committed state plus every mempool event, where new submissions are
+    /// checked) is re-derived only when the block holds an event this node had not admitted
+    /// itself (or every [`PENDING_REBUILD_EVERY`] heights). Otherwise it already holds the
+    /// effect of every event of the block, and keeping
+    /// it saves re-admitting the whole mempool after every block (O(mempool) per block). It may
+    /// then admit an event that the new committed state refuses (one that expired meanwhile,
+    /// say); that is safe because every proposal re-checks its events on the committed state
+    /// ([`Chain::propose`] drops what no longer passes and tells its waiters).
     fn publish(&self, stored: CommittedBlock, state: State) {
         let height = stored.block.header.height;
         let mut inner = self.inner.lock().expect("chain lock");
@@ -454,20 +474,13 @@ impl Chain {
             .extend(set_changes_in(&stored));
         inner.committed = state;
         let events = &stored.block.events;
-        let prefix = inner.mempool.len() >= events.len()
-            && inner
-                .mempool
-                .iter()
-                .zip(events)
-                .all(|(m, e)| m.signature == e.signature && m.event == e.event);
         let first_leaf = stored.block.header.log_size - events.len() as u64;
-        let mut included = HashSet::new();
+        let mut included = HashSet::with_capacity(events.len());
+        let mut all_known = true;
         for (i, (ev, outcome)) in events.iter().zip(&stored.results.outcomes).enumerate() {
             let id = ev.id();
-            if !prefix {
-                included.insert(id);
-            }
-            inner.ids.remove(&id);
+            all_known &= inner.ids.remove(&id) == Some(ev.signature);
+            included.insert(id);
             self.metrics.count_outcome(outcome);
             if let Some(ws) = inner.waiters.remove(&id) {
                 let location = EventLocation {
@@ -483,10 +496,23 @@ impl Chain {
                 }
             }
         }
+        let prefix = inner.mempool.len() >= events.len()
+            && inner
+                .mempool
+                .iter()
+                .zip(events)
+                .all(|(m, e)| m.signature == e.signature && m.event == e.event);
         if prefix {
             inner.mempool.drain(..events.len());
-        } else {
+        } else if !events.is_empty() {
             inner.mempool.retain(|ev| !included.contains(&ev.id()));
+        }
+        // Every few heights anyway: events that expired while waiting leave the mempool of a
+        // node that does not propose (an observer) too. Not while catching up: the blocks are
+        // old, their events unknown here, and re-admitting a mempool of live events after each
+        // of them made a far-behind node slower than the chain it was chasing.
+        let catching_up = self.catching_up.load(std::sync::atomic::Ordering::SeqCst);
+        if !catching_up && (!all_known || height.is_multiple_of(PENDING_REBUILD_EVERY)) {
             self.rebuild_pending(&mut inner);
         }
         self.metrics
@@ -522,9 +548,29 @@ impl Chain {
         self.rebuild_pending(&mut inner);
     }
 
+    /// Tells the chain whether its node is catching up (committing old, certified blocks from
+    /// a peer). While it is, the scratch state is not re-derived after each block; it is once,
+    /// when catching up ends.
+    pub fn set_catching_up(&self, on: bool) {
+        let was = self
+            .catching_up
+            .swap(on, std::sync::atomic::Ordering::SeqCst);
+        if was && !on {
+            let mut inner = self.inner.lock().expect("chain lock");
+            self.rebuild_pending(&mut inner);
+        }
+    }
+
+    /// How many times the scratch state was re-derived from the whole mempool.
+    pub fn pending_rebuilds(&self) -> u64 {
+        self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Re-derives the scratch state from the committed state and the mempool, dropping (and
     /// telling the waiters of) events that no longer pass.
     fn rebuild_pending(&self, inner: &mut Inner) {
+        self.rebuilds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut pending = inner.committed.clone();
         let rest: Vec<SignedEvent> = inner.mempool.drain(..).collect();
         // Checked as if in a block at the committed block's time: deterministic, and events
@@ -627,10 +673,14 @@ impl Chain {
                 .collect();
             (inner.committed.clone(), unknown)
         };
-        for index in unknown {
-            block.events[index]
+        // One batch for the events this node has not verified itself.
+        let evs: Vec<&SignedEvent> = unknown.iter().map(|&i| &block.events[i]).collect();
+        if let Some(bad) = crate::verify::first_bad(&evs) {
+            let index = unknown[bad];
+            let error = block.events[index]
                 .verify_signature()
-                .map_err(|error| ValidateError::Signature { index, error })?;
+                .expect_err("the batch check and the single check agree (ZIP-215)");
+            return Err(ValidateError::Signature { index, error });
         }
         Ok(base.execute_block(block, SignatureCheck::AlreadyVerified)?)
     }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod net;
 pub mod snapshot;
 pub mod store;
+pub mod verify;
 
 use std::future::Future;
 use std::path::Path;

@@ -583,19 +583,29 @@ fn admit_events(chain: &Chain, bytes: &[u8], max: usize, from: PeerId) -> Messag
         tracing::warn!(peer = %from, n = batch.len(), "oversized gossiped event batch");
         return MessageAcceptance::Reject;
     }
-    let mut admitted = 0;
+    let mut events = Vec::with_capacity(batch.len());
     for b in batch {
-        let ev = match SignedEvent::from_bytes(&b, max) {
-            Ok(ev) => ev,
+        match SignedEvent::from_bytes(&b, max) {
+            Ok(ev) if ev.event.chain_id == chain.chain_id() => events.push(ev),
+            Ok(_) => {
+                tracing::warn!(peer = %from, "gossiped event of another chain");
+                return MessageAcceptance::Reject;
+            }
             Err(e) => {
                 tracing::warn!(peer = %from, error = %e, "malformed gossiped event");
                 return MessageAcceptance::Reject;
             }
-        };
-        if ev.verify_signature().is_err() || ev.event.chain_id != chain.chain_id() {
-            tracing::warn!(peer = %from, "gossiped event with a bad signature or another chain id");
-            return MessageAcceptance::Reject;
         }
+    }
+    // Events this node already holds (pending or final) were verified when they were admitted:
+    // only the others are checked, all in one batch.
+    let fresh: Vec<&SignedEvent> = events.iter().filter(|ev| !chain.knows(ev)).collect();
+    if let Some(i) = crate::verify::first_bad(&fresh) {
+        tracing::warn!(peer = %from, event = %fresh[i].id(), "gossiped event with a bad signature");
+        return MessageAcceptance::Reject;
+    }
+    let mut admitted = 0;
+    for ev in events {
         // Already pending, already final, or refused on this node's state (states differ by
         // a block at most): skipped, not punished.
         if chain

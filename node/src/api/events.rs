@@ -159,7 +159,8 @@ pub async fn submit_batch(
             ),
         ));
     }
-    // Decode and verify signatures off the async workers, in parallel over the cores.
+    // Decode and verify signatures off the async workers, in parallel over the cores, each
+    // core's share in one batch.
     let api2 = api.clone();
     let checked: Vec<Result<SignedEvent, ApiError>> = tokio::task::spawn_blocking(move || {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -171,11 +172,22 @@ pub async fn submit_batch(
                 .map(|part| {
                     let api = &api2;
                     s.spawn(move || {
-                        part.iter()
-                            .map(|h| {
-                                let ev = decode_event(api, h)?;
-                                check_signature(&ev)?;
-                                Ok(ev)
+                        let decoded: Vec<Result<SignedEvent, ApiError>> =
+                            part.iter().map(|h| decode_event(api, h)).collect();
+                        // One batch check for the part's signatures (ZIP-215: the same verdict
+                        // as one at a time).
+                        let evs: Vec<&SignedEvent> =
+                            decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+                        let mut good = crate::verify::check_each(&evs).into_iter();
+                        decoded
+                            .into_iter()
+                            .map(|r| {
+                                let ev = r?;
+                                if good.next() == Some(true) {
+                                    Ok(ev)
+                                } else {
+                                    Err(reject(RejectReason::BadSignature(ev.event.author)))
+                                }
                             })
                             .collect::<Vec<_>>()
                     })

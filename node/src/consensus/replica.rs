@@ -210,6 +210,7 @@ fn drive(
                 d.syncing = None;
                 let before = engine.height();
                 let mut clean = true;
+                engine.app().chain().set_catching_up(true);
                 for (block, certificate) in blocks {
                     let h = block.header.height;
                     if h < engine.height() {
@@ -240,10 +241,15 @@ fn drive(
                     if d.best.is_none_or(|(b, _)| b < h) {
                         d.best = Some((h, peer));
                     }
+                } else {
+                    // Nothing more from this batch: at the live edge again (or stuck on a bad
+                    // peer, which is not catching up either).
+                    engine.app().chain().set_catching_up(false);
                 }
             }
             Ok(FromNet::SyncFailed(_)) => {
                 d.syncing = None;
+                engine.app().chain().set_catching_up(false);
                 // Nothing more there: stop asking until a certified decision shows more.
                 if d.best.is_some_and(|(b, _)| b <= engine.height()) {
                     d.best = None;
