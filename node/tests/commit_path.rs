@@ -9,7 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use twinledger_core::devkit::dev_key;
-use twinledger_core::event::consent::{ConsentGrant, Grantee, Scope};
+use twinledger_core::event::consent::{ConsentGrant, Grantee};
+use twinledger_core::event::delegation::Scope;
 use twinledger_core::state::SignatureCheck;
 use twinledger_core::{
     Action, Block, CommitCertificate, CommitVote, DataCategory, Event, EventPayload, Keypair,
