@@ -610,7 +610,7 @@ impl State {
     }
 
     /// Checks and applies one event at block `height` and `time`; on refusal nothing changes.
-    /// `writes` receives the state-hash write log of the event.
+    /// `writes` receives the state-hash write log of the event (`None`: not wanted, not made).
     #[allow(clippy::too_many_arguments)]
     fn apply_event(
         &mut self,
@@ -619,7 +619,7 @@ impl State {
         height: u64,
         time: Timestamp,
         sigs: SignatureCheck,
-        writes: &mut Vec<Write>,
+        writes: Option<&mut Vec<Write>>,
     ) -> Result<(EventId, Outcome), RejectReason> {
         let e = &ev.event;
         // Decoders check the version too; events also arrive inside blocks (proposals,
@@ -691,7 +691,11 @@ impl State {
         // Decided on the state before the event (a review concerns the patient of its access).
         let concerned = self.patient_concerned(ev);
         let mut next = self.clone();
-        let mut tx = Tx::new(&mut next);
+        let mut tx = if writes.is_some() {
+            Tx::new(&mut next)
+        } else {
+            Tx::unlogged(&mut next)
+        };
         let outcome = match &e.payload {
             EventPayload::ConsentGrant(p) => p.apply(&mut tx, &cx)?,
             EventPayload::ConsentRevoke(p) => p.apply(&mut tx, &cx)?,
@@ -712,7 +716,9 @@ impl State {
         }
         // `e.seq` is the author's next sequence number (checked above): it becomes `e.seq + 1`.
         tx.bump_nonce(&e.author);
-        writes.extend(tx.into_writes());
+        if let Some(writes) = writes {
+            writes.extend(tx.into_writes());
+        }
         *self = next;
         Ok((id, outcome))
     }
@@ -734,7 +740,7 @@ impl State {
         sigs: SignatureCheck,
     ) -> Result<EventId, RejectReason> {
         let bytes = ev.to_bytes();
-        self.apply_event(ev, &bytes, self.height + 1, time, sigs, &mut Vec::new())
+        self.apply_event(ev, &bytes, self.height + 1, time, sigs, None)
             .map(|(id, _)| id)
     }
 
@@ -821,7 +827,8 @@ impl State {
         out: &mut Derived,
     ) -> Result<(), RejectReason> {
         let bytes = ev.to_bytes();
-        let (id, outcome) = self.apply_event(ev, &bytes, height, time, sigs, &mut out.writes)?;
+        let (id, outcome) =
+            self.apply_event(ev, &bytes, height, time, sigs, Some(&mut out.writes))?;
         let leaf = Blake3Tree::leaf(&bytes);
         out.log_nodes.extend(self.log.push::<Blake3Tree>(leaf));
         out.leaves.push(leaf);

@@ -44,7 +44,9 @@ pub(crate) struct Ctx {
 /// A state being changed by one event (or by genesis), logging every write for the state map.
 pub(crate) struct Tx<'a> {
     st: &'a mut State,
-    writes: Vec<Write>,
+    /// `None`: the writes are not wanted (mempool admission, which never computes a state
+    /// hash), so they are not encoded at all.
+    writes: Option<Vec<Write>>,
 }
 
 impl<'a> Tx<'a> {
@@ -52,13 +54,20 @@ impl<'a> Tx<'a> {
     pub(super) fn new(st: &'a mut State) -> Self {
         Self {
             st,
-            writes: Vec::new(),
+            writes: Some(Vec::new()),
         }
     }
 
-    /// The writes made, in order.
+    /// Starts changing `st` without a write log: for a state whose hash is never computed (a
+    /// node's scratch state for mempool admission). The typed maps change exactly as with
+    /// [`Tx::new`].
+    pub(super) fn unlogged(st: &'a mut State) -> Self {
+        Self { st, writes: None }
+    }
+
+    /// The writes made, in order (none for an [`Tx::unlogged`] one).
     pub(super) fn into_writes(self) -> Vec<Write> {
-        self.writes
+        self.writes.unwrap_or_default()
     }
 }
 
@@ -71,7 +80,10 @@ impl Tx<'_> {
     /// Logs a write: the new value of `table[key]`, to be set in the state map at the end of
     /// the block (§6.10). Private: only the typed writes below call it, each with its map insert.
     fn log<K: Serialize, V: Serialize>(&mut self, table: Table, key: &K, value: &V) {
-        self.writes.push(Write {
+        let Some(writes) = self.writes.as_mut() else {
+            return;
+        };
+        writes.push(Write {
             table,
             key: codec::encode(key),
             value: codec::encode(value),
