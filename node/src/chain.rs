@@ -733,6 +733,9 @@ impl Chain {
         let next = state.validators_for(height + 1).clone();
         self.executed.lock().expect("executed lock").clear();
         self.publish(stored, state);
+        // Start-up independent of chain length: every so often, a snapshot of the committed
+        // state, encoded and written on a background thread (ADR 0010).
+        let _ = crate::snapshot::maybe_snapshot(self);
         Ok(next)
     }
 
