@@ -1023,11 +1023,23 @@ pub fn verify(
         }
         return Ok(auditor.summary());
     }
-    let (frames, unreadable) = split_frames(bytes)?;
-    let jobs = group_frames(&frames, JOB_BYTES);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(1);
+    pipelined(auditor, bytes, bar, on_block, JOB_BYTES, workers)
+}
+
+/// [`verify`]'s pipeline, with `workers` threads taking jobs of `job_bytes` of frames.
+fn pipelined(
+    mut auditor: Auditor,
+    bytes: &[u8],
+    bar: &indicatif::ProgressBar,
+    mut on_block: impl FnMut(&CommittedBlock, &twinledger_core::State),
+    job_bytes: usize,
+    workers: usize,
+) -> Result<twinledger_core::audit::AuditSummary, AuditFailure> {
+    let (frames, unreadable) = split_frames(bytes)?;
+    let jobs = group_frames(&frames, job_bytes);
     let ahead = workers * JOBS_AHEAD_PER_WORKER;
     let window = Window::new();
     std::thread::scope(|s| {
@@ -1259,7 +1271,9 @@ pub(crate) fn refuse_existing(out: &Path) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use twinledger_core::audit::{AuditFailure, CommittedBlock, EXPORT_MAGIC, export_frame};
+    use twinledger_core::audit::{
+        AuditFailure, CommittedBlock, EXPORT_MAGIC, ExportError, export_frame,
+    };
     use twinledger_core::devkit::{DevChain, dev_key};
     use twinledger_core::event::consent::{ConsentGrant, Grantee};
     use twinledger_core::event::delegation::Scope;
@@ -1306,15 +1320,18 @@ mod tests {
         out
     }
 
+    /// `audit verify`, checked to report the same with one block per job on 4 workers (so that
+    /// later blocks are often verified before earlier ones).
     fn verify(chain: &DevChain, blocks: &[CommittedBlock]) -> Result<u64, AuditFailure> {
-        super::verify(
-            &chain.genesis,
-            &export(blocks),
-            false,
-            &indicatif::ProgressBar::hidden(),
-            |_, _| {},
-        )
-        .map(|s| s.blocks)
+        let bytes = export(blocks);
+        let bar = indicatif::ProgressBar::hidden();
+        let got = super::verify(&chain.genesis, &bytes, false, &bar, |_, _| {});
+        for _ in 0..5 {
+            let auditor = super::Auditor::new(&chain.genesis).unwrap();
+            let racing = super::pipelined(auditor, &bytes, &bar, |_, _| {}, 1, 4);
+            assert_eq!(racing, got);
+        }
+        got.map(|s| s.blocks)
     }
 
     /// Index in `blocks` of the block at `height`.
@@ -1356,6 +1373,56 @@ mod tests {
                 if height == tip && id == blocks[late].block.events[0].id()),
             "{err}"
         );
+    }
+
+    /// Frames that do not decode and a truncated file are named as the sequential reader
+    /// (`read_export`, as `--strict` reads) names them: the same index, offset and reason.
+    #[test]
+    fn unreadable_frames_are_named_as_the_sequential_reader_names_them() {
+        let (chain, blocks) = chain(30);
+        let check = |bytes: &[u8]| {
+            let bar = indicatif::ProgressBar::hidden();
+            let pipelined = super::verify(&chain.genesis, bytes, false, &bar, |_, _| {});
+            let sequential = super::verify(&chain.genesis, bytes, true, &bar, |_, _| {});
+            assert_eq!(pipelined, sequential);
+            if let Ok(auditor) = super::Auditor::new(&chain.genesis) {
+                let racing = super::pipelined(auditor, bytes, &bar, |_, _| {}, 1, 4);
+                assert_eq!(racing, sequential);
+            }
+            pipelined.unwrap_err()
+        };
+        let bytes = export(&blocks);
+        let err = check(&bytes[..bytes.len() - 10]);
+        assert!(
+            matches!(
+                err,
+                AuditFailure::Export(ExportError::Truncated { blocks: 29, .. })
+            ),
+            "{err}"
+        );
+        // A frame length that runs past what its block encodes: frame 20 does not decode.
+        let mut bad = EXPORT_MAGIC.to_vec();
+        for (i, b) in blocks.iter().enumerate() {
+            let mut f = export_frame(b);
+            if i == 20 {
+                f.push(0);
+                let len = u32::try_from(f.len() - 4).unwrap().to_be_bytes();
+                f[..4].copy_from_slice(&len);
+            }
+            bad.extend(f);
+        }
+        let err = check(&bad);
+        assert!(
+            matches!(
+                err,
+                AuditFailure::Export(ExportError::Frame { index: 20, .. })
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            check(b"not an export"),
+            AuditFailure::Export(ExportError::Magic)
+        ));
     }
 
     /// Small blocks share one signature batch; a bad signature in the middle of a batch names
