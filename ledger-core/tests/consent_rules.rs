@@ -15,7 +15,7 @@ use twinledger_core::event::integrity::TwinAnchor;
 use twinledger_core::event::membership::{ActorEnrol, ActorRevoke};
 use twinledger_core::event::rotation::KeyRotation;
 use twinledger_core::keys::sig_domain;
-use twinledger_core::state::BlockError;
+use twinledger_core::state::{BlockError, SignatureCheck};
 use twinledger_core::*;
 
 const DENY: Decision = Decision::Deny {
@@ -941,4 +941,50 @@ fn rule_5_unknown_event_version_is_refused_inside_blocks() {
         RejectReason::InvalidField(why) => assert!(why.contains("version 2"), "{why}"),
         other => panic!("refused for another reason: {other}"),
     }
+}
+
+/// §6.2 a refused event changes nothing, even when its rule had already written something: a
+/// new patient's first event registers them (§6.1) before the grantee is checked, and the
+/// refusal takes the registration back (the typed state and the state map stay one).
+#[test]
+fn a_refused_first_grant_registers_nobody() {
+    let mut w = world();
+    let newcomer = patient("newcomer");
+    let stranger = dev_key("nobody either");
+    let ev = w.chain.event(
+        &newcomer,
+        grant_payload(
+            &newcomer.public(),
+            Grantee::Actor(stranger.public()),
+            &[Laboratory],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert_eq!(
+        refuse_one(&mut w.chain, ev),
+        RejectReason::UnknownGrantee(stranger.public())
+    );
+    assert!(w.chain.state.patient(&newcomer.public()).is_none());
+    assert!(w.chain.state.patient_of_key(&newcomer.public()).is_none());
+    // The same on a mempool's scratch state (admission applies in place too).
+    let mut scratch = w.chain.state.clone();
+    let again = w.chain.event(
+        &newcomer,
+        grant_payload(
+            &newcomer.public(),
+            Grantee::Actor(stranger.public()),
+            &[Laboratory],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    assert!(
+        scratch
+            .admit(&again, w.chain.next_time(), SignatureCheck::Verify)
+            .is_err()
+    );
+    assert!(scratch.patient(&newcomer.public()).is_none());
+    scratch.check_map_consistency().unwrap();
+    assert_eq!(scratch.next_seq(&newcomer.public()), 0);
 }

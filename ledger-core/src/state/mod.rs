@@ -690,26 +690,36 @@ impl State {
         };
         // Decided on the state before the event (a review concerns the patient of its access).
         let concerned = self.patient_concerned(ev);
-        let mut next = self.clone();
+        // Applied in place; a refusal after some writes undoes them (Tx::roll_back).
         let mut tx = if writes.is_some() {
-            Tx::new(&mut next)
+            Tx::new(self)
         } else {
-            Tx::unlogged(&mut next)
+            Tx::unlogged(self)
         };
-        let outcome = match &e.payload {
-            EventPayload::ConsentGrant(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::ConsentRevoke(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::DelegateGrant(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::DelegateRevoke(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::KeyRotation(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::AccessRequest(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::BreakGlassRequest(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::BreakGlassReview(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::TwinAnchor(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::ActorEnrol(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::ActorRevoke(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
-            EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
+        let applied = (|| {
+            let outcome = match &e.payload {
+                EventPayload::ConsentGrant(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::ConsentRevoke(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::DelegateGrant(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::DelegateRevoke(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::KeyRotation(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::AccessRequest(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::BreakGlassRequest(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::BreakGlassReview(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::TwinAnchor(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::ActorEnrol(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::ActorRevoke(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
+            };
+            Ok::<_, RejectReason>(outcome)
+        })();
+        let outcome = match applied {
+            Ok(o) => o,
+            Err(reason) => {
+                tx.roll_back();
+                return Err(reason);
+            }
         };
         if let Some(p) = concerned {
             tx.chain_patient_event(p, &id);
@@ -719,7 +729,6 @@ impl State {
         if let Some(writes) = writes {
             writes.extend(tx.into_writes());
         }
-        *self = next;
         Ok((id, outcome))
     }
 

@@ -44,6 +44,11 @@ pub(crate) struct Ctx {
 /// A state being changed by one event (or by genesis), logging every write for the state map.
 pub(crate) struct Tx<'a> {
     st: &'a mut State,
+    /// What each write replaced, in order: undone in reverse when the event is refused after
+    /// it wrote something, so that a refused event changes nothing without the state being
+    /// copied before every event (copying made every write copy its path in the persistent
+    /// maps, the main cost of applying an event).
+    undo: Vec<Undo>,
     /// `None`: the writes are not wanted (mempool admission, which never computes a state
     /// hash), so they are not encoded at all.
     writes: Option<Vec<Write>>,
@@ -54,6 +59,7 @@ impl<'a> Tx<'a> {
     pub(super) fn new(st: &'a mut State) -> Self {
         Self {
             st,
+            undo: Vec::new(),
             writes: Some(Vec::new()),
         }
     }
@@ -62,7 +68,19 @@ impl<'a> Tx<'a> {
     /// node's scratch state for mempool admission). The typed maps change exactly as with
     /// [`Tx::new`].
     pub(super) fn unlogged(st: &'a mut State) -> Self {
-        Self { st, writes: None }
+        Self {
+            st,
+            undo: Vec::new(),
+            writes: None,
+        }
+    }
+
+    /// Undoes every write made through this `Tx`, newest first: the state is as it was when
+    /// the `Tx` started.
+    pub(super) fn roll_back(mut self) {
+        while let Some(u) = self.undo.pop() {
+            u.restore(self.st);
+        }
     }
 
     /// The writes made, in order (none for an [`Tx::unlogged`] one).
@@ -95,36 +113,50 @@ impl Tx<'_> {
     /// `nonce[author]`: the author's next sequence number becomes one more than it is.
     pub fn bump_nonce(&mut self, author: &PublicKey) {
         let seq = self.st.next_seq(author) + 1;
+        self.undo
+            .push(Undo::Nonce(*author, self.st.nonces.get(author).copied()));
         self.log(Table::Nonce, author, &seq);
         self.st.nonces.insert_mut(*author, seq);
     }
 
     /// `patient[id] = rec`.
     pub fn put_patient(&mut self, id: PublicKey, rec: PatientRecord) {
+        self.undo
+            .push(Undo::Patient(id, self.st.patients.get(&id).cloned()));
         self.log(Table::Patient, &id, &rec);
         self.st.patients.insert_mut(id, rec);
     }
 
     /// `patient-key[key] = rec`.
     pub fn put_patient_key(&mut self, key: PublicKey, rec: PatientKey) {
+        self.undo.push(Undo::PatientKey(
+            key,
+            self.st.patient_keys.get(&key).cloned(),
+        ));
         self.log(Table::PatientKey, &key, &rec);
         self.st.patient_keys.insert_mut(key, rec);
     }
 
     /// `organisation[key] = rec`.
     pub fn put_org(&mut self, key: PublicKey, rec: OrgRecord) {
+        self.undo
+            .push(Undo::Org(key, self.st.orgs.get(&key).cloned()));
         self.log(Table::Org, &key, &rec);
         self.st.orgs.insert_mut(key, rec);
     }
 
     /// `actor[key] = rec`.
     pub fn put_actor(&mut self, key: PublicKey, rec: ActorRecord) {
+        self.undo
+            .push(Undo::Actor(key, self.st.actors.get(&key).cloned()));
         self.log(Table::Actor, &key, &rec);
         self.st.actors.insert_mut(key, rec);
     }
 
     /// `auditor[key] = live`.
     pub fn put_auditor(&mut self, key: PublicKey, live: bool) {
+        self.undo
+            .push(Undo::Auditor(key, self.st.auditors.get(&key).copied()));
         self.log(Table::Auditor, &key, &live);
         self.st.auditors.insert_mut(key, live);
     }
@@ -132,8 +164,14 @@ impl Tx<'_> {
     /// `grant[id] = rec`; the grant is in its patient's index of unrevoked grants exactly
     /// while `revoked_at` is none.
     pub fn put_grant(&mut self, id: EventId, rec: GrantRecord) {
-        self.log(Table::Grant, &id, &rec);
         let index = (rec.grant.patient, id);
+        self.undo.push(Undo::Grant(
+            id,
+            self.st.grants.get(&id).cloned(),
+            index,
+            self.st.patient_grants.contains_key(&index),
+        ));
+        self.log(Table::Grant, &id, &rec);
         if rec.revoked_at.is_none() {
             self.st.patient_grants.insert_mut(index, ());
         } else {
@@ -145,8 +183,14 @@ impl Tx<'_> {
     /// `delegation[id] = rec`; the delegation is in the (patient, delegate) index exactly
     /// while `revoked_at` is none.
     pub fn put_delegation(&mut self, id: EventId, rec: DelegationRecord) {
-        self.log(Table::Delegation, &id, &rec);
         let index = (rec.patient, rec.delegate, id);
+        self.undo.push(Undo::Delegation(
+            id,
+            self.st.delegations.get(&id).cloned(),
+            index,
+            self.st.patient_delegates.contains_key(&index),
+        ));
+        self.log(Table::Delegation, &id, &rec);
         if rec.revoked_at.is_none() {
             self.st.patient_delegates.insert_mut(index, ());
         } else {
@@ -158,6 +202,11 @@ impl Tx<'_> {
     /// `break-glass[id] = rec`; the access is in the review queue exactly while `review` is
     /// none.
     pub fn put_break_glass(&mut self, id: EventId, rec: BreakGlassRecord) {
+        self.undo.push(Undo::BreakGlass(
+            id,
+            self.st.break_glass.get(&id).cloned(),
+            self.st.review_queue.contains_key(&id),
+        ));
         self.log(Table::BreakGlass, &id, &rec);
         if rec.review.is_none() {
             self.st.review_queue.insert_mut(id, ());
@@ -169,6 +218,8 @@ impl Tx<'_> {
 
     /// `twin[id] = rec`.
     pub fn put_twin(&mut self, id: TwinId, rec: TwinRecord) {
+        self.undo
+            .push(Undo::Twin(id, self.st.twins.get(&id).cloned()));
         self.log(Table::Twin, &id, &rec);
         self.st.twins.insert_mut(id, rec);
     }
@@ -183,6 +234,11 @@ impl Tx<'_> {
         }
         let at = cx.height + VALIDATOR_SET_DELAY;
         let hash = set.hash();
+        self.undo.push(Undo::Scheduled(
+            at,
+            self.st.scheduled_validators.get(&at).copied(),
+            self.st.pending_validators.clone(),
+        ));
         self.log(Table::PendingValidators, &at, &hash);
         self.st.scheduled_validators.insert_mut(at, hash);
         self.st.pending_validators = Some((at, set));
@@ -191,6 +247,7 @@ impl Tx<'_> {
 
     /// `governance-seq[()]`: advances the governance sequence.
     pub fn bump_governance_seq(&mut self) {
+        self.undo.push(Undo::GovernanceSeq(self.st.governance_seq));
         self.st.governance_seq += 1;
         let seq = self.st.governance_seq;
         self.log(Table::GovernanceSeq, &(), &seq);
@@ -198,6 +255,10 @@ impl Tx<'_> {
 
     /// `misbehaviour[slot] = id`: records a double sign in `slot` with its evidence event.
     pub fn put_misbehaviour(&mut self, slot: Slot, id: EventId) {
+        self.undo.push(Undo::Misbehaviour(
+            slot,
+            self.st.misbehaviour.get(&slot).copied(),
+        ));
         self.log(Table::Misbehaviour, &slot, &id);
         self.st.misbehaviour.insert_mut(slot, id);
     }
@@ -211,6 +272,10 @@ impl Tx<'_> {
             .copied()
             .unwrap_or_default()
             .next(id);
+        self.undo.push(Undo::PatientEvents(
+            patient,
+            self.st.patient_events.get(&patient).copied(),
+        ));
         self.log(Table::PatientEvents, &patient, &rec);
         self.st.patient_events.insert_mut(patient, rec);
     }
@@ -335,5 +400,79 @@ impl Tx<'_> {
     /// The chain limits.
     pub fn limits(&self) -> &super::Limits {
         &self.st.limits
+    }
+}
+
+/// What one typed write replaced (see [`Tx::roll_back`]).
+enum Undo {
+    Nonce(PublicKey, Option<u64>),
+    Patient(PublicKey, Option<PatientRecord>),
+    PatientKey(PublicKey, Option<PatientKey>),
+    Org(PublicKey, Option<OrgRecord>),
+    Actor(PublicKey, Option<ActorRecord>),
+    Auditor(PublicKey, Option<bool>),
+    /// The grant, and whether it was in its patient's index.
+    Grant(EventId, Option<GrantRecord>, (PublicKey, EventId), bool),
+    /// The delegation, and whether it was in the (patient, delegate) index.
+    Delegation(
+        EventId,
+        Option<DelegationRecord>,
+        (PublicKey, PublicKey, EventId),
+        bool,
+    ),
+    /// The break-glass record, and whether it was in the review queue.
+    BreakGlass(EventId, Option<BreakGlassRecord>, bool),
+    Twin(TwinId, Option<TwinRecord>),
+    /// The scheduled-set record at a height, and the pending set.
+    Scheduled(u64, Option<crate::hash::Hash>, Option<(u64, ValidatorSet)>),
+    GovernanceSeq(u64),
+    Misbehaviour(Slot, Option<EventId>),
+    PatientEvents(PublicKey, Option<PatientEvents>),
+}
+
+/// Puts `old` back as `map[key]` (removing the key if there was none).
+fn put_back<K: Ord + Clone, V: Clone>(
+    map: &mut rpds::RedBlackTreeMapSync<K, V>,
+    key: K,
+    old: Option<V>,
+) {
+    match old {
+        Some(v) => map.insert_mut(key, v),
+        None => {
+            map.remove_mut(&key);
+        }
+    }
+}
+
+impl Undo {
+    fn restore(self, st: &mut State) {
+        match self {
+            Undo::Nonce(k, old) => put_back(&mut st.nonces, k, old),
+            Undo::Patient(k, old) => put_back(&mut st.patients, k, old),
+            Undo::PatientKey(k, old) => put_back(&mut st.patient_keys, k, old),
+            Undo::Org(k, old) => put_back(&mut st.orgs, k, old),
+            Undo::Actor(k, old) => put_back(&mut st.actors, k, old),
+            Undo::Auditor(k, old) => put_back(&mut st.auditors, k, old),
+            Undo::Grant(id, old, index, indexed) => {
+                put_back(&mut st.patient_grants, index, indexed.then_some(()));
+                put_back(&mut st.grants, id, old);
+            }
+            Undo::Delegation(id, old, index, indexed) => {
+                put_back(&mut st.patient_delegates, index, indexed.then_some(()));
+                put_back(&mut st.delegations, id, old);
+            }
+            Undo::BreakGlass(id, old, queued) => {
+                put_back(&mut st.review_queue, id, queued.then_some(()));
+                put_back(&mut st.break_glass, id, old);
+            }
+            Undo::Twin(id, old) => put_back(&mut st.twins, id, old),
+            Undo::Scheduled(at, old, pending) => {
+                put_back(&mut st.scheduled_validators, at, old);
+                st.pending_validators = pending;
+            }
+            Undo::GovernanceSeq(seq) => st.governance_seq = seq,
+            Undo::Misbehaviour(slot, old) => put_back(&mut st.misbehaviour, slot, old),
+            Undo::PatientEvents(p, old) => put_back(&mut st.patient_events, p, old),
+        }
     }
 }

@@ -103,7 +103,8 @@ pub fn commit_one(chain: &mut DevChain, ev: SignedEvent) -> EventId {
 }
 
 /// Commits one event that must be refused, returns the reason; asserts that it changed nothing
-/// (log size, the author's sequence number, the state other than the empty block's time).
+/// (log size, the author's sequence number, the state other than the empty block's time, and
+/// no record in the typed state that the state map does not hold).
 pub fn refuse_one(chain: &mut DevChain, ev: SignedEvent) -> RejectReason {
     let author = ev.event.author;
     let before_log = chain.state.log_size();
@@ -115,6 +116,12 @@ pub fn refuse_one(chain: &mut DevChain, ev: SignedEvent) -> RejectReason {
     assert_eq!(chain.state.next_seq(&author), before_seq);
     // An empty block writes nothing: the state map, so the state hash, is unchanged (§6.10).
     assert_eq!(chain.state.state_hash(), before_state);
+    // Nor did the refused event leave a record behind in the typed state (a refusal after a
+    // write is rolled back): every record is still exactly the state map's.
+    chain
+        .state
+        .check_map_consistency()
+        .expect("a refused event leaves no record behind");
     c.rejected.into_iter().next().expect("one refusal").1
 }
 
