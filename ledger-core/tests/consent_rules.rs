@@ -951,16 +951,14 @@ fn a_refused_first_grant_registers_nobody() {
     let mut w = world();
     let newcomer = patient("newcomer");
     let stranger = dev_key("nobody either");
-    let ev = w.chain.event(
-        &newcomer,
-        grant_payload(
-            &newcomer.public(),
-            Grantee::Actor(stranger.public()),
-            &[Laboratory],
-            &[Treat],
-            &[Action::Read],
-        ),
+    let to_stranger = grant_payload(
+        &newcomer.public(),
+        Grantee::Actor(stranger.public()),
+        &[Laboratory],
+        &[Treat],
+        &[Action::Read],
     );
+    let ev = w.chain.event(&newcomer, to_stranger.clone());
     assert_eq!(
         refuse_one(&mut w.chain, ev),
         RejectReason::UnknownGrantee(stranger.public())
@@ -969,16 +967,7 @@ fn a_refused_first_grant_registers_nobody() {
     assert!(w.chain.state.patient_of_key(&newcomer.public()).is_none());
     // The same on a mempool's scratch state (admission applies in place too).
     let mut scratch = w.chain.state.clone();
-    let again = w.chain.event(
-        &newcomer,
-        grant_payload(
-            &newcomer.public(),
-            Grantee::Actor(stranger.public()),
-            &[Laboratory],
-            &[Treat],
-            &[Action::Read],
-        ),
-    );
+    let again = w.chain.event(&newcomer, to_stranger);
     assert!(
         scratch
             .admit(&again, w.chain.next_time(), SignatureCheck::Verify)

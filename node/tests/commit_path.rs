@@ -4,18 +4,15 @@
 //! certificate that does not make a block final, a block that is not the next one, and a node
 //! catching up with a mempool full of live events.
 
+#[path = "../benches/common/mod.rs"]
+mod bench_common;
 mod common;
 
 use std::sync::Arc;
 
 use twinledger_core::devkit::dev_key;
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{
-    Action, Block, CommitCertificate, CommitVote, DataCategory, Event, EventPayload, Keypair,
-    Purpose, SignedEvent, Timestamp,
-};
+use twinledger_core::{Block, CommitCertificate, CommitVote, Keypair, SignedEvent, Timestamp};
 use twinledger_node::chain::{Chain, CommitError, ValidateError, now};
 use twinledger_node::consensus::solo::Solo;
 use twinledger_node::open_chain;
@@ -28,27 +25,10 @@ fn chain() -> (Arc<Chain>, common::Keys) {
     (chain, k)
 }
 
-/// A consent grant by a fresh patient `label/i` to the hospital, valid for an hour.
+/// A consent grant by a fresh patient `label/i` to `org`, valid for an hour (the benches'
+/// event).
 fn grant(chain: &Chain, label: &str, i: u64, org: &Keypair) -> SignedEvent {
-    let p = dev_key(&format!("{label}/patient/{i}"));
-    Event::new(
-        chain.chain_id(),
-        p.public(),
-        0,
-        now().plus_ms(3_600_000),
-        EventPayload::ConsentGrant(ConsentGrant {
-            patient: p.public(),
-            grantee: Grantee::Organisation(org.public()),
-            scope: Scope {
-                categories: [DataCategory::VitalSigns].into_iter().collect(),
-                purposes: [Purpose::Treat].into_iter().collect(),
-                actions: [Action::Read].into_iter().collect(),
-            },
-            valid_from: Timestamp(0),
-            valid_until: None,
-        }),
-    )
-    .sign(&p)
+    bench_common::grant(chain.chain_id(), label, i, org)
 }
 
 /// A block of `events` on the committed tip, built as the validator would (not through this
