@@ -7,7 +7,10 @@
 //!    reports committed events/s (first submission to the last event final on node 0);
 //! 2. latency: single-event submissions offered at `BFT_RATE`/s (default 1,000) for
 //!    `BFT_SECONDS` (5), round-robin over the nodes; reports finality latency percentiles
-//!    (submission to the block being final and flushed on node 0).
+//!    (submission to the block being final and flushed on node 0);
+//! 3. catch-up: an observer with an empty store joins and commits every block node 0 has
+//!    (block sync, each block's certificate verified and the block re-executed); reports
+//!    events/s.
 #![allow(clippy::print_stdout, missing_docs)]
 
 mod common;
@@ -50,6 +53,12 @@ async fn main() -> anyhow::Result<()> {
             listen_addr: format!("/ip4/127.0.0.1/tcp/{}", 20_000 + i),
         })?;
     }
+    // An observer that joins at the end with an empty store (phase 3: catch-up).
+    let late = dev_key("bft/late-observer");
+    g.observers.push(twinledger_genesis::ObserverEntry {
+        name: "late observer".into(),
+        peer_id: peer_id_from_ed25519(&late.public()),
+    });
     g.limits.max_events_per_block = u32::try_from(env("BFT_BLOCK_EVENTS", 2_000))?;
     g.limits.mempool_size = 1_000_000;
     let dirs: Vec<tempfile::TempDir> = (0..4)
@@ -252,6 +261,42 @@ async fn main() -> anyhow::Result<()> {
         hist.value_at_quantile(0.99) as f64 / 1000.0,
         hist.max() as f64 / 1000.0,
     );
+
+    // Phase 3: catch-up. An observer with an empty store joins; from its start until it has
+    // committed (verified, re-executed, written) every block node 0 had then.
+    let target = chain0.height();
+    let events = chain0.state().log_size();
+    let late_dir = tempfile::tempdir()?;
+    let late_chain = twinledger_node::open_chain_as(
+        &g,
+        open_store(late_dir.path())?,
+        late.clone(),
+        false,
+        true,
+    )?;
+    let mut cfg = replica_config(
+        &g,
+        &late,
+        Some("/ip4/127.0.0.1/tcp/0".parse()?),
+        late_dir.path(),
+    )?;
+    cfg.net.dial = addrs.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let late_replica = Replica::start(late_chain.clone(), late.clone(), false, cfg).await?;
+    while late_chain.height() < target {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the late observer did not catch up within 600 s (at {} of {target})",
+            late_chain.height()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "catch-up: an observer with an empty store reached height {target} ({events} events) in {took:.2} s: {:.0} events/s",
+        events as f64 / took
+    );
+    late_replica.stop().await?;
     for s in stops {
         let _ = s.send(());
     }
