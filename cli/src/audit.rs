@@ -1300,15 +1300,7 @@ mod tests {
             let ev = chain.event(&p, grant);
             chain.commit(vec![ev]);
         }
-        let blocks = chain
-            .blocks
-            .iter()
-            .map(|c| CommittedBlock {
-                block: c.block.clone(),
-                results: c.results.clone(),
-                certificate: c.certificate.clone(),
-            })
-            .collect();
+        let blocks = chain.blocks.iter().map(|c| c.committed.clone()).collect();
         (chain, blocks)
     }
 

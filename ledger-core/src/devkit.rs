@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::block::{Block, BlockResults};
+use crate::audit::CommittedBlock;
 use crate::checkpoint::{CommitCertificate, CommitVote};
 use crate::codes::Role;
 use crate::event::{Event, EventPayload, SignedEvent};
@@ -53,17 +53,23 @@ pub const DEV_GENESIS_TIME: Timestamp = Timestamp(1_767_225_600_000);
 /// Block interval of dev chains, ms.
 pub const DEV_BLOCK_INTERVAL_MS: u64 = 1000;
 
-/// A block that was committed, with its results and certificate.
+/// A block a dev chain committed: the [`CommittedBlock`] a node stores and exports (read its
+/// fields through it: `c.block`, `c.results`, `c.certificate`), with the candidates its
+/// proposer refused.
 #[derive(Clone, Debug)]
 pub struct Committed {
-    /// The block.
-    pub block: Block,
-    /// Its results.
-    pub results: BlockResults,
-    /// The validators' certificate over its checkpoint.
-    pub certificate: CommitCertificate,
+    /// The block, its results and its certificate.
+    pub committed: CommittedBlock,
     /// Candidates that were refused, with the reason.
     pub rejected: Vec<(EventId, RejectReason)>,
+}
+
+impl std::ops::Deref for Committed {
+    type Target = CommittedBlock;
+
+    fn deref(&self) -> &CommittedBlock {
+        &self.committed
+    }
 }
 
 /// A dev chain: one hospital, `n` validators run by it, an auditor, and enrolled actors.
@@ -235,9 +241,11 @@ impl DevChain {
         self.state = state;
         self.next_seq.clear();
         let c = Committed {
-            block: built.block,
-            results,
-            certificate,
+            committed: CommittedBlock {
+                block: built.block,
+                results,
+                certificate,
+            },
             rejected: built.rejected,
         };
         self.blocks.push(c.clone());

@@ -44,15 +44,7 @@ fn chain() -> (DevChain, Vec<CommittedBlock>) {
         break_glass_payload(&patient("p0").public(), DataCategory::Imaging),
     );
     chain.commit(vec![bg]);
-    let blocks = chain
-        .blocks
-        .iter()
-        .map(|c| CommittedBlock {
-            block: c.block.clone(),
-            results: c.results.clone(),
-            certificate: c.certificate.clone(),
-        })
-        .collect();
+    let blocks = chain.blocks.iter().map(|c| c.committed.clone()).collect();
     (chain, blocks)
 }
 

@@ -12,7 +12,7 @@ fn certified() -> (DevChain, Checkpoint, CommitCertificate) {
     let mut chain = DevChain::new(4);
     let c = chain.commit(vec![]);
     let cp = c.block.header.checkpoint();
-    (chain, cp, c.certificate)
+    (chain, cp, c.certificate.clone())
 }
 
 #[test]

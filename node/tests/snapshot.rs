@@ -110,7 +110,9 @@ fn node_with(blocks: usize, snapshot_at: &[u64]) -> (DevChain, TempDir, State) {
         let evs = events(&mut dev, h);
         let c = dev.commit(evs);
         assert!(c.rejected.is_empty(), "{:?}", c.rejected);
-        chain.commit(c.block, c.certificate).unwrap();
+        chain
+            .commit(c.committed.block, c.committed.certificate)
+            .unwrap();
         if snapshot_at.contains(&(h as u64)) {
             snapshot::write_snapshot(chain.store(), &chain.state()).unwrap();
         }

@@ -316,11 +316,7 @@ pub fn validator_sets(chain: &DevChain) -> Value {
 pub fn export(chain: &DevChain) -> Value {
     let mut bytes = EXPORT_MAGIC.to_vec();
     for c in &chain.blocks {
-        bytes.extend(export_frame(&CommittedBlock {
-            block: c.block.clone(),
-            results: c.results.clone(),
-            certificate: c.certificate.clone(),
-        }));
+        bytes.extend(export_frame(&c.committed));
     }
     json!({"from": 1, "to": chain.blocks.len(), "hex": h(bytes)})
 }
