@@ -11,6 +11,7 @@ pub mod consensus;
 pub mod dev;
 pub mod devnet;
 pub mod keyfile;
+mod layout;
 pub mod metrics;
 pub mod net;
 pub mod snapshot;

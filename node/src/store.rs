@@ -15,6 +15,8 @@ use twinledger_core::block::MAX_BLOCK_BYTES;
 use twinledger_core::merkle::{Blake3Tree, NodeId, NodeSource, TreeHasher};
 use twinledger_core::{ChainId, EventId, PublicKey, TwinId, codec};
 
+use crate::layout::*;
+
 /// Format of the store's records; a store of another format is refused.
 pub const STORE_FORMAT: u8 = 1;
 
@@ -220,28 +222,6 @@ pub enum Index {
     Organisation,
 }
 
-impl Index {
-    fn prefix(self) -> &'static [u8] {
-        match self {
-            Index::Patient => b"p/",
-            Index::Actor => b"a/",
-            Index::Organisation => b"o/",
-        }
-    }
-}
-
-const META_CHAIN: &[u8] = b"m/chain_id";
-const META_FORMAT: &[u8] = b"m/format";
-const META_TIP: &[u8] = b"m/tip";
-/// The signing record: `s/` + height (u64 BE) + round (u32 BE) + slot kind → what was signed.
-const SIGNED: &[u8] = b"s/";
-/// State snapshots (ADR 0010), in two slots overwritten in turn (the store has no delete):
-/// `z/m` + slot → height (u64 BE) || log size (u64 BE); `z/d` + slot → blake3 checksum of the
-/// rest || height || log size || the snapshot's bytes. Both written in one flushed batch.
-const SNAPSHOT_META: &[u8] = b"z/m";
-const SNAPSHOT_DATA: &[u8] = b"z/d";
-const SNAPSHOT_SLOTS: u8 = 2;
-
 /// A stored snapshot's position (what [`Store::snapshots`] lists; the bytes are read with
 /// [`Store::snapshot_bytes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,43 +231,6 @@ pub struct SnapshotMeta {
     /// The event log's size then.
     pub log_size: u64,
     slot: u8,
-}
-
-fn block_key(h: u64) -> Vec<u8> {
-    let mut k = b"b/".to_vec();
-    k.extend_from_slice(&h.to_be_bytes());
-    k
-}
-fn event_key(id: &EventId) -> Vec<u8> {
-    let mut k = b"e/".to_vec();
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-/// Merkle nodes are stored in tiles (the idea of C2SP tlog-tiles): tile `(t, n)` holds the
-/// hashes of the nodes at level `8t` with indexes `256n..256n+255`, concatenated. Nodes at the
-/// seven levels in between are recomputed from their tile (at most 128 hashes). A block of 10,000
-/// events writes about 40 tile records instead of 20,000 node records.
-const TILE_HEIGHT: u8 = 8;
-const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
-
-fn tile_key(t: u8, n: u64) -> Vec<u8> {
-    let mut k = b"t/".to_vec();
-    k.push(t);
-    k.extend_from_slice(&n.to_be_bytes());
-    k
-}
-fn twin_key(twin: &TwinId, version: u64) -> Vec<u8> {
-    let mut k = b"w/".to_vec();
-    k.extend_from_slice(twin.as_bytes());
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-fn index_key(ix: Index, key: &PublicKey, leaf: u64) -> Vec<u8> {
-    let mut k = ix.prefix().to_vec();
-    k.extend_from_slice(key.as_bytes());
-    k.extend_from_slice(&leaf.to_be_bytes());
-    k
 }
 
 /// Everything one block adds to the store.
@@ -533,9 +476,10 @@ impl Store {
         nodes: &[(NodeId, [u8; 32])],
     ) -> Result<Entries, StoreError> {
         let mut tiles: BTreeMap<(u8, u64), Vec<u8>> = BTreeMap::new();
-        for (id, hash) in nodes.iter().filter(|(id, _)| id.level % TILE_HEIGHT == 0) {
-            let t = id.level / TILE_HEIGHT;
-            let n = id.index / TILE_WIDTH;
+        for (id, hash) in nodes {
+            let Some((t, n, at)) = stored_at(*id) else {
+                continue;
+            };
             let tile = match tiles.entry((t, n)) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -544,7 +488,7 @@ impl Store {
             };
             // Appends only, in order: the tile must hold exactly the nodes before this one.
             let have = (tile.len() / 32) as u64;
-            if have != id.index % TILE_WIDTH || tile.len() % 32 != 0 {
+            if have != at || tile.len() % 32 != 0 {
                 return Err(StoreError::CorruptBlock {
                     height,
                     why: format!(
@@ -608,10 +552,8 @@ impl Store {
         auditor: &PublicKey,
         sig: &twinledger_core::Signature,
     ) -> Result<(), StoreError> {
-        let mut k = b"c/".to_vec();
-        k.extend_from_slice(&height.to_be_bytes());
-        k.extend_from_slice(auditor.as_bytes());
-        self.kv.commit(vec![(k, sig.0.to_vec())])
+        self.kv
+            .commit(vec![(cosignature_key(height, auditor), sig.0.to_vec())])
     }
 
     /// The auditors that cosigned the checkpoint at `height`, with their signatures.
@@ -619,10 +561,8 @@ impl Store {
         &self,
         height: u64,
     ) -> Result<Vec<(PublicKey, twinledger_core::Signature)>, StoreError> {
-        let mut prefix = b"c/".to_vec();
-        prefix.extend_from_slice(&height.to_be_bytes());
         self.kv
-            .scan(&prefix, None, 1024)?
+            .scan(&cosignature_prefix(height), None, 1024)?
             .into_iter()
             .map(|(k, v)| {
                 let corrupt = || StoreError::Corrupt {
@@ -660,8 +600,7 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EventId)>, StoreError> {
-        let mut prefix = ix.prefix().to_vec();
-        prefix.extend_from_slice(key.as_bytes());
+        let prefix = index_key_prefix(ix, key);
         let start = index_key(ix, key, from);
         self.kv
             .scan(&prefix, Some(&start), limit)?
@@ -680,11 +619,9 @@ impl Store {
 
 impl NodeSource for Store {
     fn node(&self, id: NodeId) -> Option<[u8; 32]> {
-        let t = id.level / TILE_HEIGHT;
-        let r = id.level % TILE_HEIGHT;
-        let first = id.index.checked_shl(u32::from(r))?;
-        let tile = self.kv.get(&tile_key(t, first / TILE_WIDTH)).ok()??;
-        let start = usize::try_from(first % TILE_WIDTH).ok()? * 32;
+        let (t, n, first, r) = read_from(id)?;
+        let tile = self.kv.get(&tile_key(t, n)).ok()??;
+        let start = usize::try_from(first).ok()? * 32;
         let end = start + (32usize << r);
         let mut level: Vec<[u8; 32]> = tile
             .get(start..end)?
