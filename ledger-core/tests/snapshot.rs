@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use twinledger_core::devkit::{DevChain, dev_key};
 use twinledger_core::event::break_glass::{BreakGlassReview, Finding};
 use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
-use twinledger_core::event::governance::{Governance, GovernanceAction};
+use twinledger_core::event::governance::GovernanceAction;
 use twinledger_core::event::integrity::TwinAnchor;
 use twinledger_core::state::{Snapshot, SnapshotError};
 use twinledger_core::*;
@@ -47,22 +47,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// A governance event by the first dev validator, approved by the first three.
 fn governance(chain: &mut DevChain, action: GovernanceAction) -> SignedEvent {
-    let chain_id = chain.state.chain_id();
     let seq = chain.state.governance_seq();
-    let mut approvals: Vec<_> = chain.validators[..3]
-        .iter()
-        .map(|k| Governance::approve(&chain_id, seq, &action, k))
-        .collect();
-    approvals.sort_by_key(|a| a.validator);
-    let by = chain.validators[0].clone();
-    chain.event(
-        &by,
-        EventPayload::Governance(Governance {
-            seq,
-            action,
-            approvals,
-        }),
-    )
+    common::governance_event(chain, seq, action)
 }
 
 fn scope() -> Scope {

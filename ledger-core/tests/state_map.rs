@@ -380,22 +380,7 @@ fn governance(
     seq: u64,
     action: twinledger_core::event::governance::GovernanceAction,
 ) -> SignedEvent {
-    use twinledger_core::event::governance::Governance;
-    let chain_id = chain.state.chain_id();
-    let mut approvals: Vec<_> = chain.validators[..3]
-        .iter()
-        .map(|k| Governance::approve(&chain_id, seq, &action, k))
-        .collect();
-    approvals.sort_by_key(|a| a.validator);
-    let by = chain.validators[0].clone();
-    chain.event(
-        &by,
-        EventPayload::Governance(Governance {
-            seq,
-            action,
-            approvals,
-        }),
-    )
+    common::governance_event(chain, seq, action)
 }
 
 /// §6.10 and issue #13 (typed state writes): a record is written only through its `Tx` method,

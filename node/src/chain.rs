@@ -14,7 +14,6 @@ use tokio::sync::{broadcast, oneshot};
 use twinledger_core::audit::{AuditFailure, Auditor, CertificateCheck};
 use twinledger_core::checkpoint::CertificateError;
 use twinledger_core::event::EventPayload;
-use twinledger_core::event::governance::GovernanceAction;
 use twinledger_core::merkle::{Blake3Tree, Frontier};
 use twinledger_core::state::{BlockError, Executed, SignatureCheck};
 use twinledger_core::{
@@ -23,6 +22,7 @@ use twinledger_core::{
 };
 
 use crate::metrics::Metrics;
+use crate::snapshot::set_changes_in;
 use crate::store::{BlockWrite, CommittedBlock, EventLocation, Index, Store, StoreError};
 
 /// Node-local policy from the genesis file.
@@ -184,20 +184,6 @@ pub struct Chain {
     catching_up: std::sync::atomic::AtomicBool,
     /// Times the scratch state was re-derived ([`Chain::pending_rebuilds`]).
     rebuilds: std::sync::atomic::AtomicU64,
-}
-
-/// The validator-set changes a committed block made (PROTOCOL §9.3).
-fn set_changes_in(sb: &CommittedBlock) -> impl Iterator<Item = (u64, EventId)> + '_ {
-    sb.block
-        .events
-        .iter()
-        .zip(&sb.results.outcomes)
-        .filter(|(ev, outcome)| {
-            **outcome == Outcome::Applied
-                && matches!(&ev.event.payload, EventPayload::Governance(g)
-                    if matches!(g.action, GovernanceAction::ValidatorSetChange { .. }))
-        })
-        .map(|(ev, _)| (sb.block.header.height, ev.id()))
 }
 
 /// How far ahead of this node's clock a proposed block's time may be. A Byzantine proposer

@@ -7,6 +7,7 @@ use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::BreakGlassRequest;
 use twinledger_core::event::consent::{ConsentGrant, ConsentRevoke, Grantee};
 use twinledger_core::event::delegation::Scope;
+use twinledger_core::event::governance::{Governance, GovernanceAction};
 use twinledger_core::*;
 
 pub fn patient(label: &str) -> Keypair {
@@ -179,4 +180,24 @@ pub fn model_grantees(actors: &[Keypair], orgs: &[PublicKey; 2]) -> [Grantee; 6]
             organisation: Some(orgs[1]),
         },
     ]
+}
+
+/// A governance event with sequence `seq` by the first dev validator, approved by the first
+/// three (more than two thirds of four).
+pub fn governance_event(chain: &mut DevChain, seq: u64, action: GovernanceAction) -> SignedEvent {
+    let chain_id = chain.state.chain_id();
+    let mut approvals: Vec<_> = chain.validators[..3]
+        .iter()
+        .map(|k| Governance::approve(&chain_id, seq, &action, k))
+        .collect();
+    approvals.sort_by_key(|a| a.validator);
+    let by = chain.validators[0].clone();
+    chain.event(
+        &by,
+        EventPayload::Governance(Governance {
+            seq,
+            action,
+            approvals,
+        }),
+    )
 }

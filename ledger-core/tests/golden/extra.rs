@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame};
 use twinledger_core::block::MAX_BLOCK_BYTES;
 use twinledger_core::devkit::{DEV_GENESIS_TIME, DevChain, dev_key};
-use twinledger_core::event::governance::{Governance, GovernanceAction};
+use twinledger_core::event::governance::GovernanceAction;
 use twinledger_core::hash::hash_in;
 use twinledger_core::keys::{sig_domain, signing_message};
 use twinledger_core::merkle::{self, Blake3Tree, MemoryTree};
@@ -187,21 +187,7 @@ fn n(v: &Value) -> u64 {
 
 /// A governance event by the first dev validator, approved by the first three.
 fn governance(chain: &mut DevChain, seq: u64, action: GovernanceAction) -> SignedEvent {
-    let chain_id = chain.state.chain_id();
-    let mut approvals: Vec<_> = chain.validators[..3]
-        .iter()
-        .map(|k| Governance::approve(&chain_id, seq, &action, k))
-        .collect();
-    approvals.sort_by_key(|a| a.validator);
-    let by = chain.validators[0].clone();
-    chain.event(
-        &by,
-        EventPayload::Governance(Governance {
-            seq,
-            action,
-            approvals,
-        }),
-    )
+    crate::common::governance_event(chain, seq, action)
 }
 
 /// Blocks 3 to 5 of the reference chain: block 3 records the misbehaviour report of the
