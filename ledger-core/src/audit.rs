@@ -8,8 +8,8 @@
 //!
 //! Signature checks are the expensive part; [`signature_items`] lists a block's event
 //! signatures so a caller can check many blocks ahead in parallel (with
-//! [`crate::keys::verify_batch`], a ZIP-215 batch check that agrees with single verification,
-//! PROTOCOL.md §3) and then
+//! [`crate::keys::verify_batch`], the ZIP-215 rule of PROTOCOL.md §3, one signature at a time;
+//! the node's batch equation decides the same) and then
 //! apply each block with [`SignatureCheck::AlreadyVerified`].
 
 use serde::{Deserialize, Serialize};

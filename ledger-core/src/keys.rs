@@ -11,8 +11,8 @@
 //!
 //! Signature validity is ZIP-215 (PROTOCOL.md §3 since 2.1, ADR 0009): `A` and `R` must decode
 //! to curve points (non-canonical encodings accepted), `S < l`, and the cofactored equation
-//! `[8][S]B = [8]R + [8][k]A` must hold. Single ([`PublicKey::verify_raw`], [`zip215::verify`])
-//! and batch ([`verify_batch`], [`zip215::verify_batch`]) verification decide the same. Weak
+//! `[8][S]B = [8]R + [8][k]A` must hold ([`PublicKey::verify_raw`], [`zip215::verify`]; the
+//! `verify_batch` functions apply it to many, one at a time, naming the first bad one). Weak
 //! (small-order) keys are still refused as identities ([`PublicKey::from_ed25519_bytes`]): that
 //! is a rule on keys, not on signatures (a small-order key "signs" every message with `S = 0`).
 
@@ -365,17 +365,15 @@ impl Keypair {
 
 /// Verifies many `(key, message, signature)` triples, as an auditor replaying a chain does:
 /// `Ok` only if every signature passes [`PublicKey::verify_raw`] (ZIP-215, the protocol's rule,
-/// PROTOCOL.md §3), otherwise `Err` with the index of the first one that does not.
-///
-/// The triples are checked together with ed25519-zebra's batch equation (cofactored, so it
-/// decides as single verification does); only if the batch fails is each signature checked on
-/// its own, in order, to name the first bad one. No batch for 0 or 1 triples.
+/// PROTOCOL.md §3), otherwise `Err` with the index of the first one that does not. Checked one
+/// at a time here; the node checks many at once with ed25519-zebra's batch equation
+/// (`twinledger_node::verify`), which decides the same.
 pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usize> {
-    zip215::check_all(items.len(), || {
+    zip215::check_all(
         items
             .iter()
-            .map(|(key, msg, sig)| (&key.0, msg.as_slice(), sig))
-    })
+            .map(|(key, msg, sig)| (&key.0, msg.as_slice(), sig)),
+    )
 }
 
 /// The signature rule (PROTOCOL.md §3, 2.1) on raw key bytes: ZIP-215.
@@ -384,101 +382,67 @@ pub fn verify_batch(items: &[(PublicKey, Vec<u8>, Signature)]) -> Result<(), usi
 /// refuses as identities, so that the rule itself can be checked against the ZIP-215 edge
 /// cases (`ledger-core/tests/zip215.rs`, `docs/protocol-vectors.json` key `zip215`).
 pub mod zip215 {
-    use std::convert::Infallible;
-
-    use ed25519_zebra::{VerificationKey, VerificationKeyBytes, batch};
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::IsIdentity as _;
+    use sha2::{Digest as _, Sha512};
 
     use super::{KeyError, Signature};
-
-    /// The BLAKE3 key-derivation context of the batch coefficients. Not a protocol domain: any
-    /// coefficients give the same verdict except with negligible probability (ADR 0009).
-    const BATCH_COEFFICIENTS: &str = "twinledger 2026-11 zip215 batch-verify coefficients";
 
     /// Verifies `signature` (`R || S`) by the key encoded as `key` (`A`) over `msg`:
     /// `A` and `R` decode to curve points (non-canonical encodings accepted), `S < l`, and
     /// `[8][S]B = [8]R + [8][k]A` with `k = SHA-512(R || A || msg) mod l` over the bytes as
     /// given. [`KeyError::InvalidPoint`] if `A` is not a point encoding, otherwise
     /// [`KeyError::BadSignature`] if the signature is not valid.
+    ///
+    /// Written on curve25519-dalek's group operations, as ed25519-zebra's `verify` is (ADR
+    /// 0009): the core keeps no crate that carries RNG traits. The 196 ZIP-215 edge cases and
+    /// the `zip215` golden vectors pin it; the node's batch check (ed25519-zebra) is tested to
+    /// agree with it.
     pub fn verify(key: &[u8; 32], msg: &[u8], signature: &Signature) -> Result<(), KeyError> {
-        let vk = VerificationKey::try_from(*key).map_err(|_| KeyError::InvalidPoint)?;
-        vk.verify(&ed25519_zebra::Signature::from_bytes(&signature.0), msg)
-            .map_err(|_| KeyError::BadSignature)
+        let a = CompressedEdwardsY(*key)
+            .decompress()
+            .ok_or(KeyError::InvalidPoint)?;
+        let (r_bytes, s_bytes) = signature.0.split_at(32);
+        let r_bytes: [u8; 32] = r_bytes.try_into().expect("32 bytes");
+        let s_bytes: [u8; 32] = s_bytes.try_into().expect("32 bytes");
+        let r = CompressedEdwardsY(r_bytes)
+            .decompress()
+            .ok_or(KeyError::BadSignature)?;
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
+            .ok_or(KeyError::BadSignature)?;
+        let hash: [u8; 64] = Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(key)
+            .chain_update(msg)
+            .finalize()
+            .into();
+        let k = Scalar::from_bytes_mod_order_wide(&hash);
+        // [S]B - [k]A, then the cofactored check [8]([S]B - [k]A - R) = 0.
+        let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s);
+        if (sb_minus_ka - r).mul_by_cofactor().is_identity() {
+            Ok(())
+        } else {
+            Err(KeyError::BadSignature)
+        }
     }
 
     /// Verifies many `(A, message, signature)` triples: `Ok` iff [`verify`] accepts each,
     /// otherwise `Err` with the index of the first it refuses.
     pub fn verify_batch(items: &[([u8; 32], &[u8], Signature)]) -> Result<(), usize> {
-        check_all(items.len(), || {
-            items.iter().map(|(key, msg, sig)| (key, *msg, sig))
-        })
+        check_all(items.iter().map(|(key, msg, sig)| (key, *msg, sig)))
     }
 
-    /// The batch check behind both `verify_batch`es. `items` yields the triples afresh on each
-    /// call (once to queue them, once more only if the batch fails).
-    pub(super) fn check_all<'a, I>(len: usize, items: impl Fn() -> I) -> Result<(), usize>
-    where
-        I: Iterator<Item = (&'a [u8; 32], &'a [u8], &'a Signature)>,
-    {
-        let first_bad = || {
-            items()
-                .position(|(key, msg, sig)| verify(key, msg, sig).is_err())
-                .map_or(Ok(()), Err)
-        };
-        if len < 2 {
-            return first_bad();
-        }
-        // The coefficients are drawn from a BLAKE3 stream keyed by every byte of the batch, so
-        // they are fixed only once the batch is (ADR 0009): no OS randomness in the core.
-        let mut seed = blake3::Hasher::new_derive_key(BATCH_COEFFICIENTS);
-        seed.update(&(len as u64).to_le_bytes());
-        let mut verifier = batch::Verifier::new();
-        for (key, msg, sig) in items() {
-            seed.update(key);
-            seed.update(&sig.0);
-            seed.update(&(msg.len() as u64).to_le_bytes());
-            seed.update(msg);
-            verifier.queue((
-                VerificationKeyBytes::from(*key),
-                ed25519_zebra::Signature::from_bytes(&sig.0),
-                msg,
-            ));
-        }
-        match verifier.verify(Coefficients(seed.finalize_xof())) {
-            Ok(()) => Ok(()),
-            // The batch equation is cofactored: it fails only if some signature does, and
-            // single verification names the first. (`first_bad` finding none cannot happen;
-            // the single rule would then decide: valid.)
-            Err(_) => first_bad(),
-        }
+    /// Checks each triple in order and names the first refused. One at a time: the batch
+    /// equation needs an RNG-trait crate, so it lives in the node (`twinledger_node::verify`),
+    /// which decides the same (ZIP-215 is cofactored) and names the first bad one with this.
+    pub(super) fn check_all<'a>(
+        mut items: impl Iterator<Item = (&'a [u8; 32], &'a [u8], &'a Signature)>,
+    ) -> Result<(), usize> {
+        items
+            .position(|(key, msg, sig)| verify(key, msg, sig).is_err())
+            .map_or(Ok(()), Err)
     }
-
-    /// The batch coefficients' source: the BLAKE3 output stream of the batch's hash.
-    struct Coefficients(blake3::OutputReader);
-
-    impl rand_core::TryRng for Coefficients {
-        type Error = Infallible;
-
-        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-            let mut b = [0u8; 4];
-            self.0.fill(&mut b);
-            Ok(u32::from_le_bytes(b))
-        }
-
-        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-            let mut b = [0u8; 8];
-            self.0.fill(&mut b);
-            Ok(u64::from_le_bytes(b))
-        }
-
-        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-            self.0.fill(dst);
-            Ok(())
-        }
-    }
-
-    /// A cryptographic source for the batch equation: its output is unpredictable until every
-    /// key, message and signature of the batch is fixed.
-    impl rand_core::TryCryptoRng for Coefficients {}
 }
 
 #[cfg(test)]

@@ -3,8 +3,15 @@
 //! verifies more than one event at once (a batch submission, a gossiped batch, the events of a
 //! proposed block this node has not admitted itself) goes through here.
 
+use std::convert::Infallible;
+
+use ed25519_zebra::{VerificationKeyBytes, batch};
 use twinledger_core::SignedEvent;
-use twinledger_core::keys::verify_batch;
+use twinledger_core::keys::{Signature, zip215};
+
+/// The BLAKE3 key-derivation context of the batch coefficients. Not a protocol domain: any
+/// coefficients give the same verdict except with negligible probability (ADR 0009).
+const BATCH_COEFFICIENTS: &str = "twinledger 2026-11 zip215 batch-verify coefficients";
 
 /// Whether each event's signature verifies. One batch check when they all do (the honest
 /// case); when it fails, each is checked alone, so a batch of bad signatures costs at most
@@ -23,10 +30,79 @@ pub fn check_each(events: &[&SignedEvent]) -> Vec<bool> {
 pub fn first_bad(events: &[&SignedEvent]) -> Option<usize> {
     let items: Vec<_> = events
         .iter()
-        .map(|ev| (ev.event.author, ev.signing_message(), ev.signature))
+        .map(|ev| {
+            (
+                *ev.event.author.as_bytes(),
+                ev.signing_message(),
+                ev.signature,
+            )
+        })
         .collect();
-    verify_batch(&items).err()
+    let refs: Vec<_> = items
+        .iter()
+        .map(|(k, m, s)| (*k, m.as_slice(), *s))
+        .collect();
+    batch_check(&refs).err()
 }
+
+/// The ZIP-215 batch check (ed25519-zebra's cofactored equation): `Ok` iff
+/// [`zip215::verify`] accepts every `(A, message, signature)`, else the index of the first it
+/// refuses (found by checking each alone, only when the batch fails).
+pub fn batch_check(items: &[([u8; 32], &[u8], Signature)]) -> Result<(), usize> {
+    if items.len() < 2 {
+        return zip215::verify_batch(items);
+    }
+    // The coefficients are drawn from a BLAKE3 stream keyed by every byte of the batch, so
+    // they are fixed only once the batch is (ADR 0009); no OS randomness.
+    let mut seed = blake3::Hasher::new_derive_key(BATCH_COEFFICIENTS);
+    seed.update(&(items.len() as u64).to_le_bytes());
+    let mut verifier = batch::Verifier::new();
+    for (key, msg, sig) in items {
+        seed.update(key);
+        seed.update(&sig.0);
+        seed.update(&(msg.len() as u64).to_le_bytes());
+        seed.update(msg);
+        verifier.queue((
+            VerificationKeyBytes::from(*key),
+            ed25519_zebra::Signature::from_bytes(&sig.0),
+            *msg,
+        ));
+    }
+    match verifier.verify(Coefficients(seed.finalize_xof())) {
+        Ok(()) => Ok(()),
+        // The batch equation is cofactored: it fails only if some signature does, and the
+        // single rule names the first.
+        Err(_) => zip215::verify_batch(items),
+    }
+}
+
+/// The batch coefficients' source: the BLAKE3 output stream of the batch's hash.
+struct Coefficients(blake3::OutputReader);
+
+impl rand_core::TryRng for Coefficients {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.0.fill(&mut b);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.0.fill(&mut b);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.0.fill(dst);
+        Ok(())
+    }
+}
+
+/// A cryptographic source for the batch equation: its output is unpredictable until every
+/// key, message and signature of the batch is fixed.
+impl rand_core::TryCryptoRng for Coefficients {}
 
 #[cfg(test)]
 mod tests {
