@@ -16,18 +16,8 @@ use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::traits::IsIdentity as _;
 use twinledger_core::hash::ChainId;
 use twinledger_core::keys::{
-    KeyError, Keypair, PublicKey, Signature, sig_domain, signing_message, verify_batch, zip215,
+    KeyError, Keypair, PublicKey, sig_domain, signing_message, verify_batch, zip215,
 };
-
-fn signed(seed: u8, body: &[u8]) -> (PublicKey, Vec<u8>, Signature) {
-    let chain = ChainId([3; 32]);
-    let key = Keypair::from_secret(&[seed; 32]);
-    (
-        key.public(),
-        signing_message(sig_domain::EVENT, &chain, body),
-        key.sign(sig_domain::EVENT, &chain, body),
-    )
-}
 
 #[test]
 fn there_are_fourteen_small_order_encodings_and_196_cases() {

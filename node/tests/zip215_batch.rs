@@ -10,19 +10,8 @@ use std::sync::OnceLock;
 
 use cases::*;
 use proptest::prelude::*;
-use twinledger_core::hash::ChainId;
-use twinledger_core::keys::{Keypair, PublicKey, Signature, sig_domain, signing_message, zip215};
+use twinledger_core::keys::{PublicKey, Signature, zip215};
 use twinledger_node::verify::batch_check;
-
-fn signed(seed: u8, body: &[u8]) -> (PublicKey, Vec<u8>, Signature) {
-    let chain = ChainId([3; 32]);
-    let key = Keypair::from_secret(&[seed; 32]);
-    (
-        key.public(),
-        signing_message(sig_domain::EVENT, &chain, body),
-        key.sign(sig_domain::EVENT, &chain, body),
-    )
-}
 
 #[test]
 fn the_small_order_edge_cases_pass_the_batch_equation_as_zip215_says() {

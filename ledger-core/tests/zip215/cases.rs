@@ -7,7 +7,8 @@ use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use sha2::{Digest, Sha512};
-use twinledger_core::keys::{Keypair, Signature};
+use twinledger_core::hash::ChainId;
+use twinledger_core::keys::{Keypair, PublicKey, Signature, sig_domain, signing_message};
 
 /// The group order l = 2^252 + 27742317777372353535851937790883648493, little-endian.
 pub const L: [u8; 32] = [
@@ -183,4 +184,16 @@ pub fn not_a_point() -> [u8; 32] {
         })
         .find(|e| decodes(e).is_none())
         .unwrap()
+}
+
+/// A valid event-domain signature by the key of `seed` over `body`: (key, signed message,
+/// signature).
+pub fn signed(seed: u8, body: &[u8]) -> (PublicKey, Vec<u8>, Signature) {
+    let chain = ChainId([3; 32]);
+    let key = Keypair::from_secret(&[seed; 32]);
+    (
+        key.public(),
+        signing_message(sig_domain::EVENT, &chain, body),
+        key.sign(sig_domain::EVENT, &chain, body),
+    )
 }
