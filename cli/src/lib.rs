@@ -17,6 +17,7 @@ pub mod exit;
 pub mod fhir;
 pub mod genesis;
 pub mod history;
+pub mod ids;
 pub mod key;
 pub mod keystore;
 pub mod org;
