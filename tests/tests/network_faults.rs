@@ -53,20 +53,25 @@ async fn restarting_a_far_behind_observer_does_not_stall_validators() {
     let left_at = validators_min(&net).await;
     // A deadline, not a pace: on a quiet machine this takes well under a minute.
     let end = Instant::now() + Duration::from_secs(600);
+    // The backlog is 130 heights of light load (about 80 events/s offered), so what is
+    // measured is catching up over many heights, not re-executing as many events as 2 CPU
+    // cores shared by 5 processes allow: in CI, 40,000 events offered as fast as the API took
+    // them left the observer re-executing 32 heavy blocks in 38 s while the validators ran on.
     while validators_min(&net).await < left_at + 130 {
         assert!(
             Instant::now() < end,
             "the validators did not make 130 heights: {:?}",
             net.heights().await
         );
-        load(&mut net, 8).await;
+        load(&mut net, 4).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = queue_full(&net);
     net.start(OBSERVER);
     let restarted_at = validators_min(&net).await;
     let started = Instant::now();
-    // The validators keep finalising while the observer catches up.
-    let end = Instant::now() + Duration::from_secs(60);
+    // The validators keep finalising while the observer catches up (a deadline, not a pace).
+    let end = Instant::now() + Duration::from_secs(180);
     loop {
         load(&mut net, 4).await;
         let v = validators_min(&net).await;
