@@ -94,7 +94,9 @@ mod tests {
 
     #[test]
     fn ambiguous_unknown_short_and_malformed_prefixes_are_named() {
-        let e = resolve("grant id", "96a6", [A, B, C]).unwrap_err().to_string();
+        let e = resolve("grant id", "96a6", [A, B, C])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 grant ids start with 96a6"), "{e}");
         let e = resolve("grant id", "ffff", [A, B]).unwrap_err().to_string();
         assert!(e.contains("no grant id starts with ffff"), "{e}");
