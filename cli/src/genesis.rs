@@ -79,7 +79,8 @@ pub enum GenesisCommand {
         #[arg(long, value_name = "ID")]
         peer_id: Option<String>,
         /// Where other validators reach it, e.g. /ip4/10.0.0.1/tcp/7001 or
-        /// /dns4/node1.example/tcp/7001.
+        /// /dns4/node1.example/tcp/7001 (nodes resolve the name when they dial; the validator
+        /// itself listens on what the name resolves to on its host).
         #[arg(long, value_name = "MULTIADDR")]
         listen_addr: String,
     },

@@ -565,3 +565,82 @@ fn help_documents_the_exit_codes() {
     let run = twinctl(dir.path(), &[]);
     assert_eq!(run.code, i32::from(exit::INVALID_INPUT), "{run:?}");
 }
+
+/// A genesis built with the commands whose validators are listed by DNS name
+/// (`/dns4/localhost/tcp/<port>`, as a compose file lists its services by host name): two real
+/// validator replicas resolve each other's names, connect, and commit blocks together (with two
+/// validators of equal power, no block is final without both signatures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_listed_by_dns_name_connect_and_commit_together() {
+    use std::time::{Duration, Instant};
+    use twinledger_node::consensus::replica::Replica;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "genesis",
+            "init",
+            "--chain-name",
+            "dns-names",
+            "--genesis-time-ms",
+            "1767225600000",
+        ],
+    );
+    let names = ["st-mary", "northgate"];
+    let mut addrs = Vec::new();
+    for name in names {
+        let org = did(&format!("org/{name}"));
+        ok(d, &["genesis", "add-org", "--name", name, "--key", &org]);
+        let port = twinledger_node::devnet::free_port().unwrap();
+        let addr = format!("/dns4/localhost/tcp/{port}");
+        ok(
+            d,
+            &[
+                "genesis",
+                "add-validator",
+                "--organisation",
+                &org,
+                "--consensus-key",
+                &did(&format!("validator/{name}")),
+                "--listen-addr",
+                &addr,
+            ],
+        );
+        addrs.push((addr, port));
+    }
+    let genesis = GenesisFile::load(&d.join("genesis.json")).unwrap();
+    for (v, (addr, _)) in genesis.validators.iter().zip(&addrs) {
+        assert_eq!(&v.listen_addr, addr, "add-validator keeps the DNS name");
+    }
+
+    let mut replicas = Vec::new();
+    for (name, (_, port)) in names.iter().zip(&addrs) {
+        let key = dev_key(&format!("validator/{name}"));
+        let data = d.join(name);
+        let store = twinledger_node::open_store(&data).unwrap();
+        let chain = twinledger_node::open_chain(&genesis, store, key.clone(), false).unwrap();
+        let cfg = twinledger_node::replica_config(&genesis, &key, None, &data).unwrap();
+        let replica = Replica::start(chain.clone(), key, true, cfg).await.unwrap();
+        // It listens where its name resolves on this host: loopback, the genesis port.
+        assert_eq!(
+            replica.p2p_addr.to_string(),
+            format!("/ip4/127.0.0.1/tcp/{port}"),
+            "{name}"
+        );
+        replicas.push((chain, replica));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replicas.iter().any(|(chain, _)| chain.height() < 2) {
+        let heights: Vec<u64> = replicas.iter().map(|(c, _)| c.height()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "validators named /dns4/localhost did not commit together: heights {heights:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (_, replica) in replicas {
+        replica.stop().await.unwrap();
+    }
+}

@@ -303,6 +303,78 @@ mod tests {
         }
     }
 
+    /// Host names as a compose file or an operator gives them, in each DNS form the node
+    /// resolves (`/dns4`, `/dns6`, `/dns`), with and without the peer id.
+    #[test]
+    fn dns_names_are_accepted_in_every_dns_form() {
+        let id = peer_id_from_ed25519(&dev_key("x").public());
+        let label63 = "a".repeat(63);
+        let names = [
+            "localhost",
+            "validator-1",
+            "node1.st-mary.internal",
+            "a",
+            "123",
+            "xn--bcher-kva.example",
+            label63.as_str(),
+        ];
+        for proto in ["dns4", "dns6", "dns"] {
+            for name in names {
+                let addr = format!("/{proto}/{name}/tcp/7001");
+                assert_eq!(
+                    check_listen_addr(&addr, &id).unwrap().transport,
+                    addr,
+                    "{addr}"
+                );
+                let with_p2p = format!("{addr}/p2p/{id}");
+                assert_eq!(check_listen_addr(&with_p2p, &id).unwrap().transport, addr);
+            }
+        }
+    }
+
+    /// Malformed names are refused in each DNS form, naming the name and what is wrong.
+    #[test]
+    fn malformed_dns_names_are_refused_in_every_dns_form() {
+        let id = peer_id_from_ed25519(&dev_key("x").public());
+        let label64 = "a".repeat(64);
+        let long = vec!["abcdefgh"; 30].join(".");
+        let cases = [
+            ("", "1..=253 bytes"),
+            ("localhost.", "every label must be 1..=63 bytes"),
+            (".localhost", "every label must be 1..=63 bytes"),
+            (label64.as_str(), "every label must be 1..=63 bytes"),
+            (long.as_str(), "1..=253 bytes"),
+            ("node_1", "only letters, digits and '-'"),
+            ("node 1", "only letters, digits and '-'"),
+            ("bücher.example", "only letters, digits and '-'"),
+            ("-node", "must not start or end with '-'"),
+            ("node-", "must not start or end with '-'"),
+        ];
+        for proto in ["dns4", "dns6", "dns"] {
+            for (name, want) in cases {
+                let addr = format!("/{proto}/{name}/tcp/7001");
+                let err = check_listen_addr(&addr, &id).unwrap_err();
+                assert!(
+                    err.contains("is not a DNS name") && err.contains(want),
+                    "{addr}: {err}"
+                );
+            }
+            // A name needs a TCP port; QUIC needs an IP address.
+            let err = check_listen_addr(&format!("/{proto}/localhost"), &id).unwrap_err();
+            assert!(err.contains("transport is missing"), "{proto}: {err}");
+            let err = check_listen_addr(&format!("/{proto}/localhost/tcp/0"), &id).unwrap_err();
+            assert!(err.contains("1..=65535"), "{proto}: {err}");
+            let err = check_listen_addr(&format!("/{proto}/localhost/udp/7001/quic-v1"), &id)
+                .unwrap_err();
+            assert!(
+                err.contains("needs an ip4 or ip6 address"),
+                "{proto}: {err}"
+            );
+        }
+        let err = check_listen_addr("/dns5/localhost/tcp/1", &id).unwrap_err();
+        assert!(err.contains("protocol \"dns5\""), "{err}");
+    }
+
     #[test]
     fn refused_listen_addrs_are_named() {
         let id = peer_id_from_ed25519(&dev_key("x").public());

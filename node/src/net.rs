@@ -301,38 +301,54 @@ pub fn build_swarm(key: &Keypair, cfg: &NetConfig) -> anyhow::Result<Swarm<Behav
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let chain_id = cfg.chain_id;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(id)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|k| {
-            let mut gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(k.clone()), gossip_cfg)?;
-            let (c, e) = topics(&chain_id);
-            gossipsub.subscribe(&c)?;
-            gossipsub.subscribe(&e)?;
-            Ok(Behaviour {
-                allow,
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/twinledger/1".into(),
-                    k.public(),
-                )),
-                gossipsub,
-                sync: request_response::Behaviour::new(
-                    [(
-                        StreamProtocol::new("/twinledger/sync/1"),
-                        ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(30)),
-                ),
-            })
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+    let behaviour = move |k: &libp2p::identity::Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Signed(k.clone()), gossip_cfg)?;
+        let (c, e) = topics(&chain_id);
+        gossipsub.subscribe(&c)?;
+        gossipsub.subscribe(&e)?;
+        Ok(Behaviour {
+            allow,
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/twinledger/1".into(),
+                k.public(),
+            )),
+            gossipsub,
+            sync: request_response::Behaviour::new(
+                [(
+                    StreamProtocol::new("/twinledger/sync/1"),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            ),
+        })
+    };
+    let tcp = || {
+        libp2p::SwarmBuilder::with_existing_identity(id.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+    };
+    // DNS names (`/dns4`, `/dns6`, `/dns` in the genesis or a dial address) are resolved with
+    // the system's resolver configuration (resolv.conf and the hosts file; `localhost` is
+    // loopback), as other programs on the host resolve them. A host without a readable
+    // configuration still runs: it dials IP addresses only, and says so.
+    let swarm = match tcp()?.with_dns() {
+        Ok(dns) => dns
+            .with_behaviour(behaviour)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build(),
+        Err(e) => {
+            tracing::warn!(error = %e, "no system DNS configuration: /dns4, /dns6 and /dns peer addresses cannot be dialled");
+            tcp()?
+                .with_behaviour(behaviour)?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+                .build()
+        }
+    };
     Ok(swarm)
 }
 
@@ -350,7 +366,9 @@ pub async fn run(
     listening: oneshot::Sender<Multiaddr>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    swarm.listen_on(cfg.listen.clone())?;
+    for addr in listen_addrs(&cfg.listen).await? {
+        swarm.listen_on(addr)?;
+    }
     let (consensus_topic, events_topic) = topics(&cfg.chain_id);
     let mut listening = Some(listening);
     let mut dial: Vec<Multiaddr> = cfg.dial.clone();
@@ -560,6 +578,86 @@ fn check_consensus(chain: &Chain, msg: &Msg) -> MessageAcceptance {
     }
 }
 
+/// A listen address that names a host this node cannot listen on.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The name did not resolve.
+    #[error("cannot listen on {addr}: {name:?} does not resolve: {source}")]
+    Unresolved {
+        /// The listen address.
+        addr: Multiaddr,
+        /// The DNS name in it.
+        name: String,
+        /// What the resolver said.
+        source: io::Error,
+    },
+    /// The name resolved, but to no address of the family the address asks for.
+    #[error("cannot listen on {addr}: {name:?} has no {family} address")]
+    NoAddress {
+        /// The listen address.
+        addr: Multiaddr,
+        /// The DNS name in it.
+        name: String,
+        /// `IPv4` (`/dns4`), `IPv6` (`/dns6`) or `IP` (`/dns`).
+        family: &'static str,
+    },
+}
+
+/// The addresses to listen on for `addr`. A socket binds to an IP address, not a name: a
+/// `/dns4|dns6|dns/<name>/tcp/<port>` listen address (a validator's own genesis address, as
+/// the others dial it: a compose service name, `localhost`) listens on every address the name
+/// resolves to on this host (IPv4 only for `/dns4`, IPv6 only for `/dns6`), with the same
+/// port. Other addresses are returned unchanged.
+pub async fn listen_addrs(addr: &Multiaddr) -> Result<Vec<Multiaddr>, ListenError> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let (name, v4, v6) = match parts.next() {
+        Some(Protocol::Dns4(n)) => (n.to_string(), true, false),
+        Some(Protocol::Dns6(n)) => (n.to_string(), false, true),
+        Some(Protocol::Dns(n)) => (n.to_string(), true, true),
+        _ => return Ok(vec![addr.clone()]),
+    };
+    let rest: Vec<Protocol<'_>> = parts.collect();
+    let port = rest
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(port) => Some(*port),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let resolved = tokio::net::lookup_host((name.as_str(), port))
+        .await
+        .map_err(|source| ListenError::Unresolved {
+            addr: addr.clone(),
+            name: name.clone(),
+            source,
+        })?;
+    let mut out: Vec<Multiaddr> = Vec::new();
+    for ip in resolved.map(|a| a.ip()) {
+        let first = match ip {
+            std::net::IpAddr::V4(ip) if v4 => Protocol::Ip4(ip),
+            std::net::IpAddr::V6(ip) if v6 => Protocol::Ip6(ip),
+            _ => continue,
+        };
+        let a: Multiaddr = std::iter::once(first).chain(rest.iter().cloned()).collect();
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    if out.is_empty() {
+        return Err(ListenError::NoAddress {
+            addr: addr.clone(),
+            name,
+            family: match (v4, v6) {
+                (true, false) => "IPv4",
+                (false, true) => "IPv6",
+                _ => "IP",
+            },
+        });
+    }
+    Ok(out)
+}
+
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
@@ -646,6 +744,34 @@ fn serve_sync(chain: &Chain, from: u64) -> Vec<(Block, CommitCertificate)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dns4_listen_address_listens_on_what_its_name_resolves_to() {
+        let addr: Multiaddr = "/dns4/localhost/tcp/7001".parse().unwrap();
+        let got = listen_addrs(&addr).await.unwrap();
+        let want: Multiaddr = "/ip4/127.0.0.1/tcp/7001".parse().unwrap();
+        assert_eq!(got, vec![want]);
+    }
+
+    #[tokio::test]
+    async fn an_ip_listen_address_is_listened_on_as_it_is() {
+        for a in ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/7001"] {
+            let addr: Multiaddr = a.parse().unwrap();
+            assert_eq!(listen_addrs(&addr).await.unwrap(), vec![addr]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listen_name_that_does_not_resolve_is_named() {
+        // RFC 6761: names under .invalid never resolve.
+        let addr: Multiaddr = "/dns4/validator-1.invalid/tcp/7001".parse().unwrap();
+        let err = listen_addrs(&addr).await.unwrap_err().to_string();
+        assert!(
+            err.contains("cannot listen on /dns4/validator-1.invalid/tcp/7001")
+                && err.contains("\"validator-1.invalid\" does not resolve"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_peer_budget_allows_bursts_then_refuses_then_refills() {
