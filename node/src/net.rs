@@ -366,8 +366,21 @@ pub async fn run(
     listening: oneshot::Sender<Multiaddr>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    // A name may resolve to addresses this host cannot bind (an IPv6 loopback with IPv6 off):
+    // listen on those it can, and fail only if there is none.
+    let mut bound = 0;
+    let mut last_error = None;
     for addr in listen_addrs(&cfg.listen).await? {
-        swarm.listen_on(addr)?;
+        match swarm.listen_on(addr.clone()) {
+            Ok(_) => bound += 1,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, listen = %cfg.listen, "cannot listen on an address of the listen name");
+                last_error = Some(e);
+            }
+        }
+    }
+    if let (0, Some(e)) = (bound, last_error) {
+        return Err(anyhow::Error::from(e).context(format!("listening on {}", cfg.listen)));
     }
     let (consensus_topic, events_topic) = topics(&cfg.chain_id);
     let mut listening = Some(listening);
