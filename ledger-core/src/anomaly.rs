@@ -1,12 +1,24 @@
-//! Irregular access, for review (issue #6): rules over the access log, each finding naming the
-//! events behind it. Pure: records in, findings out; thresholds are parameters.
+//! Irregular access, for review: rules over the access log of a verified chain, each finding
+//! naming the events behind it. Pure: records in, findings out; thresholds are parameters.
+//!
+//! [`Log`] collects the records from committed blocks, with what each request asked for and
+//! what each revocation took away, so that `after_revoke` flags only the accesses a revoked
+//! grant covered. [`find`] runs the rules over bare records, which do not say what was revoked:
+//! its `after_revoke` flags every access to the patient in the window.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::block::{BlockResults, Decision, Outcome};
+use crate::codes::{DataCategory, Purpose, Role};
+use crate::event::consent::Grantee;
+use crate::event::delegation::Scope;
+use crate::event::{EventPayload, SignedEvent};
 use crate::hash::EventId;
 use crate::keys::PublicKey;
+use crate::state::State;
+use crate::state::records::ActorRecord;
 use crate::time::Timestamp;
 
 /// How an access attempt ended.
@@ -70,7 +82,8 @@ pub struct Thresholds {
     pub break_glass_repeat: u64,
     /// ...within this many ms.
     pub break_glass_window_ms: u64,
-    /// After revoke: an access to a patient within this many ms after the patient revoked consent.
+    /// After revoke: an access to a patient within this many ms after the patient revoked a
+    /// grant that covered it (same grantee, a revoked category and purpose; see [`Log`]).
     pub after_revoke_ms: u64,
 }
 
@@ -109,8 +122,161 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 type DayActivity = (BTreeSet<PublicKey>, Vec<EventId>);
 const HOUR_MS: u64 = 3600 * 1000;
 
-/// Runs every rule over the log (records in time order).
+/// Runs every rule over bare records (in time order). They do not say what a revoke took away,
+/// so `after_revoke` flags every access to the patient within the window; [`Log::find`] flags
+/// only the accesses the revoked grant covered.
 pub fn find(accesses: &[AccessRecord], revokes: &[RevokeRecord], t: &Thresholds) -> Vec<Finding> {
+    run(accesses, revokes, t, &|_, _| true)
+}
+
+/// What an access or break-glass request asked for, beside its [`AccessRecord`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asked {
+    /// The requester's role, when it is an enrolled actor.
+    pub role: Option<Role>,
+    /// The data category.
+    pub category: DataCategory,
+    /// The purpose (none for a break-glass request).
+    pub purpose: Option<Purpose>,
+}
+
+/// What a revocation took away, beside its [`RevokeRecord`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// The revoked grant.
+    pub grant: EventId,
+    /// Its grantee.
+    pub grantee: Grantee,
+    /// Its scope.
+    pub scope: Scope,
+}
+
+impl Revoked {
+    /// Whether the revoked grant would have covered the request `a` asking `asked`: the
+    /// grantee covers the requester, the category is a revoked one, and the purpose is one too
+    /// (a break-glass request names no purpose and matches on the grantee and category alone).
+    /// The patient is compared by the caller.
+    pub fn matches(&self, a: &AccessRecord, asked: &Asked) -> bool {
+        let grantee = match asked.role {
+            Some(role) => self.grantee.covers(
+                &a.actor,
+                &ActorRecord {
+                    organisation: a.organisation,
+                    role,
+                    live: true,
+                },
+            ),
+            None => self.grantee == Grantee::Actor(a.actor),
+        };
+        grantee
+            && self.scope.categories.contains(asked.category)
+            && asked
+                .purpose
+                .is_none_or(|p| self.scope.purposes.contains(p))
+    }
+}
+
+/// The access log of a chain, built block by block: access and break-glass requests with what
+/// they asked for, and accepted consent revocations with what they took away.
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    /// Every access attempt, in chain order.
+    pub accesses: Vec<AccessRecord>,
+    /// What each of `accesses` asked for (same order).
+    pub asked: Vec<Asked>,
+    /// Every accepted consent revocation, in chain order.
+    pub revokes: Vec<RevokeRecord>,
+    /// What each of `revokes` took away (same order).
+    pub revoked: Vec<Revoked>,
+}
+
+impl Log {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a committed block's requests and revocations. `events` and `results` are the
+    /// block's, `time` its time, `state` the state after it (it holds every grant, revoked or
+    /// not, and every actor ever enrolled).
+    pub fn add_block(
+        &mut self,
+        events: &[SignedEvent],
+        results: &BlockResults,
+        time: Timestamp,
+        state: &State,
+    ) {
+        for (ev, outcome) in events.iter().zip(&results.outcomes) {
+            let author = ev.event.author;
+            let kind = match outcome {
+                Outcome::Access(Decision::Permit { .. }) => AccessKind::Permitted,
+                Outcome::Access(Decision::Deny { .. }) => AccessKind::Denied,
+                Outcome::Access(Decision::BreakGlass) => AccessKind::BreakGlass,
+                Outcome::Applied => {
+                    if let EventPayload::ConsentRevoke(r) = &ev.event.payload
+                        && let Some(g) = state.grant(&r.grant)
+                    {
+                        self.revokes.push(RevokeRecord {
+                            id: ev.id(),
+                            time,
+                            patient: r.patient,
+                        });
+                        self.revoked.push(Revoked {
+                            grant: r.grant,
+                            grantee: g.grant.grantee,
+                            scope: g.grant.scope,
+                        });
+                    }
+                    continue;
+                }
+            };
+            let (patient, category, purpose) = match &ev.event.payload {
+                EventPayload::AccessRequest(a) => (a.patient, a.category, Some(a.purpose)),
+                EventPayload::BreakGlassRequest(b) => (b.patient, b.category, None),
+                _ => continue,
+            };
+            let actor = state.actor(&author);
+            self.accesses.push(AccessRecord {
+                id: ev.id(),
+                time,
+                actor: author,
+                organisation: actor.map_or(author, |a| a.organisation),
+                patient,
+                kind,
+            });
+            self.asked.push(Asked {
+                role: actor.map(|a| a.role),
+                category,
+                purpose,
+            });
+        }
+    }
+
+    /// Runs every rule; `after_revoke` flags an access only when the revoked grant covered it
+    /// ([`Revoked::matches`]).
+    pub fn find(&self, t: &Thresholds) -> Vec<Finding> {
+        run(
+            &self.accesses,
+            &self.revokes,
+            t,
+            &|r, a| match (self.revoked.get(r), self.asked.get(a)) {
+                (Some(rev), Some(asked)) => rev.matches(&self.accesses[a], asked),
+                _ => false,
+            },
+        )
+    }
+}
+
+/// Whether revoke `r` (an index into the revokes) concerns access `a` (an index into the
+/// accesses), beyond being of the same patient within the window.
+type Matches<'a> = &'a dyn Fn(usize, usize) -> bool;
+
+fn run(
+    accesses: &[AccessRecord],
+    revokes: &[RevokeRecord],
+    t: &Thresholds,
+    matches: Matches<'_>,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     volume(accesses, t, &mut out);
     off_hours(accesses, t, &mut out);
@@ -132,7 +298,7 @@ pub fn find(accesses: &[AccessRecord], revokes: &[RevokeRecord], t: &Thresholds)
         "break-glass accesses",
         &mut out,
     );
-    after_revoke(accesses, revokes, t, &mut out);
+    after_revoke(accesses, revokes, t, matches, &mut out);
     out
 }
 
@@ -239,12 +405,17 @@ fn after_revoke(
     accesses: &[AccessRecord],
     revokes: &[RevokeRecord],
     t: &Thresholds,
+    matches: Matches<'_>,
     out: &mut Vec<Finding>,
 ) {
-    for r in revokes {
-        for a in accesses.iter().filter(|a| {
-            a.patient == r.patient && a.time >= r.time && a.time.0 - r.time.0 <= t.after_revoke_ms
-        }) {
+    for (ri, r) in revokes.iter().enumerate() {
+        for (ai, a) in accesses.iter().enumerate() {
+            let in_window = a.patient == r.patient
+                && a.time >= r.time
+                && a.time.0 - r.time.0 <= t.after_revoke_ms;
+            if !in_window || !matches(ri, ai) {
+                continue;
+            }
             out.push(Finding {
                 rule: "after_revoke",
                 actor: a.actor,

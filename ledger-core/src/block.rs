@@ -160,6 +160,12 @@ pub enum DenyReason {
     NoCoveringGrant,
     /// Break-glass by a role that may not break glass.
     RoleMayNotBreakGlass,
+    /// An access or break-glass request signed by an enrolled actor whose enrolment was revoked
+    /// (PROTOCOL.md §6.1, 2.2): recorded so that auditors see the attempt, never permitted.
+    ActorRevoked,
+    /// An access or break-glass request signed by an actor of an organisation that was revoked
+    /// (PROTOCOL.md §6.1, 2.2).
+    OrganisationRevoked,
 }
 
 /// The ledger's decision on an access or break-glass request.

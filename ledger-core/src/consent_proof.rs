@@ -297,6 +297,8 @@ fn serde_json_like(o: &Outcome) -> String {
         Outcome::Access(Decision::Deny { reason }) => match reason {
             DenyReason::NoCoveringGrant => "deny (no_covering_grant)".into(),
             DenyReason::RoleMayNotBreakGlass => "deny (role_may_not_break_glass)".into(),
+            DenyReason::ActorRevoked => "deny (actor_revoked)".into(),
+            DenyReason::OrganisationRevoked => "deny (organisation_revoked)".into(),
         },
         Outcome::Access(Decision::BreakGlass) => "break_glass".into(),
     }
@@ -473,9 +475,20 @@ pub fn rederive(
         decision: Decision::BreakGlass,
         grants: Vec::new(),
     };
+    // §11.4 (2.2): whether the requester's enrolment or organisation was revoked when it asked
+    // is not in the patient's history (membership events concern no patient), so a denial for
+    // that reason is taken from the request's proven outcome; the grants are still checked.
+    let revoked_requester = match req.outcome {
+        Outcome::Access(Decision::Deny {
+            reason: reason @ (DenyReason::ActorRevoked | DenyReason::OrganisationRevoked),
+        }) => Some(Decision::Deny { reason }),
+        _ => None,
+    };
     let Some((category, purpose, action)) = scope else {
         // §6.5: the outcome of a break-glass request depends only on the requester's role.
-        let decision = if requester.role.may_break_glass() {
+        let decision = if let Some(d) = revoked_requester {
+            d
+        } else if requester.role.may_break_glass() {
             Decision::BreakGlass
         } else {
             Decision::Deny {
@@ -559,9 +572,10 @@ pub fn rederive(
             }
         })
         .collect();
-    let decision = match grants.iter().find(|g| g.covers()) {
-        Some(g) => Decision::Permit { grant: g.grant },
-        None => Decision::Deny {
+    let decision = match (revoked_requester, grants.iter().find(|g| g.covers())) {
+        (Some(d), _) => d,
+        (None, Some(g)) => Decision::Permit { grant: g.grant },
+        (None, None) => Decision::Deny {
             reason: DenyReason::NoCoveringGrant,
         },
     };

@@ -212,7 +212,8 @@ impl DevChain {
     pub fn try_commit(&mut self, events: Vec<SignedEvent>) -> Result<Committed, BlockError> {
         let height = self.state.height() + 1;
         let set = self.state.validators_for(height).clone();
-        // Round-robin proposer (the consensus engine of issue #4 replaces this).
+        // Round-robin proposer: a dev chain has no consensus rounds, and its validators hold
+        // all the power, so any proposer of the set in force gives a valid block.
         let n = set.validators().len() as u64;
         let proposer_key = set.validators()[usize::try_from(height % n).unwrap_or(0)].key;
         let built = self

@@ -1,8 +1,12 @@
 //! One test per anomaly rule: a small made-up log that triggers it, and one that does not.
 
-use twinledger_core::anomaly::{AccessKind, AccessRecord, RevokeRecord, Thresholds, find};
-use twinledger_core::devkit::dev_key;
-use twinledger_core::{EventId, PublicKey, Timestamp};
+mod common;
+
+use common::{access_payload, break_glass_payload, grant_payload, patient, revoke_payload};
+use twinledger_core::anomaly::{AccessKind, AccessRecord, Log, RevokeRecord, Thresholds, find};
+use twinledger_core::devkit::{DevChain, dev_key};
+use twinledger_core::event::consent::Grantee;
+use twinledger_core::{Action, DataCategory, EventId, PublicKey, Purpose, Timestamp};
 
 const H: u64 = 3600 * 1000;
 const DAY: u64 = 24 * H;
@@ -151,4 +155,145 @@ fn access_just_after_a_revoke() {
     for log in [later, other_patient, before] {
         assert!(!rules(&log, std::slice::from_ref(&revoke)).contains(&"after_revoke"));
     }
+}
+
+/// `after_revoke` on a real chain ([`Log`]): after the patient revokes the researcher's grant
+/// (laboratory, research), accesses under the physician's and the nurses' still-valid grants
+/// are not flagged, whatever their outcome; the researcher's attempts that the revoked grant
+/// covered are (the same grantee, a revoked category and purpose), and one outside it is not.
+#[test]
+fn after_revoke_flags_only_accesses_the_revoked_grant_covered() {
+    use DataCategory::*;
+    use Purpose::*;
+    let mut chain = DevChain::new(1);
+    let alice = patient("alice");
+    let phys = chain.physician.clone();
+    let nurse = chain.nurse.clone();
+    let res = chain.researcher.clone();
+    let a = alice.public();
+    let to_res = chain.event(
+        &alice,
+        grant_payload(
+            &a,
+            Grantee::Actor(res.public()),
+            &[Laboratory, VitalSigns],
+            &[Research],
+            &[Action::Read],
+        ),
+    );
+    let res_grant = to_res.id();
+    let to_phys = chain.event(
+        &alice,
+        grant_payload(
+            &a,
+            Grantee::Actor(phys.public()),
+            &[Laboratory, VitalSigns],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    let to_nurses = chain.event(
+        &alice,
+        grant_payload(
+            &a,
+            Grantee::Role {
+                role: twinledger_core::codes::Role::Nurse,
+                organisation: None,
+            },
+            &[VitalSigns],
+            &[Treat],
+            &[Action::Read],
+        ),
+    );
+    chain.commit(vec![to_res, to_phys, to_nurses]);
+    let revoke = chain.event(&alice, revoke_payload(&a, res_grant));
+    chain.commit(vec![revoke]);
+    // (who, payload, flagged?, what it shows)
+    let cases = [
+        (
+            &phys,
+            access_payload(&a, Laboratory, Treat, Action::Read),
+            false,
+            "permit under the physician's own grant",
+        ),
+        (
+            &phys,
+            access_payload(&a, Imaging, Treat, Action::Read),
+            false,
+            "physician denied, not the revoked grantee",
+        ),
+        (
+            &nurse,
+            access_payload(&a, VitalSigns, Treat, Action::Read),
+            false,
+            "permit under the nurses' role grant",
+        ),
+        (
+            &phys,
+            break_glass_payload(&a, Laboratory),
+            false,
+            "break-glass by another actor",
+        ),
+        (
+            &res,
+            access_payload(&a, Laboratory, Research, Action::Read),
+            true,
+            "the researcher, as the revoked grant allowed",
+        ),
+        (
+            &res,
+            access_payload(&a, VitalSigns, Research, Action::Read),
+            true,
+            "the researcher, another revoked category",
+        ),
+        (
+            &res,
+            access_payload(&a, Imaging, Research, Action::Read),
+            false,
+            "the researcher, a category never granted",
+        ),
+        (
+            &res,
+            access_payload(&a, Laboratory, Treat, Action::Read),
+            false,
+            "the researcher, a purpose never granted",
+        ),
+    ];
+    let mut want_flagged = Vec::new();
+    let mut want_clear = Vec::new();
+    for (who, payload, flagged, what) in cases {
+        let ev = chain.event(who, payload);
+        if flagged {
+            want_flagged.push((ev.id(), what));
+        } else {
+            want_clear.push((ev.id(), what));
+        }
+        let c = chain.commit(vec![ev]);
+        assert!(c.rejected.is_empty(), "{what}: {:?}", c.rejected);
+    }
+    // The log as an auditor builds it from the committed blocks and the state after each.
+    let mut log = Log::new();
+    let mut state = twinledger_core::State::from_genesis(&chain.genesis).unwrap();
+    for b in &chain.blocks {
+        let (next, results) = state.apply_block(&b.block).unwrap();
+        log.add_block(&b.block.events, &results, b.block.header.time, &next);
+        state = next;
+    }
+    assert_eq!(log.accesses.len(), 8);
+    let findings = log.find(&Thresholds::default());
+    let flagged: Vec<EventId> = findings
+        .iter()
+        .filter(|f| f.rule == "after_revoke")
+        .map(|f| f.events[1])
+        .collect();
+    for (id, what) in &want_flagged {
+        assert!(flagged.contains(id), "not flagged: {what}");
+    }
+    for (id, what) in &want_clear {
+        assert!(!flagged.contains(id), "flagged: {what}");
+    }
+    assert_eq!(flagged.len(), want_flagged.len());
+    // Bare records cannot tell: `find` flags every access to the patient in the window.
+    let bare = find(&log.accesses, &log.revokes, &Thresholds::default());
+    assert_eq!(bare.iter().filter(|f| f.rule == "after_revoke").count(), 8);
 }

@@ -636,9 +636,27 @@ fn rule_6_7_membership() {
         }),
     );
     commit_one(&mut w.chain, ev);
+    // 2.2: the revoked actor's access attempt is accepted and denied (§6.1), not refused.
     let ev = w.chain.event(
         &stranger,
         access_payload(&alice, VitalSigns, Treat, Action::Read),
+    );
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(
+        decision(&c, 0),
+        Decision::Deny {
+            reason: DenyReason::ActorRevoked
+        }
+    );
+    // Its other events are still refused.
+    let ev = w.chain.event(
+        &stranger,
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([7; 32]),
+            patient: alice,
+            version: 1,
+            state_hash: Hash([1; 32]),
+        }),
     );
     assert_eq!(
         refuse_one(&mut w.chain, ev),
@@ -687,11 +705,28 @@ fn rule_6_8_governance() {
         .chain
         .event(&vals[0], EventPayload::Governance(gov.clone()));
     commit_one(&mut w.chain, ev);
-    // The researcher's organisation is revoked: its actors are refused.
+    // The researcher's organisation is revoked: its actors' access attempts are denied
+    // (§6.1, 2.2), their other events refused.
     let res = w.researcher.clone();
     let ev = w.chain.event(
         &res,
         access_payload(&w.alice.public(), VitalSigns, Research, Action::Read),
+    );
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(
+        decision(&c, 0),
+        Decision::Deny {
+            reason: DenyReason::OrganisationRevoked
+        }
+    );
+    let ev = w.chain.event(
+        &res,
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: TwinId([8; 32]),
+            patient: w.alice.public(),
+            version: 1,
+            state_hash: Hash([1; 32]),
+        }),
     );
     assert_eq!(
         refuse_one(&mut w.chain, ev),
@@ -976,4 +1011,107 @@ fn a_refused_first_grant_registers_nobody() {
     assert!(scratch.patient(&newcomer.public()).is_none());
     scratch.check_map_consistency().unwrap();
     assert_eq!(scratch.next_seq(&newcomer.public()), 0);
+}
+
+/// §6.1 and §6.5 (2.2, "Requests by revoked actors"): an access or break-glass request signed
+/// by an enrolled actor whose enrolment or organisation was revoked is accepted with a denial
+/// naming the reason, advances the author's sequence number, concerns the patient, writes no
+/// break-glass record and is never permitted, even under a grant that covers it; a key never
+/// enrolled is still refused.
+#[test]
+fn rule_6_1_requests_by_revoked_actors_are_recorded_as_denied() {
+    let mut w = world();
+    let alice = w.alice.clone();
+    let hosp = w.chain.hospital.clone();
+    let nurse = w.nurse.clone();
+    // A grant that covers the nurse: before the revocation it permits.
+    let g = w
+        .chain
+        .event(&alice, vitals_grant(&alice.public(), &nurse.public()));
+    let grant = commit_one(&mut w.chain, g);
+    let ev = w.chain.event(
+        &nurse,
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+    );
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(decision(&c, 0), permit(grant));
+    let ev = w.chain.event(
+        &hosp,
+        EventPayload::ActorRevoke(ActorRevoke {
+            actor: nurse.public(),
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+
+    let actor_revoked = Decision::Deny {
+        reason: DenyReason::ActorRevoked,
+    };
+    let cases: Vec<(&str, EventPayload, Decision)> = vec![
+        (
+            "access under a covering grant",
+            access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+            actor_revoked,
+        ),
+        (
+            "access no grant covers",
+            access_payload(&alice.public(), Imaging, Treat, Action::Read),
+            actor_revoked,
+        ),
+        (
+            "break-glass by a role that may break glass",
+            break_glass_payload(&alice.public(), Imaging),
+            actor_revoked,
+        ),
+    ];
+    for (what, payload, want) in cases {
+        let seq = w.chain.state.next_seq(&nurse.public());
+        let before = w
+            .chain
+            .state
+            .patient_events(&alice.public())
+            .map_or(0, |p| p.count);
+        let ev = w.chain.event(&nurse, payload);
+        let id = ev.id();
+        let c = w.chain.commit(vec![ev]);
+        assert!(c.rejected.is_empty(), "{what}: refused {:?}", c.rejected);
+        assert_eq!(decision(&c, 0), want, "{what}");
+        assert_eq!(w.chain.state.next_seq(&nurse.public()), seq + 1, "{what}");
+        assert_eq!(
+            w.chain.state.patient_events(&alice.public()).unwrap().count,
+            before + 1,
+            "{what}: the attempt is in the patient's history"
+        );
+        assert!(w.chain.state.break_glass(&id).is_none(), "{what}");
+        w.chain.state.check_map_consistency().unwrap();
+    }
+    assert_eq!(w.chain.state.review_queue().count(), 0);
+
+    // A key never enrolled is still refused, whatever it asks.
+    let stranger = dev_key("actor/never-enrolled");
+    for payload in [
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+        break_glass_payload(&alice.public(), Imaging),
+    ] {
+        let ev = w.chain.event(&stranger, payload);
+        assert!(matches!(
+            refuse_one(&mut w.chain, ev),
+            RejectReason::UnknownAuthor { .. }
+        ));
+    }
+
+    // Re-enrolled, the nurse is permitted again under the same grant.
+    let ev = w.chain.event(
+        &hosp,
+        EventPayload::ActorEnrol(ActorEnrol {
+            actor: nurse.public(),
+            role: Role::Nurse,
+        }),
+    );
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(
+        &nurse,
+        access_payload(&alice.public(), VitalSigns, Treat, Action::Read),
+    );
+    let c = w.chain.commit(vec![ev]);
+    assert_eq!(decision(&c, 0), permit(grant));
 }

@@ -4,7 +4,8 @@
 //! reference chain with its body, results, certificate and state write log (§6.10), the
 //! validator sets, an export stream, the genesis file, a signed request, a cosignature,
 //! commitments, BLAKE3 Merkle proofs, receipts and an evidence bundle (`golden/extra.rs`);
-//! since 2.1 signatures on the edges of the ZIP-215 rule (`golden/zip215.rs`).
+//! since 2.1 signatures on the edges of the ZIP-215 rule (`golden/zip215.rs`); since 2.2 a chain
+//! in which a revoked actor's requests are recorded as denied (`golden/revoked_actor.rs`).
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
@@ -12,6 +13,8 @@
 mod common;
 #[path = "golden/extra.rs"]
 mod extra;
+#[path = "golden/revoked_actor.rs"]
+mod revoked_actor;
 #[path = "golden/state_map.rs"]
 mod state_map;
 #[path = "golden/state_writes.rs"]
@@ -360,6 +363,7 @@ fn render() -> serde_json::Value {
         "receipts": extra::receipts(&chain),
         "state_map": extra::state_map(&chain),
         "zip215": zip215_vectors::vectors(),
+        "revoked_actor": revoked_actor::vector(),
     })
 }
 
@@ -571,6 +575,12 @@ fn receipt_vectors_verify() {
 
 /// §3 (2.1): the ZIP-215 edge signatures, singly and in batches, and the 196 small-order cases
 /// from the pinned encodings.
+/// 2.2 (§6.1, §6.5, §8.2): the revoked actor's requests replay to `actor_revoked` denials.
+#[test]
+fn revoked_actor_vector_replays() {
+    revoked_actor::check(&pinned());
+}
+
 #[test]
 fn zip215_vectors_verify() {
     zip215_vectors::check(&pinned());

@@ -59,7 +59,11 @@ pub fn decide(
 
 impl AccessRequest {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let actor = tx.live_actor(cx)?;
+        let (actor, denial) = tx.requesting_actor(cx)?;
+        if let Some(reason) = denial {
+            // 2.2: a revoked actor's attempt is recorded, denied, for auditors to see.
+            return Ok(Outcome::Access(Decision::Deny { reason }));
+        }
         let decision = decide(tx.st(), &cx.author, &actor, self, cx.time);
         Ok(Outcome::Access(decision))
     }

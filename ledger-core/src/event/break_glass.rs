@@ -32,7 +32,11 @@ pub struct BreakGlassRequest {
 
 impl BreakGlassRequest {
     pub(crate) fn apply(&self, tx: &mut Tx<'_>, cx: &Ctx) -> Result<Outcome, RejectReason> {
-        let actor = tx.live_actor(cx)?;
+        let (actor, denial) = tx.requesting_actor(cx)?;
+        if let Some(reason) = denial {
+            // 2.2: a revoked actor's attempt is recorded, denied, and not queued for review.
+            return Ok(Outcome::Access(Decision::Deny { reason }));
+        }
         if !actor.role.may_break_glass() {
             // Recorded as a denied attempt: auditors see who tried.
             return Ok(Outcome::Access(Decision::Deny {

@@ -375,6 +375,34 @@ impl Tx<'_> {
         Ok(a)
     }
 
+    /// The author as an enrolled actor, for access and break-glass requests (§6.1, §6.5):
+    /// `Ok((record, None))` for a live actor of a live organisation; `Ok((record,
+    /// Some(reason)))` for an actor whose enrolment (`actor_revoked`) or organisation
+    /// (`organisation_revoked`) was revoked, whose request is recorded as denied; refused
+    /// (`unknown author`) for a key that was never enrolled.
+    pub fn requesting_actor(
+        &self,
+        cx: &Ctx,
+    ) -> Result<(ActorRecord, Option<crate::block::DenyReason>), RejectReason> {
+        let a = self
+            .st
+            .actors
+            .get(&cx.author)
+            .copied()
+            .ok_or(RejectReason::UnknownAuthor {
+                author: cx.author,
+                kind: cx.kind,
+            })?;
+        let denial = if !a.live {
+            Some(crate::block::DenyReason::ActorRevoked)
+        } else if !self.st.orgs.get(&a.organisation).is_some_and(|o| o.live) {
+            Some(crate::block::DenyReason::OrganisationRevoked)
+        } else {
+            None
+        };
+        Ok((a, denial))
+    }
+
     /// The author as a live organisation.
     pub fn live_org(&self, cx: &Ctx) -> Result<(), RejectReason> {
         match self.st.orgs.get(&cx.author) {
