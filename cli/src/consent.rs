@@ -10,10 +10,10 @@ use twinledger_core::event::delegation::Scope;
 use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
 
 use crate::client::NodeClient;
-use crate::key::{PassphraseArgs, open_key, patient_or_self};
+use crate::key::{PassphraseArgs, open_key};
 use crate::submit::submit_and_wait;
 use crate::time::{parse_time, utc};
-use crate::{CliError, Output};
+use crate::{CliError, Output, ids};
 
 /// `twinctl consent ...`
 #[derive(Debug, Args)]
@@ -29,7 +29,8 @@ pub struct Signer {
     /// The signer's key file (the patient's, or a delegate's).
     #[arg(long)]
     pub key: PathBuf,
-    /// The patient (did:key); default: the signer.
+    /// The patient (did:key); default: the patient whose current key signs (after a key
+    /// rotation, still the patient), else the signer.
     #[arg(long)]
     pub patient: Option<String>,
     /// Passphrase source.
@@ -86,7 +87,8 @@ pub enum ConsentCommand {
         /// Signer.
         #[command(flatten)]
         signer: Signer,
-        /// The grant's id (hex).
+        /// The grant's id: as `consent list` shows it, or any unique prefix (at least 4 hex
+        /// digits), or all 64 hex digits.
         grant: String,
     },
     /// List the patient's grants (active, future, expired, revoked) and delegations.
@@ -178,10 +180,14 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
         } => {
             let grantee = parse_grantee(to)?;
             let scope = scope.parse()?;
-            let valid_from = Timestamp(from.as_deref().map(parse_time).transpose()?.unwrap_or(0));
+            let valid_from = Timestamp(match from.as_deref() {
+                Some(f) => parse_time(f)?,
+                None => crate::time::now_ms()?,
+            });
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
+            let client = NodeClient::connect(node)?;
+            let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
             let payload = EventPayload::ConsentGrant(ConsentGrant {
                 patient,
                 grantee,
@@ -196,9 +202,16 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             })
         }
         ConsentCommand::Revoke { signer, grant } => {
-            let grant = EventId::from_hex(grant).map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
+            let client = NodeClient::connect(node)?;
+            let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
+            let grant = if ids::is_whole(grant.trim()) {
+                ids::resolve("grant id", grant, std::iter::empty::<String>())?
+            } else {
+                let listing = listing(&client, &key, &patient)?;
+                ids::resolve("grant id", grant, entry_ids(&listing["grants"]))?
+            };
+            let grant = EventId::from_hex(&grant).map_err(|e| CliError::Invalid(e.to_string()))?;
             let payload = EventPayload::ConsentRevoke(ConsentRevoke { patient, grant });
             let (id, height) = submit_and_wait(node, &key, payload)?;
             Ok(Output {
@@ -208,8 +221,8 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
         }
         ConsentCommand::List { signer, check } => {
             let key = open_key(&signer.key, &signer.pass)?;
-            let patient = patient_or_self(signer.patient.as_deref(), &key)?;
             let client = NodeClient::connect(node)?;
+            let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
             // Verified: the list is built from the certified history's events alone.
             if let Some((h, _)) = crate::history::fetch_verified(&client, &key, &patient, check)? {
                 let v = h.consents(crate::time::now_ms()?);
@@ -218,14 +231,76 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
                     json: v,
                 });
             }
-            let v =
-                client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;
+            let v = listing(&client, &key, &patient)?;
             Ok(Output {
                 text: consent_table(&v),
                 json: v,
             })
         }
     }
+}
+
+/// The patient the signer acts for: `--patient` when given; otherwise the patient whose
+/// current key the signer's key is (the node answers from its state: after `key rotate` the
+/// new key still names the patient id, its first key), else the signer's own key (a patient's
+/// first event registers them under it).
+pub(crate) fn signer_patient(
+    client: &NodeClient,
+    key: &twinledger_core::Keypair,
+    given: Option<&str>,
+) -> Result<PublicKey, CliError> {
+    if let Some(d) = given {
+        return PublicKey::from_did(d).map_err(|e| CliError::Invalid(format!("--patient: {e}")));
+    }
+    let me = key.public();
+    let v = client.signed_get(key, &format!("/v1/keys/{me}/sequence"))?;
+    match v["patient"].as_str() {
+        Some(d) => PublicKey::from_did(d)
+            .map_err(|e| CliError::Invalid(format!("the node names patient {d:?}: {e}"))),
+        None => Ok(me),
+    }
+}
+
+/// The node's whole consent listing of `patient` (every page): grants and delegations.
+pub(crate) fn listing(
+    client: &NodeClient,
+    key: &twinledger_core::Keypair,
+    patient: &PublicKey,
+) -> Result<Value, CliError> {
+    let mut grants = Vec::new();
+    let mut delegations = Vec::new();
+    let mut from = 0u64;
+    let mut first = Value::Null;
+    loop {
+        let page = client.signed_get(
+            key,
+            &format!("/v1/patients/{patient}/consents?from={from}&limit=1000"),
+        )?;
+        grants.extend(page["grants"].as_array().cloned().unwrap_or_default());
+        delegations.extend(page["delegations"].as_array().cloned().unwrap_or_default());
+        let next = page["next_from"].as_u64();
+        if first.is_null() {
+            first = page;
+        }
+        match next {
+            Some(n) if n > from => from = n,
+            _ => break,
+        }
+    }
+    first["grants"] = Value::Array(grants);
+    first["delegations"] = Value::Array(delegations);
+    first["next_from"] = Value::Null;
+    Ok(first)
+}
+
+/// The ids of a listing's entries (`grants` or `delegations`).
+pub(crate) fn entry_ids(entries: &Value) -> Vec<String> {
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_str().map(String::from))
+        .collect()
 }
 
 fn list(v: &Value) -> String {
@@ -239,39 +314,93 @@ fn list(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// A did shortened for a table: its method prefix and the first digits of the key.
+fn short_did(d: &str) -> String {
+    d.get(..20).unwrap_or(d).to_string()
+}
+
+/// Why a grant is ended, as a table shows it: `ended: delegation 96a6… revoked 2026-…`.
+fn ended_text(e: &Value) -> String {
+    let delegation = ids::short(e["delegation"].as_str().unwrap_or("")).to_string();
+    let at = e["at_ms"].as_u64().map(utc).unwrap_or_default();
+    match e["reason"].as_str() {
+        Some("delegation_revoked") => format!("delegation {delegation} revoked {at}"),
+        Some("delegation_expired") => format!("delegation {delegation} expired {at}"),
+        Some(other) => format!("{other} {at}"),
+        None => String::new(),
+    }
+}
+
 pub(crate) fn consent_table(v: &Value) -> String {
+    let w = ids::SHORT;
     let mut out = format!(
-        "{:<14} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
-        "GRANT", "STATUS", "GRANTEE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL"
+        "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}\n",
+        "GRANT", "STATUS", "GRANTEE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL", "NOTE"
     );
     for g in v["grants"].as_array().into_iter().flatten() {
         let grant = &g["grant"];
         let who = &grant["grantee"];
-        let short = |d: &str| d.get(..20).unwrap_or(d).to_string();
         let grantee = if let Some(d) = who["actor"].as_str() {
-            format!("actor:{}", short(d))
+            format!("actor:{}", short_did(d))
         } else if let Some(d) = who["organisation"].as_str() {
-            format!("org:{}", short(d))
+            format!("org:{}", short_did(d))
         } else {
             let r = &who["role"];
             match r["organisation"].as_str() {
-                Some(o) => format!("role:{}@{}", r["role"].as_str().unwrap_or("?"), short(o)),
+                Some(o) => format!(
+                    "role:{}@{}",
+                    r["role"].as_str().unwrap_or("?"),
+                    short_did(o)
+                ),
                 None => format!("role:{}", r["role"].as_str().unwrap_or("?")),
             }
         };
         let until = grant["valid_until"]
             .as_u64()
             .map_or_else(|| "-".to_string(), utc);
+        let by = &g["granted_by"];
+        let delegation = by.get("Delegate").or_else(|| by.get("delegate"));
+        let mut note = match delegation.and_then(Value::as_str) {
+            Some(d) => format!("by delegate, delegation {}", ids::short(d)),
+            None => String::new(),
+        };
+        if g.get("ended").is_some_and(|e| !e.is_null()) {
+            note = format!("ended: {}", ended_text(&g["ended"]));
+        }
         out.push_str(&format!(
-            "{:<14} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
-            g["id"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}\n",
+            ids::short(g["id"].as_str().unwrap_or("")),
             g["status"].as_str().unwrap_or(""),
             grantee,
             list(&grant["scope"]["categories"]),
             list(&grant["scope"]["purposes"]),
             list(&grant["scope"]["actions"]),
-            until
+            until,
+            note.trim_end()
         ));
+    }
+    let delegations = v["delegations"].as_array().map_or(&[][..], Vec::as_slice);
+    if !delegations.is_empty() {
+        out.push_str(&format!(
+            "\n{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
+            "DELEGATION", "STATUS", "DELEGATE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL"
+        ));
+        for d in delegations {
+            let del = &d["delegation"];
+            let until = del["valid_until"]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), utc);
+            out.push_str(&format!(
+                "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
+                ids::short(d["id"].as_str().unwrap_or("")),
+                d["status"].as_str().unwrap_or(""),
+                short_did(del["delegate"].as_str().unwrap_or("")),
+                list(&del["scope"]["categories"]),
+                list(&del["scope"]["purposes"]),
+                list(&del["scope"]["actions"]),
+                until
+            ));
+        }
     }
     out
 }

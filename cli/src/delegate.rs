@@ -7,11 +7,12 @@ use serde_json::json;
 use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
 use twinledger_core::{EventId, EventPayload, PublicKey, Timestamp};
 
-use crate::consent::ScopeArgs;
+use crate::client::NodeClient;
+use crate::consent::{ScopeArgs, entry_ids, listing, signer_patient};
 use crate::key::{PassphraseArgs, open_key};
 use crate::submit::submit_and_wait;
 use crate::time::parse_time;
-use crate::{CliError, Output};
+use crate::{CliError, Output, ids};
 
 /// `twinctl delegate ...`
 #[derive(Debug, Args)]
@@ -50,7 +51,8 @@ pub enum DelegateCommand {
         /// Passphrase source.
         #[command(flatten)]
         pass: PassphraseArgs,
-        /// The delegation's id.
+        /// The delegation's id: as `consent list` shows it, or any unique prefix (at least 4
+        /// hex digits), or all 64 hex digits.
         delegation: String,
     },
 }
@@ -70,8 +72,10 @@ pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
             let scope: Scope = scope.parse()?;
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
             let key = open_key(key, pass)?;
+            // After a key rotation the patient is still named by its id (the first key).
+            let patient = signer_patient(&NodeClient::connect(node)?, &key, None)?;
             let payload = EventPayload::DelegateGrant(DelegateGrant {
-                patient: key.public(),
+                patient,
                 delegate,
                 scope,
                 valid_until,
@@ -87,11 +91,23 @@ pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
             pass,
             delegation,
         } => {
-            let delegation =
-                EventId::from_hex(delegation).map_err(|e| CliError::Invalid(e.to_string()))?;
             let key = open_key(key, pass)?;
+            let client = NodeClient::connect(node)?;
+            let patient = signer_patient(&client, &key, None)?;
+            let delegation = if ids::is_whole(delegation.trim()) {
+                ids::resolve("delegation id", delegation, std::iter::empty::<String>())?
+            } else {
+                let listing = listing(&client, &key, &patient)?;
+                ids::resolve(
+                    "delegation id",
+                    delegation,
+                    entry_ids(&listing["delegations"]),
+                )?
+            };
+            let delegation =
+                EventId::from_hex(&delegation).map_err(|e| CliError::Invalid(e.to_string()))?;
             let payload = EventPayload::DelegateRevoke(DelegateRevoke {
-                patient: key.public(),
+                patient,
                 delegation,
             });
             let (id, height) = submit_and_wait(node, &key, payload)?;

@@ -10,7 +10,7 @@ use twinledger_core::{Commitment, EventId, EventPayload};
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
 use crate::submit::submit_and_wait;
-use crate::{CliError, Output};
+use crate::{CliError, Output, ids};
 
 /// `twinctl review ...`
 #[derive(Debug, Args)]
@@ -23,7 +23,8 @@ pub struct ReviewArgs {
 /// Review commands.
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// List break-glass accesses awaiting review (auditors, member organisations).
+    /// List break-glass accesses awaiting review (auditors and member organisations: every
+    /// one; a privacy officer: those of its organisation).
     List {
         /// The reader's key file.
         #[arg(long)]
@@ -40,7 +41,8 @@ pub enum ReviewCommand {
         /// Passphrase source.
         #[command(flatten)]
         pass: PassphraseArgs,
-        /// The break-glass request's id.
+        /// The break-glass request's id: as `review list` shows it, or any unique prefix (at
+        /// least 4 hex digits), or all 64 hex digits.
         request: String,
         /// The finding.
         #[arg(long, value_parser = ["justified", "unjustified"])]
@@ -57,14 +59,15 @@ pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
         ReviewCommand::List { key, pass } => {
             let key = open_key(key, pass)?;
             let v = NodeClient::connect(node)?.signed_get(&key, "/v1/reviews")?;
+            let w = ids::SHORT;
             let mut text = format!(
-                "{:<66} {:<10} {:<12} {}\n",
+                "{:<w$} {:<10} {:<12} {}\n",
                 "REQUEST", "HEIGHT", "CATEGORY", "ACTOR"
             );
             for r in v["unreviewed"].as_array().into_iter().flatten() {
                 text.push_str(&format!(
-                    "{:<66} {:<10} {:<12} {}\n",
-                    r["id"].as_str().unwrap_or(""),
+                    "{:<w$} {:<10} {:<12} {}\n",
+                    ids::short(r["id"].as_str().unwrap_or("")),
                     r["access"]["height"],
                     r["access"]["category"].as_str().unwrap_or(""),
                     r["access"]["actor"].as_str().unwrap_or("")
@@ -79,8 +82,25 @@ pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
             finding,
             notes,
         } => {
+            let key = open_key(key, pass)?;
+            let request = if ids::is_whole(request.trim()) {
+                ids::resolve(
+                    "break-glass request id",
+                    request,
+                    std::iter::empty::<String>(),
+                )?
+            } else {
+                let queue = NodeClient::connect(node)?.signed_get(&key, "/v1/reviews")?;
+                let candidates = queue["unreviewed"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r["id"].as_str().map(String::from))
+                    .collect::<Vec<_>>();
+                ids::resolve("break-glass request id", request, candidates)?
+            };
             let request =
-                EventId::from_hex(request).map_err(|e| CliError::Invalid(e.to_string()))?;
+                EventId::from_hex(&request).map_err(|e| CliError::Invalid(e.to_string()))?;
             let finding = if finding == "justified" {
                 Finding::Justified
             } else {
@@ -88,7 +108,6 @@ pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
             };
             let mut salt = [0u8; 32];
             getrandom::fill(&mut salt).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
-            let key = open_key(key, pass)?;
             let payload = EventPayload::BreakGlassReview(BreakGlassReview {
                 request,
                 finding,

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabel, Counter>,
     /// API latency by route and status, seconds.
     pub api_latency: Family<RouteLabel, Histogram>,
+    /// Signed events refused at admission because their author is no enrolled party that may
+    /// send them (`unknown_author`): unknown keys, which never reach the chain.
+    pub unknown_authors: Counter,
 }
 
 impl Default for Metrics {
@@ -59,6 +62,7 @@ impl Metrics {
         let api_latency = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
+        let unknown_authors = Counter::default();
         registry.register("height", "Height of the last final block", height.clone());
         registry.register("events_committed", "Events committed", events.clone());
         registry.register(
@@ -76,6 +80,11 @@ impl Metrics {
             "API request latency",
             api_latency.clone(),
         );
+        registry.register(
+            "unknown_author_refusals",
+            "Signed events refused at admission because their author is not enrolled",
+            unknown_authors.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             height,
@@ -83,6 +92,7 @@ impl Metrics {
             mempool,
             decisions,
             api_latency,
+            unknown_authors,
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use twinledger_core::event::EventPayload;
 
-use super::events::{check_signature, decode_event, receipt_answer, reject, submit_error};
+use super::events::{check_signature, decode_event, receipt_answer, reject, submit_refused};
 use super::{Api, ApiError, MAX_WAIT};
 use crate::chain::Finality;
 
@@ -59,7 +59,7 @@ pub async fn authorise(
     let id = api
         .chain
         .submit_verified(ev, Some(tx))
-        .map_err(submit_error)?;
+        .map_err(|e| submit_refused(&api, e))?;
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(Finality::Final { .. })) => {
             let receipt = api.chain.receipt(&id)?.ok_or_else(|| {

@@ -117,6 +117,16 @@ pub fn is_privileged(state: &State, key: &PublicKey) -> bool {
     state.is_auditor(key) || state.organisation(key).is_some_and(|o| o.live)
 }
 
+/// The patient a did in a path names: the patient whose **current** key it is (after a key
+/// rotation the patient id stays the first key, PROTOCOL §6.4), else the key itself (a patient
+/// id, a retired key, or a key of no patient).
+pub fn resolve_patient(state: &State, key: PublicKey) -> PublicKey {
+    match state.patient_of_key(&key) {
+        Some(k) if !k.retired => k.patient,
+        _ => key,
+    }
+}
+
 /// Whether `key` may read `patient`'s events: the patient's current key, a live delegate, an
 /// auditor or a member organisation.
 pub fn may_read_patient(state: &State, key: &PublicKey, patient: &PublicKey) -> bool {

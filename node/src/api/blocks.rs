@@ -293,30 +293,37 @@ pub async fn export(
         .into_response())
 }
 
-/// Break-glass accesses awaiting review, with who broke the glass, whose twin and when
-/// (auditors and member organisations).
+/// Break-glass accesses awaiting review, with who broke the glass, whose twin and when. Readable
+/// by auditors and member organisations (the whole queue), and by those who may review
+/// (PROTOCOL §6.5): a live privacy officer reads the accesses of its own organisation.
 pub async fn reviews(
     State(api): State<Arc<Api>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    privileged(
-        &api,
-        &method,
-        &uri,
-        &headers,
-        "the break-glass review queue",
-    )?;
+    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
     let state = api.chain.state();
+    let organisation = if is_privileged(&state, &requester) {
+        None
+    } else {
+        match state.actor(&requester) {
+            Some(a)
+                if a.live
+                    && a.role == twinledger_core::codes::Role::PrivacyOfficer
+                    && state.organisation(&a.organisation).is_some_and(|o| o.live) =>
+            {
+                Some(a.organisation)
+            }
+            _ => return Err(forbidden(&requester, "the break-glass review queue")),
+        }
+    };
     let queue: Vec<Value> = state
         .review_queue()
+        .filter_map(|id| state.break_glass(id).map(|r| (id, r)))
+        .filter(|(_, r)| organisation.is_none_or(|o| r.organisation == o))
         .take(10_000)
-        .filter_map(|id| {
-            state
-                .break_glass(id)
-                .map(|r| json!({"id": id, "access": r}))
-        })
+        .map(|(id, r)| json!({"id": id, "access": r}))
         .collect();
     Ok(Json(json!({"unreviewed": queue})))
 }

@@ -110,6 +110,14 @@ pub(super) fn reject(r: RejectReason) -> ApiError {
     )
 }
 
+/// [`submit_error`], counting refusals of unknown authors in the metrics.
+pub(super) fn submit_refused(api: &Api, e: SubmitError) -> ApiError {
+    if matches!(e, SubmitError::Rejected(RejectReason::UnknownAuthor { .. })) {
+        api.chain.metrics().unknown_authors.inc();
+    }
+    submit_error(e)
+}
+
 pub(super) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Rejected(r) => reject(r),
@@ -137,7 +145,10 @@ pub async fn submit(
     let req: SubmitEvent = parse_json(&body)?;
     let ev = decode_event(&api, &req.event)?;
     check_signature(&ev)?;
-    let id = api.chain.submit_verified(ev, None).map_err(submit_error)?;
+    let id = api
+        .chain
+        .submit_verified(ev, None)
+        .map_err(|e| submit_refused(&api, e))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "status": "pending"})),
@@ -203,8 +214,11 @@ pub async fn submit_batch(
     .map_err(ApiError::internal)?;
     let mut results = Vec::with_capacity(checked.len());
     for r in checked {
-        let item = match r.and_then(|ev| api.chain.submit_verified(ev, None).map_err(submit_error))
-        {
+        let item = match r.and_then(|ev| {
+            api.chain
+                .submit_verified(ev, None)
+                .map_err(|e| submit_refused(&api, e))
+        }) {
             Ok(id) => json!({"id": id, "status": "pending"}),
             Err(e) => json!({"status": "refused", "error": {"code": e.code, "message": e.message}}),
         };
@@ -278,7 +292,15 @@ pub async fn sequence(
         return Err(forbidden(&requester, &format!("the sequence of {key}")));
     }
     let (committed, pending) = api.chain.next_seq(&key);
-    Ok(Json(
-        json!({"key": key, "next_seq": pending, "committed_next_seq": committed}),
-    ))
+    // The patient this key is the current key of (the patient id, its first key), if any:
+    // what a client names as `patient` in the events it signs after a rotation.
+    let patient = api
+        .chain
+        .state()
+        .patient_of_key(&key)
+        .filter(|k| !k.retired)
+        .map(|k| k.patient);
+    Ok(Json(json!({
+        "key": key, "next_seq": pending, "committed_next_seq": committed, "patient": patient,
+    })))
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use twinledger_core::merkle::Blake3Tree;
 use twinledger_core::{EventPayload, PublicKey, Receipt, Table};
 
-use super::auth::{authenticate, forbidden, may_read_patient};
+use super::auth::{authenticate, forbidden, may_read_patient, resolve_patient};
 use super::{Api, ApiError};
 use crate::store::Index;
 
@@ -44,10 +44,12 @@ pub async fn history(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let requester = authenticate(&api, &method, &uri, &headers, b"")?;
-    let patient = PublicKey::from_did(&did)
+    let named = PublicKey::from_did(&did)
         .map_err(|e| ApiError::bad_request("malformed_did", format!("patient: {e}")))?;
     // One snapshot: the proof, the tip and the events all at the state's height.
     let state = api.chain.state();
+    // A patient's current key names the patient (its id is the first key).
+    let patient = resolve_patient(&state, named);
     if !may_read_patient(&state, &requester, &patient) {
         return Err(forbidden(
             &requester,

@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use twinledger_core::event::EventPayload;
+use twinledger_core::state::records::GrantedBy;
 use twinledger_core::{PublicKey, Purpose};
 
-use super::auth::{authenticate, forbidden, may_read_patient};
+use super::auth::{authenticate, forbidden, may_read_patient, resolve_patient};
 use super::{Api, ApiError};
 use crate::chain::now;
 use crate::store::{CommittedBlock, Index};
@@ -43,12 +44,14 @@ fn authorised_patient(
     page: &Page,
 ) -> Result<(PublicKey, twinledger_core::State), ApiError> {
     let requester = authenticate(api, method, uri, headers, b"")?;
-    let patient = PublicKey::from_did(did)
+    let named = PublicKey::from_did(did)
         .map_err(|e| ApiError::bad_request("malformed_did", format!("patient: {e}")))?;
     if page.limit == 0 || page.limit > 1000 {
         return Err(ApiError::bad_request("bad_limit", "limit must be 1..=1000"));
     }
     let state = api.chain.state();
+    // A patient's current key names the patient (its id is the first key).
+    let patient = resolve_patient(&state, named);
     if !may_read_patient(&state, &requester, &patient) {
         return Err(forbidden(
             &requester,
@@ -58,7 +61,10 @@ fn authorised_patient(
     Ok((patient, state))
 }
 
-/// The patient's consent grants (active, future, expired and revoked) and delegations.
+/// The patient's consent grants (active, future, expired, revoked and ended) and delegations.
+/// A grant made by a delegate whose delegation was revoked, or has expired, no longer counts
+/// (PROTOCOL §6.3): it is `"ended"`, with `"ended": {"reason": "delegation_revoked" |
+/// "delegation_expired", "delegation": <id>, "at_ms": <when the delegation ended>}`.
 pub async fn consents(
     State(api): State<Arc<Api>>,
     Path(did): Path<String>,
@@ -71,15 +77,43 @@ pub async fn consents(
     let t = now();
     let mut grants = Vec::new();
     let mut delegations = Vec::new();
-    let entries = api
-        .chain
-        .store()
-        .index(Index::Patient, &patient, page.from, page.limit)?;
+    let store = api.chain.store();
+    let entries = store.index(Index::Patient, &patient, page.from, page.limit)?;
     let next = entries.last().map(|(leaf, _)| leaf + 1);
+    // Block times by height, for the time a delegation was revoked.
+    let mut times: HashMap<u64, u64> = HashMap::new();
+    let mut time_at = |height: u64| -> Result<u64, ApiError> {
+        if let Some(t) = times.get(&height) {
+            return Ok(*t);
+        }
+        let b = store.block(height)?.ok_or_else(|| {
+            ApiError::internal(format!("block {height} is committed but not stored"))
+        })?;
+        let t = b.block.header.time.0;
+        times.insert(height, t);
+        Ok(t)
+    };
     for (leaf, id) in entries {
         if let Some(g) = state.grant(&id) {
+            let ended = match g.granted_by {
+                GrantedBy::Delegate(d) if g.revoked_at.is_none() => match state.delegation(&d) {
+                    Some(del) => match (del.revoked_at, del.valid_until) {
+                        (Some(h), _) => Some(json!({
+                            "reason": "delegation_revoked", "delegation": d, "at_ms": time_at(h)?,
+                        })),
+                        (None, Some(u)) if u <= t => Some(json!({
+                            "reason": "delegation_expired", "delegation": d, "at_ms": u.0,
+                        })),
+                        _ => None,
+                    },
+                    None => None,
+                },
+                _ => None,
+            };
             let status = if g.revoked_at.is_some() {
                 "revoked"
+            } else if ended.is_some() {
+                "ended"
             } else if g.active_at(t) {
                 "active"
             } else if g.grant.valid_from > t {
@@ -87,10 +121,14 @@ pub async fn consents(
             } else {
                 "expired"
             };
-            grants.push(json!({
+            let mut entry = json!({
                 "id": id, "leaf": leaf, "status": status, "grant": g.grant,
                 "granted_by": g.granted_by, "height": g.height, "revoked_at": g.revoked_at,
-            }));
+            });
+            if let Some(e) = ended {
+                entry["ended"] = e;
+            }
+            grants.push(entry);
         } else if let Some(d) = state.delegation(&id) {
             let status = if d.revoked_at.is_some() {
                 "revoked"
