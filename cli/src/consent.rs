@@ -367,8 +367,8 @@ pub(crate) fn consent_table(v: &Value) -> String {
         if g.get("ended").is_some_and(|e| !e.is_null()) {
             note = format!("ended: {}", ended_text(&g["ended"]));
         }
-        out.push_str(&format!(
-            "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}\n",
+        let line = format!(
+            "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}",
             ids::short(g["id"].as_str().unwrap_or("")),
             g["status"].as_str().unwrap_or(""),
             grantee,
@@ -376,8 +376,10 @@ pub(crate) fn consent_table(v: &Value) -> String {
             list(&grant["scope"]["purposes"]),
             list(&grant["scope"]["actions"]),
             until,
-            note.trim_end()
-        ));
+            note
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     let delegations = v["delegations"].as_array().map_or(&[][..], Vec::as_slice);
     if !delegations.is_empty() {
