@@ -12,7 +12,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use twinledger_core::event::EventPayload;
 
-use super::events::{check_signature, decode_event, receipt_answer, reject, submit_refused};
+use super::events::{
+    bound_revoked, check_signature, decode_event, receipt_answer, reject, submit_refused,
+};
 use super::{Api, ApiError, MAX_WAIT};
 use crate::chain::Finality;
 
@@ -55,6 +57,7 @@ pub async fn authorise(
         ));
     }
     check_signature(&ev)?;
+    bound_revoked(&api, &ev)?;
     let (tx, rx) = oneshot::channel();
     let id = api
         .chain

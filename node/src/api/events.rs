@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use twinledger_core::codec::CodecError;
-use twinledger_core::{Receipt, RejectReason, SignedEvent};
+use twinledger_core::{EventPayload, Receipt, RejectReason, SignedEvent};
 
 use super::auth::{authenticate, forbidden, is_privileged, may_read_patient};
 use super::{Api, ApiError, MAX_BATCH, parse_id};
@@ -110,6 +110,43 @@ pub(super) fn reject(r: RejectReason) -> ApiError {
     )
 }
 
+/// Most events a revoked actor may have pending at once. Its access and break-glass requests are
+/// recorded as denied (PROTOCOL §6.1, 2.2), so they are accepted; this bound keeps a revoked
+/// key to one recorded attempt per block, whatever client addresses it uses.
+pub const MAX_PENDING_REVOKED: u64 = 1;
+
+/// Refuses (429 `revoked_backlog`) an event by an enrolled actor that is no longer live (its
+/// enrolment or organisation revoked) while it already has [`MAX_PENDING_REVOKED`] events
+/// pending.
+pub(super) fn bound_revoked(api: &Api, ev: &SignedEvent) -> Result<(), ApiError> {
+    if !matches!(
+        ev.event.payload,
+        EventPayload::AccessRequest(_) | EventPayload::BreakGlassRequest(_)
+    ) {
+        return Ok(());
+    }
+    let author = ev.event.author;
+    let state = api.chain.state();
+    let revoked = state
+        .actor(&author)
+        .is_some_and(|a| !a.live || !state.organisation(&a.organisation).is_some_and(|o| o.live));
+    if !revoked {
+        return Ok(());
+    }
+    let (committed, pending) = api.chain.next_seq(&author);
+    if pending.saturating_sub(committed) >= MAX_PENDING_REVOKED {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "revoked_backlog",
+            format!(
+                "{author} is a revoked actor with {} event(s) pending; its attempts are recorded one a block, retry after the next block",
+                pending - committed
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// [`submit_error`], counting refusals of unknown authors in the metrics.
 pub(super) fn submit_refused(api: &Api, e: SubmitError) -> ApiError {
     if matches!(e, SubmitError::Rejected(RejectReason::UnknownAuthor { .. })) {
@@ -145,6 +182,7 @@ pub async fn submit(
     let req: SubmitEvent = parse_json(&body)?;
     let ev = decode_event(&api, &req.event)?;
     check_signature(&ev)?;
+    bound_revoked(&api, &ev)?;
     let id = api
         .chain
         .submit_verified(ev, None)
@@ -215,6 +253,7 @@ pub async fn submit_batch(
     let mut results = Vec::with_capacity(checked.len());
     for r in checked {
         let item = match r.and_then(|ev| {
+            bound_revoked(&api, &ev)?;
             api.chain
                 .submit_verified(ev, None)
                 .map_err(|e| submit_refused(&api, e))
