@@ -246,6 +246,13 @@ async fn a_rotated_key_alone_acts_as_the_patient() {
         "the listing is the patient's: {v}"
     );
     assert_eq!(v["grants"][0]["id"], g1.as_str());
+    // Verified against the genesis too (the certified history of the patient id).
+    let genesis = f.path("genesis.json");
+    let text = f
+        .text(&["consent", "list", "--key", &new, "--genesis", &genesis])
+        .await;
+    assert!(text.contains(&g1[..16]), "{text}");
+    assert!(text.contains("verified against the genesis"), "{text}");
     let v = f
         .json(&[
             "consent",
