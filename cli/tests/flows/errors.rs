@@ -116,7 +116,7 @@ async fn every_bad_argument_is_named_exit_2_and_nothing_is_sent() {
         ),
         (
             vec!["consent", "revoke", "--key", &n.patient_file, "not-an-id"],
-            "malformed EventId",
+            "is not hex",
         ),
         (
             vec![
