@@ -68,13 +68,21 @@ fn fhir_resources() {
     ledger.time_of.insert("a1".repeat(32), 1_767_225_600_000);
     ledger.time_of.insert("b2".repeat(32), 1_767_225_600_000);
     ledger.time_of.insert("f6".repeat(32), 1_767_225_900_000);
-    ledger.revoked_time_of.insert("b2".repeat(32), 1_767_225_603_000);
+    ledger
+        .revoked_time_of
+        .insert("b2".repeat(32), 1_767_225_603_000);
     for id in ["c3", "d4", "e5"] {
         ledger.resource_of.insert(id.repeat(32), "9a".repeat(32));
     }
     for r5 in [false, true] {
-        let bundle =
-            crate::fhir::bundle(&consents(), &accesses(), &patient, &ledger, 1_767_312_000_000, r5);
+        let bundle = crate::fhir::bundle(
+            &consents(),
+            &accesses(),
+            &patient,
+            &ledger,
+            1_767_312_000_000,
+            r5,
+        );
         let name = if r5 { "fhir_r5" } else { "fhir_r4" };
         insta::assert_json_snapshot!(name, bundle);
     }

@@ -16,8 +16,8 @@ use twinledger_core::codes::{Action, Code, DataCategory, Purpose, Role};
 
 use super::ledger::{Ledger, uuid};
 use super::{
-    ACT_CODE, CONSENT_CATEGORY_LOINC, CONSENT_PROFILE, CONSENT_SCOPE, PARTICIPATION, codes,
-    coding, did_ref, escape,
+    ACT_CODE, CONSENT_CATEGORY_LOINC, CONSENT_PROFILE, CONSENT_SCOPE, PARTICIPATION, codes, coding,
+    did_ref, escape,
 };
 use crate::time::utc;
 
@@ -317,8 +317,7 @@ mod tests {
             ..Ledger::default()
         };
         l.time_of.insert("aa".repeat(32), 1_767_225_600_000);
-        l.revoked_time_of
-            .insert("aa".repeat(32), 1_767_312_000_000);
+        l.revoked_time_of.insert("aa".repeat(32), 1_767_312_000_000);
         l
     }
 
@@ -346,8 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn a_grant_ended_by_a_revoked_delegation_is_an_inactive_consent_ending_then_with_its_reason()
-    {
+    fn a_grant_ended_by_a_revoked_delegation_is_an_inactive_consent_ending_then_with_its_reason() {
         let mut e = entry("ended");
         e["ended"] = json!({"reason": "delegation_revoked", "delegation": "dd".repeat(32), "at_ms": 1_767_398_400_000u64});
         for r5 in [false, true] {
@@ -446,6 +444,9 @@ mod tests {
         let actor = &c["provision"]["provision"][0]["actor"][0]["reference"];
         assert_eq!(actor["reference"], "#grantee");
         assert!(actor.get("identifier").is_none(), "{actor}");
-        assert_eq!(c["organization"][0]["identifier"]["value"], "did:key:zHospital");
+        assert_eq!(
+            c["organization"][0]["identifier"]["value"],
+            "did:key:zHospital"
+        );
     }
 }

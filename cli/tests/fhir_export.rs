@@ -1,0 +1,798 @@
+//! `twinctl fhir export` against a real node (in-process, 127.0.0.1:0): every resource and the
+//! Bundle validate against HL7's official FHIR JSON schemas (vendored in `tests/data/fhir/`), and
+//! the IHE BALP elements a FHIR auditor relies on are there.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use twinledger_core::devkit::dev_key;
+use twinledger_core::{Keypair, Role};
+use twinledger_genesis::ActorEntry;
+
+mod common;
+
+use common::{err, run, run_exit, run_ok, write_key};
+
+const BALP: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/";
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+/// An official FHIR JSON schema, compiled once per release for this test binary.
+struct Schema {
+    release: &'static str,
+    doc: Value,
+    root: jsonschema::Validator,
+}
+
+fn load(release: &'static str, file: &str) -> Schema {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fhir")
+        .join(file);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let t = Instant::now();
+    let root = jsonschema::validator_for(&doc).unwrap();
+    eprintln!("FHIR {release} schema compiled in {:?}", t.elapsed());
+    Schema { release, doc, root }
+}
+
+fn r4() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| load("R4", "fhir.r4.schema.json.gz"))
+}
+
+/// The R5 elements that the R4 shapes got wrong: `source.type` and `entity.securityLabel` are
+/// CodeableConcepts, every agent keeps its `type`. (No official R5 schema is vendored yet: see
+/// `tests/data/fhir/README.md`.)
+fn check_r5_shapes(bundle: &Value) {
+    for ev in resources(bundle, "AuditEvent") {
+        for t in ev["source"]["type"].as_array().unwrap() {
+            assert!(
+                t["coding"].is_array(),
+                "R5 source.type is a CodeableConcept: {ev:#}"
+            );
+        }
+        for a in ev["agent"].as_array().unwrap() {
+            assert!(
+                a["type"]["coding"].is_array(),
+                "R5 agent.type is kept: {ev:#}"
+            );
+        }
+        for e in ev["entity"].as_array().unwrap() {
+            assert!(e.get("type").is_none(), "R5 entity has no type: {ev:#}");
+            for l in e["securityLabel"].as_array().into_iter().flatten() {
+                assert!(
+                    l["coding"].is_array(),
+                    "R5 securityLabel is a CodeableConcept: {ev:#}"
+                );
+            }
+        }
+        for k in ["type", "subtype", "outcomeDesc", "purposeOfEvent"] {
+            assert!(ev.get(k).is_none(), "{k} is R4 only: {ev:#}");
+        }
+    }
+}
+
+impl Schema {
+    /// Validates `instance` (a resource or a Bundle) against the whole schema; on failure names
+    /// every error found against the definition of its resource type.
+    fn check(&self, instance: &Value) {
+        if self.root.is_valid(instance) {
+            return;
+        }
+        let kind = instance["resourceType"].as_str().unwrap_or("?");
+        let mut one = self.doc.clone();
+        one.as_object_mut().unwrap().remove("oneOf");
+        one["$ref"] = json!(format!("#/definitions/{kind}"));
+        let v = jsonschema::validator_for(&one).unwrap();
+        let errors: Vec<String> = v
+            .iter_errors(instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        panic!(
+            "{kind} is not valid FHIR {}: {errors:#?}\n{instance:#}",
+            self.release
+        );
+    }
+
+    /// Validates the Bundle and each resource in it.
+    fn check_bundle(&self, bundle: &Value) {
+        self.check(bundle);
+        for e in bundle["entry"].as_array().unwrap() {
+            self.check(&e["resource"]);
+        }
+    }
+}
+
+fn key_file(dir: &Path, name: &str) -> (String, Keypair) {
+    let key = twinledger_cli::keystore::generate().unwrap();
+    (write_key(dir, name, &key), key)
+}
+
+fn resources<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == kind)
+        .collect()
+}
+
+fn profiled<'a>(events: &[&'a Value], profile: &str) -> Vec<&'a Value> {
+    let want = format!("{BALP}IHE.BasicAudit.{profile}");
+    events
+        .iter()
+        .copied()
+        .filter(|e| e["meta"]["profile"][0] == want.as_str())
+        .collect()
+}
+
+fn agent_typed<'a>(ev: &'a Value, system: &str, code: &str) -> Option<&'a Value> {
+    ev["agent"].as_array().unwrap().iter().find(|a| {
+        a["type"]["coding"][0]["system"] == system && a["type"]["coding"][0]["code"] == code
+    })
+}
+
+/// The BALP elements of one export (`r5`: the release's element names).
+fn assert_balp(bundle: &Value, r5: bool, ids: &Ids) {
+    for e in bundle["entry"].as_array().unwrap() {
+        let url = e["fullUrl"].as_str().unwrap();
+        let uuid = url
+            .strip_prefix("urn:uuid:")
+            .unwrap_or_else(|| panic!("{url}"));
+        assert_eq!(uuid.len(), 36, "{url}");
+        assert_eq!(e["resource"]["id"], uuid, "id and fullUrl agree");
+        assert!(
+            e["resource"]["meta"]["profile"][0].as_str().is_some(),
+            "every resource names its profile: {}",
+            e["resource"]
+        );
+    }
+    let events = resources(bundle, "AuditEvent");
+    // The consent decisions: one per request (2 permits, 2 denies, 1 break-glass).
+    let authz = profiled(&events, "AuthZconsent");
+    assert_eq!(authz.len(), 5, "{authz:#?}");
+    let outcome = |ev: &Value| {
+        if r5 {
+            ev["outcome"]["code"]["code"].as_str().unwrap().to_string()
+        } else {
+            ev["outcome"].as_str().unwrap().to_string()
+        }
+    };
+    let text = |ev: &Value| {
+        if r5 {
+            ev["outcome"]["detail"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        } else {
+            ev["outcomeDesc"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(
+        authz.iter().filter(|e| outcome(e) == "8").count(),
+        2,
+        "two denies"
+    );
+    for ev in &authz {
+        assert_eq!(ev["action"], "E");
+        let code = if r5 {
+            &ev["code"]["coding"][0]
+        } else {
+            &ev["subtype"][0]
+        };
+        assert_eq!(code["code"], "AuthZ-Consent", "{ev}");
+        for (system, code) in [
+            (DCM, "110150"),
+            (
+                "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                "IRCP",
+            ),
+            ("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV"),
+            (
+                "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                "authserver",
+            ),
+        ] {
+            assert!(agent_typed(ev, system, code).is_some(), "{code}: {ev:#}");
+        }
+    }
+    let permit = authz
+        .iter()
+        .find(|e| text(e).contains(&ids.grant))
+        .expect("the permit names its grant");
+    let consent_entity = permit["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["what"]["type"] == "Consent")
+        .expect("consent entity");
+    let consent_url = consent_entity["what"]["reference"].as_str().unwrap();
+    assert!(
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["fullUrl"] == consent_url && e["resource"]["resourceType"] == "Consent"),
+        "the decision references the Consent in the Bundle"
+    );
+    assert!(
+        authz
+            .iter()
+            .any(|e| text(e).contains("denied: no consent covers access GDIS for TREAT")),
+        "the deny says why"
+    );
+
+    // The accesses: one per permitted request (2 permits and the break-glass, all reads).
+    let reads = profiled(&events, "PatientRead");
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    for ev in &reads {
+        assert_eq!(ev["action"], "R");
+        // BALP Read: the client is the destination of the data, the server its source.
+        let client = agent_typed(ev, DCM, "110152").expect("client agent, DCM 110152");
+        assert!(
+            client["who"]["identifier"]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("did:key:")
+        );
+        let server = agent_typed(ev, DCM, "110153").expect("server agent, DCM 110153");
+        assert_eq!(server["who"]["identifier"]["value"], ids.chain.as_str());
+        let user = agent_typed(
+            ev,
+            "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+            "IRCP",
+        )
+        .unwrap();
+        assert_eq!(user["requestor"], true);
+        assert_eq!(user["who"]["identifier"]["value"], ids.physician.as_str());
+        if !r5 {
+            assert!(user["purposeOfUse"][0]["coding"][0]["code"].is_string());
+        } else {
+            assert!(user["authorization"][0]["coding"][0]["code"].is_string());
+        }
+        let entities = ev["entity"].as_array().unwrap();
+        let role = |e: &Value| {
+            if r5 {
+                e["role"]["coding"][0]["code"].clone()
+            } else {
+                e["role"]["code"].clone()
+            }
+        };
+        let patient = entities.iter().find(|e| role(e) == "1").expect("patient");
+        assert_eq!(patient["what"]["identifier"]["value"], ids.patient.as_str());
+        let data = entities
+            .iter()
+            .find(|e| role(e) == "4")
+            .expect("data entity, role 4 Domain Resource");
+        let what = data["what"]["identifier"]["value"].as_str().unwrap();
+        assert_eq!(what.len(), 64, "the commitment to the twin resource");
+        assert!(
+            !ids.requests.contains(&what.to_string()),
+            "the data is the twin resource, not the ledger event"
+        );
+        assert!(
+            entities.iter().any(|e| e["what"]["identifier"]["value"]
+                .as_str()
+                .is_some_and(|v| ids.requests.contains(&v.to_string()))),
+            "the ledger event is a second entity: {ev:#}"
+        );
+        // Only sensitivity labels are security labels.
+        for l in data["securityLabel"].as_array().into_iter().flatten() {
+            let l = if r5 { &l["coding"][0] } else { l };
+            assert_eq!(
+                l["system"], "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                "{l}"
+            );
+            assert_ne!(l["code"], "vital-signs");
+        }
+    }
+    let bg: Vec<&&Value> = reads
+        .iter()
+        .filter(|e| e["meta"]["security"][0]["code"] == "BTG")
+        .collect();
+    assert_eq!(bg.len(), 1, "the break-glass access is labelled BTG");
+    assert!(text(bg[0]).contains("reviewed"), "{}", text(bg[0]));
+    let data = &bg[0]["entity"][1];
+    let label = if r5 {
+        &data["securityLabel"][0]["coding"][0]
+    } else {
+        &data["securityLabel"][0]
+    };
+    assert_eq!(label["code"], "GDIS", "the genome is labelled GDIS");
+    let vital = reads.iter().find(|e| text(e).contains(&ids.grant)).unwrap();
+    assert!(
+        vital["entity"][1].get("securityLabel").is_none(),
+        "vital-signs is not a security label: {vital:#}"
+    );
+
+    // The review of the break-glass.
+    let reviews: Vec<&&Value> = events
+        .iter()
+        .filter(|e| e["meta"]["profile"][0] == "http://hl7.org/fhir/StructureDefinition/AuditEvent")
+        .collect();
+    assert_eq!(reviews.len(), 1);
+    let review = reviews[0];
+    assert!(text(review).contains("justified"), "{review:#}");
+    assert_eq!(
+        review["agent"][0]["who"]["identifier"]["value"],
+        ids.officer.as_str()
+    );
+    assert_eq!(review["agent"][0]["type"]["coding"][0]["code"], "VRF");
+
+    // The consents.
+    let consents = resources(bundle, "Consent");
+    assert_eq!(consents.len(), 3);
+    for c in &consents {
+        let (date, grantor) = if r5 {
+            (&c["date"], &c["grantor"][0])
+        } else {
+            (&c["dateTime"], &c["performer"][0])
+        };
+        assert!(date.is_string(), "dateTime: {c:#}");
+        assert_eq!(grantor["identifier"]["value"], ids.patient.as_str());
+        let org = if r5 {
+            &c["controller"][0]
+        } else {
+            &c["organization"][0]
+        };
+        assert_eq!(org["identifier"]["value"], ids.hospital.as_str(), "{c:#}");
+    }
+    let revoked = consents
+        .iter()
+        .find(|c| c["identifier"][0]["value"] == ids.grant.as_str())
+        .unwrap();
+    assert_eq!(revoked["status"], "inactive");
+    let end = if r5 {
+        &revoked["provision"][0]["period"]["end"]
+    } else {
+        &revoked["provision"]["provision"][0]["period"]["end"]
+    };
+    assert!(end.is_string(), "the revocation time is kept: {revoked:#}");
+    assert!(
+        revoked["text"]["div"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Revoked at {}", end.as_str().unwrap())),
+        "{revoked:#}"
+    );
+    let role = consents
+        .iter()
+        .find(|c| c["contained"].is_array())
+        .expect("the role grant");
+    assert_eq!(role["contained"][0]["resourceType"], "PractitionerRole");
+    assert_eq!(
+        role["contained"][0]["code"][0]["coding"][0]["code"],
+        "researcher"
+    );
+    let text = role.to_string();
+    assert!(
+        !text.contains("twinledger.example"),
+        "no invented system: {text}"
+    );
+    assert!(
+        !bundle.to_string().contains("stroke"),
+        "no free text from the reason"
+    );
+}
+
+/// What the assertions need to know.
+struct Ids {
+    patient: String,
+    physician: String,
+    hospital: String,
+    officer: String,
+    grant: String,
+    chain: String,
+    requests: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_exports_validate_against_the_official_schema_and_both_releases_follow_balp() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let (patient_file, patient) = key_file(dir.path(), "patient");
+    let (phys_file, physician) = key_file(dir.path(), "physician");
+    let hospital = dev_key("fhir-test/hospital");
+    let validator = dev_key("fhir-test/validator");
+    let mut g = twinledger_node::dev::solo_genesis(
+        "fhir-test",
+        1_767_225_600_000,
+        "Hospital",
+        &hospital,
+        &validator,
+    )
+    .unwrap();
+    g.limits.block_interval_ms = 50;
+    g.add_actor(ActorEntry {
+        key: physician.public(),
+        organisation: hospital.public(),
+        role: Role::Physician,
+    })
+    .unwrap();
+    let genesis_path = dir.path().join("genesis.json");
+    g.save(&genesis_path).unwrap();
+    let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
+    let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(twinledger_node::run(
+        listener,
+        chain,
+        validator,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let did = patient.public().to_did();
+    let phys_did = physician.public().to_did();
+    let hospital_did = hospital.public().to_did();
+    let hospital_file = write_key(dir.path(), "hospital", &hospital);
+    let (officer_file, officer) = key_file(dir.path(), "officer");
+    let mut requests = Vec::new();
+
+    // Grants: vital signs to the physician; activity to the hospital's researchers (a role).
+    let o = run_ok(
+        &node,
+        &[
+            "--json",
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &phys_did,
+            "--category",
+            "vital-signs",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    let grant = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let role_to = format!("role:researcher@{hospital_did}");
+    run_ok(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &role_to,
+            "--category",
+            "activity",
+            "--purpose",
+            "HRESCH",
+        ],
+    )
+    .await;
+    let request = async |category: &str, name: &str, code: i32| {
+        let receipt = dir.path().join(format!("{name}.json"));
+        run_exit(
+            &node,
+            &[
+                "access",
+                "request",
+                "--key",
+                &phys_file,
+                "--patient",
+                &did,
+                "--category",
+                category,
+                "--purpose",
+                "TREAT",
+                "--resource",
+                &format!("twin://alice/{name}"),
+                "--receipt-out",
+                receipt.to_str().unwrap(),
+            ],
+            code,
+        )
+        .await;
+        serde_json::from_slice::<Value>(&std::fs::read(&receipt).unwrap()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A permit, a deny.
+    requests.push(request("vital-signs", "vitals", 0).await);
+    requests.push(request("GDIS", "genome", 4).await);
+    // A break-glass, signed off by the privacy officer.
+    run_ok(
+        &node,
+        &[
+            "org",
+            "enrol-actor",
+            "--key",
+            &hospital_file,
+            "--actor",
+            &officer.public().to_did(),
+            "--role",
+            "privacy-officer",
+        ],
+    )
+    .await;
+    let reason = dir.path().join("reason.txt");
+    std::fs::write(&reason, "unconscious on arrival, suspected stroke").unwrap();
+    let bg = dir.path().join("bg.json");
+    let o = run_ok(
+        &node,
+        &[
+            "--json",
+            "access",
+            "break-glass",
+            "--key",
+            &phys_file,
+            "--patient",
+            &did,
+            "--category",
+            "GDIS",
+            "--resource",
+            "twin://alice/genome",
+            "--reason-file",
+            reason.to_str().unwrap(),
+            "--receipt-out",
+            bg.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let bg_id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    requests.push(bg_id.clone());
+    run_ok(
+        &node,
+        &[
+            "review",
+            "sign-off",
+            "--key",
+            &officer_file,
+            &bg_id,
+            "--finding",
+            "justified",
+        ],
+    )
+    .await;
+    // A revocation, then the same request is denied.
+    run_ok(
+        &node,
+        &["consent", "revoke", "--key", &patient_file, &grant],
+    )
+    .await;
+    requests.push(request("vital-signs", "vitals-again", 4).await);
+    // A second permit, under a grant to the hospital (the organisation).
+    run_ok(
+        &node,
+        &[
+            "consent",
+            "grant",
+            "--key",
+            &patient_file,
+            "--to",
+            &format!("org:{hospital_did}"),
+            "--category",
+            "imaging",
+            "--purpose",
+            "TREAT",
+        ],
+    )
+    .await;
+    requests.push(request("imaging", "mri", 0).await);
+    eprintln!("scenario on chain after {:?}", started.elapsed());
+
+    let ids = Ids {
+        patient: did.clone(),
+        physician: phys_did.clone(),
+        hospital: hospital_did.clone(),
+        officer: officer.public().to_did(),
+        grant: grant.clone(),
+        chain: g.chain_id().unwrap().to_hex(),
+        requests: requests.clone(),
+    };
+    let export = async |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "fhir",
+            "export",
+            "--key",
+            &patient_file,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&node, &args).await;
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_slice::<Value>(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    let genesis = genesis_path.to_str().unwrap();
+    let r4_bundle = export("r4.json", &[]).await;
+    let r4_verified = export("r4-verified.json", &["--genesis", genesis]).await;
+    let r5_bundle = export("r5.json", &["--r5"]).await;
+    let r5_verified = export("r5-verified.json", &["--r5", "--genesis", genesis]).await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    eprintln!("exports written after {:?}", started.elapsed());
+
+    let t = Instant::now();
+    for b in [&r4_bundle, &r4_verified] {
+        r4().check_bundle(b);
+        assert_balp(b, false, &ids);
+    }
+    for b in [&r5_bundle, &r5_verified] {
+        check_r5_shapes(b);
+        assert_balp(b, true, &ids);
+    }
+    eprintln!("4 bundles checked in {:?}", t.elapsed());
+    // Two exports of one chain agree on every fullUrl, verified or not, R4 or R5.
+    let urls = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["fullUrl"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(urls(&r4_bundle), urls(&r4_verified));
+    assert_eq!(urls(&r4_bundle), urls(&r5_bundle));
+    assert_eq!(urls(&r5_bundle), urls(&r5_verified));
+    eprintln!("test took {:?}", started.elapsed());
+}
+
+/// A consents answer with a grant ended by a revoked delegation (status `ended`), a revoked
+/// grant and a role grant, and an access log with a permit, a deny and a reviewed break-glass.
+fn hand_built() -> (Value, Vec<Value>, twinledger_cli::fhir::ledger::Ledger) {
+    let d = |s: &str| dev_key(s).public().to_did();
+    let grant = |id: &str, grantee: Value, status: &str| {
+        json!({
+            "id": id.repeat(32), "leaf": 0, "status": status, "height": 1, "revoked_at": null,
+            "granted_by": {"Delegate": "dd".repeat(32)},
+            "grant": {"patient": d("p"), "grantee": grantee,
+                      "scope": {"categories": ["vital-signs", "GDIS"], "purposes": ["TREAT"], "actions": ["access", "correct"]},
+                      "valid_from": 1_767_225_600_000u64, "valid_until": null},
+        })
+    };
+    let mut ended = grant("a1", json!({"actor": d("dr")}), "ended");
+    ended["ended"] = json!({"reason": "delegation_revoked", "delegation": "dd".repeat(32), "at_ms": 1_767_312_000_000u64});
+    let revoked = grant("b2", json!({"organisation": d("org")}), "revoked");
+    let role = grant(
+        "c3",
+        json!({"role": {"role": "paramedic", "organisation": null}}),
+        "active",
+    );
+    let consents = json!({
+        "grants": [ended, revoked, role],
+        "delegations": [{"id": "dd".repeat(32), "status": "revoked", "delegation": {"delegate": d("guardian")}}],
+    });
+    let access = |id: &str,
+                  kind: &str,
+                  category: &str,
+                  action: &str,
+                  outcome: Value,
+                  review: Value| {
+        json!({"id": id.repeat(32), "leaf": 1, "height": 2, "time": 1_767_225_601_000u64,
+               "actor": d("dr"), "organisation": d("org"), "kind": kind, "category": category,
+               "purpose": "TREAT", "action": action, "outcome": outcome, "break_glass_review": review})
+    };
+    let accesses = vec![
+        access(
+            "e1",
+            "access",
+            "vital-signs",
+            "correct",
+            json!({"access": {"permit": {"grant": "a1".repeat(32)}}}),
+            Value::Null,
+        ),
+        access(
+            "e2",
+            "access",
+            "GDIS",
+            "collect",
+            json!({"access": {"permit": {"grant": "a1".repeat(32)}}}),
+            Value::Null,
+        ),
+        access(
+            "e3",
+            "access",
+            "GDIS",
+            "access",
+            json!({"access": {"deny": {"reason": "no_covering_grant"}}}),
+            Value::Null,
+        ),
+        access(
+            "e4",
+            "break_glass",
+            "MH",
+            "access",
+            json!({"access": "break_glass"}),
+            json!({"reviewer": d("officer"), "finding": "unjustified", "event": "f6".repeat(32)}),
+        ),
+    ];
+    let mut ledger = twinledger_cli::fhir::ledger::Ledger {
+        chain_id: "0f".repeat(32),
+        ..Default::default()
+    };
+    ledger.time_of.insert("a1".repeat(32), 1_767_225_600_000);
+    ledger
+        .revoked_time_of
+        .insert("b2".repeat(32), 1_767_225_700_000);
+    (consents, accesses, ledger)
+}
+
+#[test]
+fn ended_revoked_role_update_create_and_unjustified_review_exports_validate_as_r4() {
+    let (consents, accesses, ledger) = hand_built();
+    let patient = dev_key("p").public().to_did();
+    let b = twinledger_cli::fhir::bundle(&consents, &accesses, &patient, &ledger, 0, false);
+    r4().check_bundle(&b);
+    let events = resources(&b, "AuditEvent");
+    assert_eq!(profiled(&events, "PatientUpdate").len(), 1);
+    assert_eq!(profiled(&events, "PatientCreate").len(), 1);
+    for ev in profiled(&events, "PatientUpdate")
+        .into_iter()
+        .chain(profiled(&events, "PatientCreate"))
+    {
+        // BALP Create and Update: the client is the source of the data, the server its destination.
+        assert!(
+            agent_typed(ev, DCM, "110153").unwrap()["who"]["identifier"]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("did:key:")
+        );
+        assert_eq!(
+            agent_typed(ev, DCM, "110152").unwrap()["who"]["identifier"]["value"],
+            "0f".repeat(32)
+        );
+    }
+    let consents = resources(&b, "Consent");
+    assert!(
+        consents
+            .iter()
+            .all(|c| c["status"] != "active" || c["contained"].is_array())
+    );
+    let ended = consents[0];
+    assert_eq!(
+        ended["provision"]["provision"][0]["period"]["end"],
+        "2026-01-02T00:00:00Z"
+    );
+    assert_eq!(
+        ended["performer"][0]["identifier"]["value"],
+        dev_key("guardian").public().to_did()
+    );
+    let review = events
+        .iter()
+        .find(|e| e["agent"][0]["type"]["coding"][0]["code"] == "VRF")
+        .unwrap();
+    assert_eq!(
+        review["entity"][1]["detail"][0]["valueString"],
+        "unjustified"
+    );
+}
+
+#[test]
+fn the_vendored_r4_schema_refuses_r5_shapes_and_unknown_elements() {
+    let (consents, accesses, ledger) = hand_built();
+    let patient = dev_key("p").public().to_did();
+    let b = twinledger_cli::fhir::bundle(&consents, &accesses, &patient, &ledger, 0, false);
+    let ev = resources(&b, "AuditEvent")[0].clone();
+    assert!(r4().root.is_valid(&ev));
+    // R4 source.type is a Coding: a CodeableConcept there (what R5 wants) is refused.
+    let mut wrong = ev.clone();
+    wrong["source"]["type"] = json!([{"coding": [{"system": "http://x", "code": "4"}]}]);
+    assert!(!r4().root.is_valid(&wrong));
+    // An element R4 does not define is refused.
+    let mut unknown = ev;
+    unknown["authorization"] = json!([]);
+    assert!(!r4().root.is_valid(&unknown));
+}
