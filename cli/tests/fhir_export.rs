@@ -46,6 +46,231 @@ fn r4() -> &'static Schema {
     S.get_or_init(|| load("R4", "fhir.r4.schema.json.gz"))
 }
 
+/// FHIR R5 checked against HL7's own R5 StructureDefinitions (snapshots, vendored unchanged in
+/// `tests/data/fhir/fhir.r5.structuredefinitions.json.gz`): every element exists in its type,
+/// arrays where the maximum cardinality is above 1 and nowhere else, every required element
+/// present, choice types, nested backbone elements and content references followed, contained
+/// and entry resources checked by their type, and every primitive of the right JSON kind and
+/// matching its type's regex. (No official R5 JSON schema reached us through a registry; see
+/// `tests/data/fhir/README.md`.)
+struct R5Definitions {
+    by_type: std::collections::HashMap<String, Value>,
+    regex: std::collections::HashMap<String, regex::Regex>,
+}
+
+fn r5() -> &'static R5Definitions {
+    static S: OnceLock<R5Definitions> = OnceLock::new();
+    S.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fhir/fhir.r5.structuredefinitions.json.gz");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let mut by_type = std::collections::HashMap::new();
+        let mut regexes = std::collections::HashMap::new();
+        for e in bundle["entry"].as_array().unwrap() {
+            let sd = e["resource"].clone();
+            assert_eq!(sd["fhirVersion"], "5.0.0");
+            let ty = sd["type"].as_str().unwrap().to_string();
+            if sd["kind"] == "primitive-type" {
+                let value = format!("{ty}.value");
+                let re = sd["snapshot"]["element"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|el| el["path"] == value.as_str())
+                    .flat_map(|el| {
+                        el["type"][0]["extension"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .find(|x| x["url"] == "http://hl7.org/fhir/StructureDefinition/regex")
+                    .and_then(|x| x["valueString"].as_str().map(str::to_string));
+                if let Some(re) = re {
+                    regexes.insert(
+                        ty.clone(),
+                        regex::Regex::new(&format!("^(?:{re})$")).unwrap(),
+                    );
+                }
+            }
+            by_type.insert(ty, sd);
+        }
+        R5Definitions {
+            by_type,
+            regex: regexes,
+        }
+    })
+}
+
+impl R5Definitions {
+    fn elements<'a>(&'a self, sd: &'a Value) -> &'a Vec<Value> {
+        sd["snapshot"]["element"].as_array().unwrap()
+    }
+
+    /// Every problem of a resource (dispatching on its `resourceType`).
+    fn resource(&self, v: &Value, at: &str, errs: &mut Vec<String>) {
+        let Some(rt) = v["resourceType"].as_str() else {
+            return errs.push(format!("{at}: no resourceType"));
+        };
+        let Some(sd) = self.by_type.get(rt) else {
+            return errs.push(format!("{at}: {rt} is not an R5 resource type here"));
+        };
+        self.node(sd, rt, v, at, true, errs);
+    }
+
+    fn node(
+        &self,
+        sd: &Value,
+        path: &str,
+        v: &Value,
+        at: &str,
+        root: bool,
+        errs: &mut Vec<String>,
+    ) {
+        let Some(obj) = v.as_object() else {
+            return errs.push(format!("{at}: {path} must be an object, got {v}"));
+        };
+        let depth = path.matches('.').count() + 1;
+        let children: Vec<&Value> = self
+            .elements(sd)
+            .iter()
+            .filter(|e| {
+                let p = e["path"].as_str().unwrap();
+                p.starts_with(&format!("{path}.")) && p.matches('.').count() == depth
+            })
+            .collect();
+        for (k, val) in obj {
+            if root && k == "resourceType" {
+                continue;
+            }
+            let at = format!("{at}.{k}");
+            let exact = children
+                .iter()
+                .find(|e| e["path"].as_str().unwrap().rsplit('.').next() == Some(k.as_str()));
+            let (e, code) = if let Some(e) = exact {
+                (*e, e["type"][0]["code"].as_str().unwrap_or("").to_string())
+            } else {
+                // A choice element: value[x] as valueString, valueCodeableConcept, ...
+                let choice = children.iter().find_map(|e| {
+                    let name = e["path"].as_str().unwrap().rsplit('.').next().unwrap();
+                    let stem = name.strip_suffix("[x]")?;
+                    let suffix = k.strip_prefix(stem)?;
+                    e["type"].as_array()?.iter().find_map(|t| {
+                        let c = t["code"].as_str()?;
+                        let mut cap = c.to_string();
+                        cap[..1].make_ascii_uppercase();
+                        (cap == suffix).then(|| (*e, c.to_string()))
+                    })
+                });
+                match choice {
+                    Some(x) => x,
+                    None => {
+                        errs.push(format!("{at}: {path} has no element {k}"));
+                        continue;
+                    }
+                }
+            };
+            let many = !matches!(e["max"].as_str(), Some("0") | Some("1"));
+            if e["max"] == "0" {
+                errs.push(format!("{at}: not allowed (max 0)"));
+                continue;
+            }
+            match (many, val.as_array()) {
+                (true, Some(items)) => {
+                    if items.is_empty() {
+                        errs.push(format!("{at}: an empty array"));
+                    }
+                    for (i, item) in items.iter().enumerate() {
+                        self.value(sd, e, &code, item, &format!("{at}[{i}]"), errs);
+                    }
+                }
+                (true, None) => errs.push(format!("{at}: must be an array (max {})", e["max"])),
+                (false, Some(_)) => errs.push(format!("{at}: must not be an array (max 1)")),
+                (false, None) => self.value(sd, e, &code, val, &at, errs),
+            }
+        }
+        for e in &children {
+            if e["min"].as_u64().unwrap_or(0) >= 1 {
+                let name = e["path"].as_str().unwrap().rsplit('.').next().unwrap();
+                let present = match name.strip_suffix("[x]") {
+                    Some(stem) => obj.keys().any(|k| k.starts_with(stem)),
+                    None => obj.contains_key(name),
+                };
+                if !present {
+                    errs.push(format!("{at}: {path}.{name} is required"));
+                }
+            }
+        }
+    }
+
+    fn value(
+        &self,
+        sd: &Value,
+        e: &Value,
+        code: &str,
+        v: &Value,
+        at: &str,
+        errs: &mut Vec<String>,
+    ) {
+        let path = e["path"].as_str().unwrap();
+        if let Some(r) = e["contentReference"].as_str() {
+            let target = r.rsplit('#').next().unwrap();
+            return self.node(sd, target, v, at, false, errs);
+        }
+        let inline = self
+            .elements(sd)
+            .iter()
+            .any(|x| x["path"].as_str().unwrap().starts_with(&format!("{path}.")));
+        if matches!(code, "BackboneElement" | "Element") && inline {
+            return self.node(sd, path, v, at, false, errs);
+        }
+        if let Some(system) = code.strip_prefix("http://hl7.org/fhirpath/System.") {
+            let ok = match system {
+                "Boolean" => v.is_boolean(),
+                "Integer" | "Decimal" => v.is_number(),
+                _ => v.is_string(),
+            };
+            if !ok {
+                errs.push(format!("{at}: {system} expected, got {v}"));
+            }
+            return;
+        }
+        if code == "Resource" {
+            return self.resource(v, at, errs);
+        }
+        let Some(ty) = self.by_type.get(code) else {
+            return errs.push(format!("{at}: no definition of type {code}"));
+        };
+        if ty["kind"] == "primitive-type" {
+            let ok = match code {
+                "boolean" => v.is_boolean(),
+                "integer" | "positiveInt" | "unsignedInt" | "decimal" => v.is_number(),
+                _ => v.is_string(),
+            };
+            if !ok {
+                return errs.push(format!("{at}: {code} expected, got {v}"));
+            }
+            if let (Some(re), Some(s)) = (self.regex.get(code), v.as_str())
+                && !re.is_match(s)
+            {
+                errs.push(format!("{at}: {s:?} is not a valid {code}"));
+            }
+        } else {
+            self.node(ty, code, v, at, false, errs);
+        }
+    }
+
+    /// Checks the Bundle and every resource in it.
+    fn check_bundle(&self, bundle: &Value) {
+        let mut errs = Vec::new();
+        self.resource(bundle, "Bundle", &mut errs);
+        assert!(errs.is_empty(), "not valid FHIR R5: {errs:#?}");
+    }
+}
+
 /// The R5 elements that the R4 shapes got wrong: `source.type` and `entity.securityLabel` are
 /// CodeableConcepts, every agent keeps its `type`. (No official R5 schema is vendored yet: see
 /// `tests/data/fhir/README.md`.)
@@ -394,7 +619,7 @@ struct Ids {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r4_exports_validate_against_the_official_schema_and_both_releases_follow_balp() {
+async fn exports_validate_against_hl7s_r4_schema_and_r5_definitions_and_follow_balp() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (patient_file, patient) = key_file(dir.path(), "patient");
@@ -631,6 +856,7 @@ async fn r4_exports_validate_against_the_official_schema_and_both_releases_follo
         assert_balp(b, false, &ids);
     }
     for b in [&r5_bundle, &r5_verified] {
+        r5().check_bundle(b);
         check_r5_shapes(b);
         assert_balp(b, true, &ids);
     }
@@ -731,9 +957,12 @@ fn hand_built() -> (Value, Vec<Value>, twinledger_cli::fhir::ledger::Ledger) {
 }
 
 #[test]
-fn ended_revoked_role_update_create_and_unjustified_review_exports_validate_as_r4() {
+fn ended_revoked_role_update_create_and_unjustified_review_exports_validate_as_r4_and_r5() {
     let (consents, accesses, ledger) = hand_built();
     let patient = dev_key("p").public().to_did();
+    let b5 = twinledger_cli::fhir::bundle(&consents, &accesses, &patient, &ledger, 0, true);
+    r5().check_bundle(&b5);
+    check_r5_shapes(&b5);
     let b = twinledger_cli::fhir::bundle(&consents, &accesses, &patient, &ledger, 0, false);
     r4().check_bundle(&b);
     let events = resources(&b, "AuditEvent");
@@ -795,4 +1024,36 @@ fn the_vendored_r4_schema_refuses_r5_shapes_and_unknown_elements() {
     let mut unknown = ev;
     unknown["authorization"] = json!([]);
     assert!(!r4().root.is_valid(&unknown));
+}
+
+#[test]
+fn the_r5_definitions_refuse_r4_shapes_unknown_elements_and_bad_dates() {
+    let (consents, accesses, ledger) = hand_built();
+    let patient = dev_key("p").public().to_did();
+    let b = twinledger_cli::fhir::bundle(&consents, &accesses, &patient, &ledger, 0, true);
+    let ev = resources(&b, "AuditEvent")[0].clone();
+    let errors = |v: &Value| {
+        let mut e = Vec::new();
+        r5().resource(v, "x", &mut e);
+        e
+    };
+    assert!(errors(&ev).is_empty(), "{:#?}", errors(&ev));
+    // What the R4 exporter wrote into R5: a Coding where R5 has a CodeableConcept.
+    let mut coding = ev.clone();
+    coding["source"]["type"] = json!([{"system": "http://x", "code": "4"}]);
+    assert!(!errors(&coding).is_empty());
+    let mut r4_only = ev.clone();
+    r4_only["outcomeDesc"] = json!("denied");
+    assert!(!errors(&r4_only).is_empty());
+    let mut single = ev.clone();
+    single["agent"] = ev["agent"][0].clone();
+    assert!(!errors(&single).is_empty(), "agent is 1..*");
+    let mut missing = ev.clone();
+    missing.as_object_mut().unwrap().remove("recorded");
+    assert!(!errors(&missing).is_empty(), "recorded is required");
+    let c = resources(&b, "Consent")[0].clone();
+    assert!(errors(&c).is_empty(), "{:#?}", errors(&c));
+    let mut bad_date = c;
+    bad_date["date"] = json!("2026-01-01T00:00:00Z");
+    assert!(!errors(&bad_date).is_empty(), "R5 Consent.date is a date");
 }
