@@ -477,6 +477,13 @@ fn assert_balp(bundle: &Value, r5: bool, ids: &Ids) {
         .unwrap();
         assert_eq!(user["requestor"], true);
         assert_eq!(user["who"]["identifier"]["value"], ids.physician.as_str());
+        let org = agent_typed(
+            ev,
+            "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+            "PROV",
+        )
+        .expect("the user's organisation");
+        assert_eq!(org["who"]["identifier"]["value"], ids.hospital.as_str());
         if !r5 {
             assert!(user["purposeOfUse"][0]["coding"][0]["code"].is_string());
         } else {
@@ -507,6 +514,21 @@ fn assert_balp(bundle: &Value, r5: bool, ids: &Ids) {
                 .as_str()
                 .is_some_and(|v| ids.requests.contains(&v.to_string()))),
             "the ledger event is a second entity: {ev:#}"
+        );
+        let category = if r5 {
+            data["detail"][0]["valueCodeableConcept"]["coding"][0]["code"].clone()
+        } else {
+            json!(
+                data["detail"][0]["valueString"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('|')
+                    .next()
+            )
+        };
+        assert!(
+            ["vital-signs", "GDIS", "imaging"].contains(&category.as_str().unwrap()),
+            "the data category is a detail: {ev:#}"
         );
         // Only sensitivity labels are security labels.
         for l in data["securityLabel"].as_array().into_iter().flatten() {
@@ -550,6 +572,10 @@ fn assert_balp(bundle: &Value, r5: bool, ids: &Ids) {
         ids.officer.as_str()
     );
     assert_eq!(review["agent"][0]["type"]["coding"][0]["code"], "VRF");
+    assert_ne!(
+        review["recorded"], bg[0]["recorded"],
+        "the review's own time, a later block than the access"
+    );
 
     // The consents.
     let consents = resources(bundle, "Consent");
@@ -605,6 +631,30 @@ fn assert_balp(bundle: &Value, r5: bool, ids: &Ids) {
         !bundle.to_string().contains("stroke"),
         "no free text from the reason"
     );
+    // Only standard code and identifier systems.
+    fn systems(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(s)) = m.get("system") {
+                    out.push(s.clone());
+                }
+                m.values().for_each(|x| systems(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| systems(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    systems(bundle, &mut all);
+    for s in all {
+        assert!(
+            s.starts_with("http://terminology.hl7.org/CodeSystem/")
+                || s.starts_with("http://hl7.org/fhir/")
+                || s.starts_with("https://profiles.ihe.net/ITI/BALP/CodeSystem/")
+                || [DCM, "http://loinc.org", "urn:ietf:rfc:3986"].contains(&s.as_str()),
+            "non-standard system {s}"
+        );
+    }
 }
 
 /// What the assertions need to know.
