@@ -129,6 +129,33 @@ pub fn bundle(
     })
 }
 
+/// Every page of a paged patient list (`?from=&limit=1000`, following `next_from`).
+fn paged(
+    client: &NodeClient,
+    key: &twinledger_core::Keypair,
+    path: &str,
+) -> Result<Vec<Value>, CliError> {
+    let mut pages = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let v = client.signed_get(key, &format!("{path}?from={from}&limit=1000"))?;
+        let next = v["next_from"].as_u64();
+        pages.push(v);
+        match next {
+            Some(n) if n > from => from = n,
+            _ => return Ok(pages),
+        }
+    }
+}
+
+/// The entries of list `name` across pages.
+fn lists(pages: &[Value], name: &str) -> Vec<Value> {
+    pages
+        .iter()
+        .flat_map(|p| p[name].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// Runs a FHIR command.
 pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
     let FhirCommand::Export {
@@ -152,14 +179,19 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
             ledger::from_verified(h),
         ),
         None => {
-            let consents =
-                client.signed_get(&key, &format!("/v1/patients/{patient}/consents?limit=1000"))?;
-            let accesses =
-                client.signed_get(&key, &format!("/v1/patients/{patient}/accesses?limit=1000"))?;
+            let c = paged(&client, &key, &format!("/v1/patients/{patient}/consents"))?;
+            let consents = json!({
+                "grants": lists(&c, "grants"),
+                "delegations": lists(&c, "delegations"),
+            });
+            let a = paged(&client, &key, &format!("/v1/patients/{patient}/accesses"))?;
             // Block times and resource commitments: the patient's events, as the node gives them.
             let history = client.signed_get(&key, &format!("/v1/patients/{patient}/history"))?;
-            let accesses = accesses["accesses"].as_array().cloned().unwrap_or_default();
-            (consents, accesses, ledger::from_answer(&history)?)
+            (
+                consents,
+                lists(&a, "accesses"),
+                ledger::from_answer(&history)?,
+            )
         }
     };
     let ledger = ledger::Ledger::new(client.chain_id.to_hex(), &events);
