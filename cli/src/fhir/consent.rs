@@ -33,6 +33,13 @@ pub enum Ended {
         /// When (ms).
         at_ms: u64,
     },
+    /// Ended for another reason the node gave.
+    Other {
+        /// The node's reason code.
+        reason: String,
+        /// When (ms), if given.
+        at_ms: Option<u64>,
+    },
 }
 
 impl Ended {
@@ -60,8 +67,11 @@ impl Ended {
                             at_ms: at,
                         })
                     }
-                    // An ending this exporter does not know: still ended, time unknown.
-                    _ => Some(Ended::Revoked(None)),
+                    // An ending this exporter does not know: still ended, as the node says.
+                    _ => Some(Ended::Other {
+                        reason: e["reason"].as_str().unwrap_or("unknown").to_string(),
+                        at_ms: e["at_ms"].as_u64(),
+                    }),
                 }
             }
             _ => None,
@@ -72,6 +82,7 @@ impl Ended {
         match self {
             Ended::Revoked(t) => *t,
             Ended::DelegationRevoked { at_ms, .. } => Some(*at_ms),
+            Ended::Other { at_ms, .. } => *at_ms,
         }
     }
 
@@ -82,6 +93,11 @@ impl Ended {
             Ended::DelegationRevoked { delegation, at_ms } => format!(
                 "Ended at {}: the delegation {delegation} under which it was granted was revoked.",
                 utc(*at_ms)
+            ),
+            Ended::Other { reason, at_ms } => format!(
+                "Ended{}: {}.",
+                at_ms.map(|t| format!(" at {}", utc(t))).unwrap_or_default(),
+                reason.replace('_', " ")
             ),
         }
     }
@@ -372,6 +388,20 @@ mod tests {
             };
             assert_eq!(grantor["identifier"]["value"], "did:key:zGuardian", "{c}");
         }
+    }
+
+    #[test]
+    fn an_ending_of_another_kind_is_inactive_with_the_nodes_reason_not_called_a_revocation() {
+        let mut e = entry("ended");
+        e["ended"] = json!({"reason": "grantee_removed", "at_ms": 1_767_398_400_000u64});
+        let c = consent(&e, "did:key:zPatient", &ledger(), &parties(), false);
+        assert_eq!(c["status"], "inactive");
+        let div = c["text"]["div"].as_str().unwrap();
+        assert!(
+            div.contains("Ended at 2026-01-03T00:00:00Z: grantee removed."),
+            "{div}"
+        );
+        assert!(!div.contains("Revoked"), "{div}");
     }
 
     #[test]

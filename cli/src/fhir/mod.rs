@@ -44,7 +44,8 @@ pub struct FhirArgs {
 /// FHIR commands.
 #[derive(Debug, Subcommand)]
 pub enum FhirCommand {
-    /// Write a Bundle with one Consent per grant and one AuditEvent per access.
+    /// Write a Bundle: one Consent per grant; AuditEvents (IHE BALP) of every consent decision,
+    /// of every permitted access and of every break-glass review.
     Export {
         /// The reader's key file (the patient, a delegate, an auditor or a member organisation).
         #[arg(long)]
