@@ -6,7 +6,6 @@ use std::process::{Command, Output};
 
 use twinledger_core::Keypair;
 
-pub mod fhir_shape;
 pub mod node;
 
 /// The passphrase of every test key file (given to twinctl through `TWINCTL_PASSPHRASE`).

@@ -1,6 +1,5 @@
 //! FHIR export: R4 and R5 bundles of the patient's consents and accesses.
 
-use crate::common::fhir_shape::validate_bundle;
 use crate::common::node::TestNode;
 use crate::common::{err, run};
 
@@ -9,8 +8,8 @@ async fn fhir_r4_and_r5_bundles_hold_one_consent_per_grant_and_one_audit_event_p
     let n = TestNode::start().await;
     // Two grants (the patient's, revoked; the guardian's) and five accesses (see `Story`).
     n.story().await;
-    // FHIR: R4 and R5 bundles with one Consent per grant and one AuditEvent per access, checked
-    // against the required elements and code systems of the specification.
+    // FHIR: R4 and R5 bundles with one Consent per grant and one BALP AuthZconsent AuditEvent
+    // per access decision (validity against HL7's definitions is `fhir_export.rs`'s).
     for (flag, r5) in [("", false), ("--r5", true)] {
         let out = n.path(&format!("bundle{flag}.json"));
         let mut args = vec![
@@ -28,7 +27,6 @@ async fn fhir_r4_and_r5_bundles_hold_one_consent_per_grant_and_one_audit_event_p
         assert!(o.status.success(), "{}", err(&o));
         let bundle: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        validate_bundle(&bundle, r5);
         let kinds: Vec<&str> = bundle["entry"]
             .as_array()
             .unwrap()
@@ -40,11 +38,17 @@ async fn fhir_r4_and_r5_bundles_hold_one_consent_per_grant_and_one_audit_event_p
             2,
             "{kinds:?}"
         );
-        assert_eq!(
-            kinds.iter().filter(|k| **k == "AuditEvent").count(),
-            5,
-            "{kinds:?}"
-        );
+        let decisions = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["resource"]["meta"]["profile"][0]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with("IHE.BasicAudit.AuthZconsent"))
+            })
+            .count();
+        assert_eq!(decisions, 5, "{kinds:?}");
         let text = bundle.to_string();
         assert!(text.contains("\"BTG\""), "break-glass is labelled");
         assert!(!text.contains("stroke"), "no free text from the reason");
