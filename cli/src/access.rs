@@ -129,8 +129,7 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             ask: a,
             reason_file,
         } => {
-            let reason = std::fs::read(reason_file)
-                .map_err(|e| CliError::Invalid(format!("{}: {e}", reason_file.display())))?;
+            let reason = std::fs::read(reason_file).map_err(CliError::io("read", reason_file))?;
             if reason.is_empty() {
                 return Err(CliError::Invalid("the break-glass reason is empty".into()));
             }
@@ -396,7 +395,7 @@ fn ask(
         &a.receipt_out,
         serde_json::to_string_pretty(&v).expect("json"),
     )
-    .map_err(|e| CliError::Invalid(format!("{}: {e}", a.receipt_out.display())))?;
+    .map_err(CliError::io("write", &a.receipt_out))?;
     let outcome = &v["outcome"]["access"];
     if outcome.get("deny").is_some() {
         return Err(CliError::Denied(format!(

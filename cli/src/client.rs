@@ -24,28 +24,109 @@ pub struct NodeClient {
     pub chain_id: ChainId,
 }
 
-fn unreachable(base: &str, e: impl std::fmt::Display) -> CliError {
-    CliError::Unreachable(format!("node {base}: {e}"))
+/// What to try when the node cannot be reached.
+const START_HINT: &str = "is it running? (start one with `cargo run -p twinledger-node -- --dev`, \
+                          or set TWINCTL_NODE / --node)";
+
+/// A failure to talk to the node at `base`, naming the cause at the bottom of the error chain.
+fn unreachable(base: &str, e: impl std::error::Error) -> CliError {
+    let mut cause = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    CliError::Unreachable(format!("node {base}: {cause}"))
+}
+
+/// A request that did not get an answer: a node that is down (or not there) is named with what
+/// to try; other transport failures with their cause.
+fn send_failed(base: &str, e: reqwest::Error) -> CliError {
+    if e.is_connect() || e.is_timeout() {
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        let why = if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            cause
+        };
+        return CliError::Unreachable(format!(
+            "cannot reach the node at {base} ({why}): {START_HINT}"
+        ));
+    }
+    unreachable(base, e)
+}
+
+/// The node's base URL from `--node` / `TWINCTL_NODE`: `http://HOST:PORT` or `https://...`;
+/// a bare `HOST:PORT` is taken as `http://HOST:PORT`. Anything else is refused, naming it.
+pub fn base_url(node: &str) -> Result<String, CliError> {
+    let given = node.trim();
+    let refuse = |why: String| {
+        CliError::Invalid(format!(
+            "the node address {node:?} (--node or TWINCTL_NODE) {why}; give it as \
+             http://HOST:PORT, e.g. {DEFAULT_NODE}"
+        ))
+    };
+    let full = match given.split_once("://") {
+        Some((scheme, _))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            given.to_string()
+        }
+        Some((scheme, _)) => {
+            return Err(refuse(format!("has scheme {scheme:?}, not http or https")));
+        }
+        None => format!("http://{given}"),
+    };
+    let url = reqwest::Url::parse(&full).map_err(|e| refuse(format!("is not a URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(refuse("names no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(refuse("has a query or fragment".into()));
+    }
+    Ok(full.trim_end_matches('/').to_string())
 }
 
 impl NodeClient {
     /// Connects and learns the chain id from `/health`.
-    pub fn connect(base: &str) -> Result<Self, CliError> {
-        let base = base.trim_end_matches('/').to_string();
+    pub fn connect(node: &str) -> Result<Self, CliError> {
+        let base = base_url(node)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(70))
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| unreachable(&base, e))?;
-        let v: Value = http
+        let r = http
             .get(format!("{base}/health"))
             .send()
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.json())
-            .map_err(|e| unreachable(&base, e))?;
+            .map_err(|e| send_failed(&base, e))?;
+        // A halted or stalled node answers 503 with its status: name it.
+        let status = r.status();
+        let v: Value = r.json().map_err(|_| {
+            CliError::Unreachable(format!(
+                "{base}/health answered {status} without JSON: is {base} a Twinledger node's API \
+                 address? (set TWINCTL_NODE / --node)"
+            ))
+        })?;
+        if !status.is_success() {
+            return Err(CliError::Unreachable(format!(
+                "the node at {base} is {} ({status}): see its log",
+                v["status"].as_str().unwrap_or("failing")
+            )));
+        }
         let chain_id = v["chain_id"]
             .as_str()
             .and_then(|c| ChainId::from_hex(c).ok())
-            .ok_or_else(|| unreachable(&base, "/health gave no chain id"))?;
+            .ok_or_else(|| {
+                CliError::Unreachable(format!(
+                    "{base}/health gave no chain id: is {base} a Twinledger node's API address?"
+                ))
+            })?;
         Ok(Self {
             base,
             http,
@@ -75,7 +156,7 @@ impl NodeClient {
             .post(format!("{}{path}", self.base))
             .json(body)
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         self.answer(r).map(|(_, v)| v)
     }
 
@@ -85,7 +166,7 @@ impl NodeClient {
             .http
             .get(format!("{}{path}", self.base))
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         self.answer(r).map(|(_, v)| v)
     }
 
@@ -118,7 +199,7 @@ impl NodeClient {
         let r = self
             .signed(key, path)?
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         self.answer(r).map(|(_, v)| v)
     }
 
@@ -127,7 +208,7 @@ impl NodeClient {
         let r = self
             .signed(key, path)?
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         if !r.status().is_success() {
             return self.answer(r).map(|_| Vec::new());
         }
@@ -151,7 +232,7 @@ impl NodeClient {
             .post(format!("{}/v1/events", self.base))
             .json(&json!({"event": hex::encode(ev.to_bytes())}))
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         self.answer(r)?;
         Ok(ev.id())
     }
@@ -192,7 +273,40 @@ impl NodeClient {
                 "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(60_000),
             }))
             .send()
-            .map_err(|e| unreachable(&self.base, e))?;
+            .map_err(|e| send_failed(&self.base, e))?;
         self.answer(r).map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_address_without_a_scheme_is_taken_as_http() {
+        assert_eq!(base_url("127.0.0.1:7600").unwrap(), "http://127.0.0.1:7600");
+        assert_eq!(
+            base_url("localhost:7600/").unwrap(),
+            "http://localhost:7600"
+        );
+        assert_eq!(
+            base_url("https://node.example:443").unwrap(),
+            "https://node.example:443"
+        );
+    }
+
+    #[test]
+    fn a_node_address_that_is_not_http_is_refused_naming_it() {
+        for bad in [
+            "ftp://127.0.0.1:7600",
+            "http://",
+            "127.0.0.1:notaport",
+            "http://h:1/?x=1",
+        ] {
+            let e = base_url(bad).unwrap_err();
+            assert_eq!(e.exit_code(), crate::exit::INVALID_INPUT, "{bad}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+            assert!(e.to_string().contains("TWINCTL_NODE"), "{e}");
+        }
     }
 }

@@ -3,19 +3,22 @@
 
 /// Success.
 pub const OK: u8 = 0;
-/// Invalid input: bad arguments (clap usage errors included), a malformed did:key, a malformed
-/// or invalid genesis file, a refused change, an existing file that `init` would overwrite.
+/// Invalid input: bad arguments (clap usage errors included), a malformed did:key, id, code or
+/// time, a malformed or invalid genesis file, a refused change to a genesis file, an output file
+/// that already exists, or a request the node refused as malformed or inapplicable (an unknown
+/// grant, something already done).
 pub const INVALID_INPUT: u8 = 2;
-/// I/O error: a file cannot be read or written.
+/// I/O error: a file cannot be read or written (missing, no such directory, no permission).
 pub const IO_ERROR: u8 = 3;
-/// Denied: an access decision was deny, the node refused the requester (401/403), or a receipt
-/// is valid but not a permit.
+/// Denied: an access decision was deny, the node refused the requester (401/403, or a rule that
+/// the key may not do this: reviewing its own break-glass access, acting for a patient it does
+/// not represent, a revoked or unknown key), or a receipt is valid but not a permit.
 pub const DENIED: u8 = 4;
 /// The node cannot be reached, or failed (5xx).
 pub const NODE_UNREACHABLE: u8 = 5;
-
-/// Verification failed: a chain, a receipt or a patient's history does not verify, or a twin
-/// copy does not match its anchor.
+/// Verification failed: a chain, a receipt, an evidence bundle, a patient's history or a
+/// checkpoint does not verify (or two checkpoints fork), or a twin copy does not match its
+/// anchor.
 pub const MISMATCH: u8 = 6;
 
 /// Every code with its meaning, in the order `--help` lists them.
@@ -23,17 +26,23 @@ pub const ALL: [(u8, &str); 6] = [
     (OK, "ok"),
     (
         INVALID_INPUT,
-        "invalid input: bad arguments, a malformed key, a malformed or invalid genesis file",
+        "invalid input: bad arguments, a malformed key, id, code, time or genesis file, an \
+         output file that exists, a request the node refused as invalid",
     ),
-    (IO_ERROR, "I/O error: a file cannot be read or written"),
+    (
+        IO_ERROR,
+        "I/O error: a file cannot be read or written (missing, no such directory, no permission)",
+    ),
     (
         DENIED,
-        "denied: access denied, requester refused, or a receipt that is not a permit",
+        "denied: access denied, the node refused the requester (e.g. a self-review), or a \
+         receipt that is not a permit",
     ),
-    (NODE_UNREACHABLE, "node unreachable or failing"),
+    (NODE_UNREACHABLE, "node unreachable or failing (5xx)"),
     (
         MISMATCH,
-        "mismatch: a chain, receipt, history or twin copy does not verify",
+        "verification failed: a chain, receipt, bundle, history or checkpoint does not verify, \
+         or a twin copy does not match its anchor",
     ),
 ];
 

@@ -662,8 +662,7 @@ pub fn consent_check(
 /// version 3, else none.
 pub fn history_for(v: &Value, file: Option<&Path>) -> Result<Option<Value>, CliError> {
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(file).map_err(CliError::io("read", file))?;
         let h: Value = serde_json::from_str(&text).map_err(|e| {
             CliError::Invalid(format!(
                 "{}: not a patient history answer: {e}",

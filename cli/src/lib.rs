@@ -5,16 +5,21 @@
 //! scripts, chosen by the global `--json`) or a [`CliError`], whose [`CliError::exit_code`]
 //! is one of the codes in [`exit`].
 //!
-//! Today: `twinctl genesis` (build, show and verify a genesis file). The patient, hospital
-//! and auditor commands (issues #5 and #6) add subcommands here.
+//! The commands, by who uses them: patients and delegates (`consent`, `delegate`, `access
+//! report`), clinician systems (`access request`, `access break-glass`, `receipt`, `twin`),
+//! organisations (`org`, `review`), auditors (`audit`, `fhir`), operators (`genesis`), and
+//! everyone (`key`, `codes`). Commands that talk to a node use [`client::NodeClient`]; the
+//! offline ones (`receipt verify`, `audit verify`, `genesis`) trust only the genesis file.
 
 pub mod access;
 pub mod audit;
 pub mod client;
+pub mod codes;
 pub mod consent;
 pub mod delegate;
 pub mod exit;
 pub mod fhir;
+pub mod files;
 pub mod genesis;
 pub mod history;
 pub mod ids;
@@ -32,7 +37,7 @@ pub mod witness;
 mod snapshots;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use twinledger_genesis::GenesisFileError;
@@ -42,7 +47,7 @@ use twinledger_genesis::GenesisFileError;
 #[command(
     name = "twinctl",
     version,
-    about = "Twinledger command line: genesis files and keys",
+    about = "Twinledger command line: consent, access with receipts, audit and genesis files",
     propagate_version = true
 )]
 pub struct Cli {
@@ -82,6 +87,8 @@ pub enum Command {
     Fhir(fhir::FhirArgs),
     /// Export and verify whole chains offline (auditors).
     Audit(audit::AuditArgs),
+    /// List the categories, purposes, actions and roles, with their standard code systems.
+    Codes(codes::CodesArgs),
 }
 
 /// What a command prints on success.
@@ -112,6 +119,16 @@ pub enum CliError {
     /// A key file cannot be created or opened.
     #[error(transparent)]
     Key(#[from] keystore::KeyFileError),
+    /// A file cannot be read or written (missing, no such directory, no permission, disk full).
+    #[error("cannot {doing} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "write", "create").
+        doing: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The node refused the request.
     #[error("node refused ({status} {code}): {message}")]
     Node {
@@ -128,7 +145,8 @@ pub enum CliError {
     /// Denied (an access decision, or a receipt that is not a permit).
     #[error("{0}")]
     Denied(String),
-    /// A copy does not match what was anchored.
+    /// Verification failed: a chain, a receipt, a bundle, a history or a checkpoint does not
+    /// verify, or a twin copy does not match its anchor.
     #[error("{0}")]
     Mismatch(String),
     /// Any other invalid input.
@@ -136,16 +154,39 @@ pub enum CliError {
     Invalid(String),
 }
 
+/// The node's error codes (422) that refuse the requester rather than the request: the key may
+/// not do this (a self-review, a patient it may not act for, a revoked or unknown author).
+/// They exit [`exit::DENIED`], as 401 and 403 do.
+pub const REQUESTER_REFUSALS: [&str; 6] = [
+    "not_permitted",
+    "not_authorised_for_patient",
+    "outside_delegation",
+    "revoked_author",
+    "unknown_author",
+    "retired_key",
+];
+
 impl CliError {
+    /// An [`CliError::Io`] for `path`, to use as `.map_err(CliError::io("read", path))`.
+    pub fn io(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io {
+            doing,
+            path,
+            source,
+        }
+    }
+
     /// The process exit code for this error (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Genesis(e) | Self::Refused { source: e, .. } if e.is_io() => exit::IO_ERROR,
-            Self::Key(keystore::KeyFileError::Io { .. }) => exit::IO_ERROR,
+            Self::Key(keystore::KeyFileError::Io { .. }) | Self::Io { .. } => exit::IO_ERROR,
             Self::Node {
                 status: 401 | 403, ..
             }
             | Self::Denied(_) => exit::DENIED,
+            Self::Node { code, .. } if REQUESTER_REFUSALS.contains(&code.as_str()) => exit::DENIED,
             Self::Node { status, .. } if *status >= 500 => exit::NODE_UNREACHABLE,
             Self::Unreachable(_) => exit::NODE_UNREACHABLE,
             Self::Mismatch(_) => exit::MISMATCH,
@@ -191,6 +232,7 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Twin(args) => twin::run(args, &cli.node),
         Command::Fhir(args) => fhir::run(args, &cli.node),
         Command::Audit(args) => audit::run(args, &cli.node, cli.json),
+        Command::Codes(args) => Ok(codes::run(args)),
     }
 }
 

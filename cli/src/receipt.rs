@@ -210,8 +210,7 @@ pub fn verify_changes(
 /// Reads and verifies a `--validator-sets` file: any JSON object with a `validator_set_changes`
 /// list (a receipt answer, a bundle, `GET /v1/validator-sets`, `audit validator-sets --out`).
 pub fn sets_file(genesis: &Genesis, path: &Path) -> Result<ValidatorSets, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(CliError::io("read", path))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| CliError::Invalid(format!("{}: not JSON: {e}", path.display())))?;
     if v.get(CHANGES).is_none() {
@@ -492,8 +491,7 @@ fn verify_file(
     expect: &Expect,
     now_ms: impl Fn() -> Result<u64, CliError>,
 ) -> Result<Output, CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(CliError::io("read", file))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| CliError::Invalid(format!("{}: not a receipt: {e}", file.display())))?;
     let (receipt, changes) = read_evidence(&v)?;

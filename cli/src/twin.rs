@@ -83,8 +83,7 @@ pub fn twin_id(s: &str) -> TwinId {
 }
 
 fn file_hash(file: &PathBuf) -> Result<Hash, CliError> {
-    let bytes =
-        std::fs::read(file).map_err(|e| CliError::Invalid(format!("{}: {e}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(CliError::io("read", file))?;
     Ok(Hash(*blake3::hash(&bytes).as_bytes()))
 }
 

@@ -47,8 +47,7 @@ pub fn known_sets(
     let kept_path = dir.join(SETS_FILE);
     let mut sources: Vec<(String, ValidatorSets, Vec<Receipt>)> = Vec::new();
     if kept_path.exists() {
-        let text = std::fs::read_to_string(&kept_path)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
+        let text = std::fs::read_to_string(&kept_path).map_err(CliError::io("read", &kept_path))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
         let changes = changes_in(&v)?;
@@ -56,8 +55,7 @@ pub fn known_sets(
         sources.push(("the chain the witness kept".into(), sets, changes));
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(f).map_err(CliError::io("read", f))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| CliError::Invalid(format!("{}: {e}", f.display())))?;
         let sets = sets_file(genesis, f)?;
@@ -87,11 +85,10 @@ pub fn known_sets(
         }
     }
     if best_changes.len() > kept {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(CliError::io("create the folder", dir))?;
         let v = json!({ CHANGES: best_changes });
         std::fs::write(&kept_path, serde_json::to_string_pretty(&v).expect("json"))
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", kept_path.display())))?;
+            .map_err(CliError::io("write", &kept_path))?;
     }
     Ok(best)
 }
@@ -112,13 +109,12 @@ fn stored(dir: &Path) -> Result<Vec<(Checkpoint, CommitCertificate, String)>, Cl
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(CliError::Invalid(format!("{}: {e}", dir.display()))),
+        Err(e) => return Err(CliError::io("list the folder", dir)(e)),
     };
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "checkpoint") {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| CliError::Invalid(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p).map_err(CliError::io("read", &p))?;
             let (cp, cert) = Checkpoint::from_text(&text)
                 .map_err(|e| CliError::Invalid(format!("{}: {e}", p.display())))?;
             out.push((cp, cert, text));
@@ -226,14 +222,12 @@ pub fn ingest(
             )));
         }
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(CliError::io("create the folder", dir))?;
     let path = dir.join(format!(
         "{:020}-{}.checkpoint",
         cp.height,
         &cp.block_hash.to_hex()[..16]
     ));
-    std::fs::write(&path, text)
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, text).map_err(CliError::io("write", &path))?;
     Ok(Verdict::Accepted(cp))
 }
