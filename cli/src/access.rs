@@ -1,6 +1,7 @@
 //! `twinctl access`: ask the ledger for access (or break the glass) and keep the receipt;
 //! report and watch who accessed a twin.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use serde_json::{Value, json};
 use twinledger_core::codes::{Action, DataCategory, Purpose};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::BreakGlassRequest;
-use twinledger_core::{Commitment, EventPayload, PublicKey};
+use twinledger_core::codes::Code as _;
+use twinledger_core::{Commitment, Decision, EventPayload, Outcome, PublicKey};
 
 use crate::client::NodeClient;
 use crate::consent::action_alias;
@@ -154,19 +156,27 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
                 None => fetch(&client, &key, &patient, 0)?.0,
             };
             let rows: Vec<AccessRow> = rows(&all).into_iter().filter(|r| r.time >= since).collect();
-            let mut text = match format.as_str() {
-                "csv" => csv(&rows),
-                "json" => format!("{:#}\n", json!(rows)),
-                _ => table(&rows),
-            };
+            // Organisation names from the genesis the report was verified against.
+            let names = verified
+                .as_ref()
+                .map(|(_, g)| org_names(g))
+                .unwrap_or_default();
             let mut out = json!({"patient": patient, "accesses": rows});
             if let Some((h, _)) = &verified {
-                // Only the table gains a line: csv and json stay machine-readable.
-                if format == "table" {
-                    text.push_str(&h.summary());
-                }
                 out["verified"] = h.summary_json();
             }
+            // `--format json` prints what `--json` prints: one shape.
+            let text = match format.as_str() {
+                "csv" => csv(&rows),
+                "json" => format!("{out:#}\n"),
+                _ => {
+                    let mut t = table_named(&rows, &names);
+                    if let Some((h, _)) = &verified {
+                        t.push_str(&h.summary());
+                    }
+                    t
+                }
+            };
             Ok(Output { text, json: out })
         }
         AccessCommand::Watch {
@@ -264,26 +274,64 @@ pub(crate) fn rows(accesses: &[Value]) -> Vec<AccessRow> {
         .collect()
 }
 
+/// The names of the genesis's organisations, by did.
+pub(crate) fn org_names(g: &twinledger_core::Genesis) -> BTreeMap<String, String> {
+    g.organisations
+        .iter()
+        .map(|o| (o.key.to_did(), o.name.clone()))
+        .collect()
+}
+
+/// The decision of a row in words: "permitted", "denied: no consent covers GDIS",
+/// "break-glass (review: justified)".
+fn decision_words(r: &AccessRow) -> String {
+    let base = match r.decision.as_str() {
+        "permit" => "permitted".to_string(),
+        "break-glass" => "break-glass".to_string(),
+        d => match d.strip_prefix("deny (").and_then(|x| x.strip_suffix(')')) {
+            Some(reason) => match serde_json::from_value(json!(reason)) {
+                Ok(reason) => format!(
+                    "denied: {}",
+                    crate::codes::deny_words(reason, Some(&r.category))
+                ),
+                Err(_) => format!("denied: {reason}"),
+            },
+            None => d.to_string(),
+        },
+    };
+    if r.review.is_empty() {
+        base
+    } else {
+        format!("{base} (review: {})", r.review)
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn table(rows: &[AccessRow]) -> String {
+    table_named(rows, &BTreeMap::new())
+}
+
+/// The report as a table; organisations are named when `names` knows them.
+pub(crate) fn table_named(rows: &[AccessRow], names: &BTreeMap<String, String>) -> String {
     let mut t = format!(
-        "{:<24} {:<26} {:<14} {:<8} {:<8} {:<28} {}\n",
-        "DATE", "RECIPIENT", "CATEGORY", "ACTION", "PURPOSE", "DECISION", "CONSENT"
+        "{:<24} {:<26} {:<20} {:<14} {:<8} {:<18} {:<16} {}\n",
+        "DATE", "RECIPIENT", "ORGANISATION", "CATEGORY", "ACTION", "PURPOSE", "CONSENT", "DECISION"
     );
     for r in rows {
-        let decision = if r.review.is_empty() {
-            r.decision.clone()
-        } else {
-            format!("{} (review: {})", r.decision, r.review)
-        };
+        let org = names
+            .get(&r.organisation)
+            .cloned()
+            .unwrap_or_else(|| r.organisation.get(..20).unwrap_or(&r.organisation).to_string());
         t.push_str(&format!(
-            "{:<24} {:<26} {:<14} {:<8} {:<8} {:<28} {}\n",
+            "{:<24} {:<26} {:<20} {:<14} {:<8} {:<18} {:<16} {}\n",
             r.date,
             r.recipient.get(..24).unwrap_or(&r.recipient),
+            org,
             r.category,
             r.action,
             r.purpose,
-            decision,
-            r.consent.get(..12).unwrap_or("")
+            crate::ids::short(&r.consent),
+            decision_words(r),
         ));
     }
     t
@@ -358,7 +406,8 @@ fn ask(
     if !(1..=60).contains(&timeout_secs) {
         return Err(CliError::Invalid("--timeout-secs must be 1..=60".into()));
     }
-    crate::audit::refuse_existing(&a.receipt_out)?;
+    // Nothing is submitted unless the receipt can be kept.
+    crate::files::check_output(&a.receipt_out)?;
     let key = open_key(&a.key, &a.pass)?;
     let salt = random32()?;
     let client = NodeClient::connect(node)?;
@@ -391,25 +440,36 @@ fn ask(
     if let Some(rs) = reason_salt {
         v["reason_salt"] = json!(hex::encode(rs));
     }
-    std::fs::write(
-        &a.receipt_out,
-        serde_json::to_string_pretty(&v).expect("json"),
-    )
-    .map_err(CliError::io("write", &a.receipt_out))?;
-    let outcome = &v["outcome"]["access"];
-    if outcome.get("deny").is_some() {
-        return Err(CliError::Denied(format!(
-            "access denied ({}); receipt written to {}",
-            outcome["deny"]["reason"].as_str().unwrap_or("?"),
-            a.receipt_out.display()
-        )));
+    let pretty = serde_json::to_string_pretty(&v).expect("json");
+    let written = crate::files::write(&a.receipt_out, &pretty);
+    let outcome: Option<Outcome> = serde_json::from_value(v["outcome"].clone()).ok();
+    let words = match &outcome {
+        Some(o) => crate::codes::outcome_words(o, Some((category.code(), purpose.code()))),
+        None => format!("the node answered without a decision: {}", v["outcome"]),
+    };
+    let kept = match written {
+        Ok(()) => format!("receipt written to {}", a.receipt_out.display()),
+        Err(e) => {
+            // The access is on the ledger: never lose its receipt and salts.
+            use std::io::Write as _;
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "error: {e}\nthe receipt follows; keep it (it holds the resource salt):\n{pretty}"
+            );
+            return Err(match outcome {
+                Some(Outcome::Access(Decision::Deny { .. })) => CliError::Denied(format!(
+                    "{words}; the receipt could not be written ({e}) and was printed on stderr"
+                )),
+                _ => e,
+            });
+        }
+    };
+    if matches!(outcome, Some(Outcome::Access(Decision::Deny { .. }))) {
+        return Err(CliError::Denied(format!("{words}; {kept}")));
     }
     Ok(Output {
-        text: format!(
-            "{}\nreceipt written to {}\n",
-            serde_json::to_string(outcome).unwrap_or_default(),
-            a.receipt_out.display()
-        ),
+        text: format!("{words}\n{kept}\n"),
         json: v,
     })
 }

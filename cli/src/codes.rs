@@ -4,6 +4,7 @@
 use clap::Args;
 use serde_json::{Value, json};
 use twinledger_core::codes::{Action, Code, DataCategory, Purpose, Role};
+use twinledger_core::{Decision, DenyReason, Outcome};
 
 use crate::Output;
 
@@ -150,8 +151,69 @@ pub fn run(args: &CodesArgs) -> Output {
     }
 }
 
+/// What a purpose code means ("research" for `HRESCH`); an unknown code as it is.
+pub fn purpose_words(code: &str) -> String {
+    Purpose::parse(code).map_or_else(|| code.to_string(), |p| purpose(p).to_string())
+}
+
+/// Why an access was denied, in words; `category` names what was asked for, if known.
+pub fn deny_words(reason: DenyReason, category: Option<&str>) -> String {
+    match (reason, category) {
+        (DenyReason::NoCoveringGrant, Some(c)) => format!("no consent covers {c}"),
+        (DenyReason::NoCoveringGrant, None) => "no consent covers the request".into(),
+        (DenyReason::RoleMayNotBreakGlass, _) => "the requester's role may not break the glass".into(),
+    }
+}
+
+/// A decision as a sentence: "permitted under grant 96a6… (vital-signs, research)", "denied:
+/// no consent covers GDIS", "break-glass: permitted, flagged and queued for review".
+/// `asked` is the category and purpose code asked for, if known.
+pub fn decision_words(d: &Decision, asked: Option<(&str, &str)>) -> String {
+    match d {
+        Decision::Permit { grant } => {
+            let hex = grant.to_hex();
+            let mut s = format!("permitted under grant {}", crate::ids::short(&hex));
+            if let Some((category, purpose)) = asked {
+                s.push_str(&format!(" ({category}, {})", purpose_words(purpose)));
+            }
+            s
+        }
+        Decision::Deny { reason } => {
+            format!("denied: {}", deny_words(*reason, asked.map(|(c, _)| c)))
+        }
+        Decision::BreakGlass => "break-glass: permitted, flagged and queued for review".into(),
+    }
+}
+
+/// An outcome as a sentence ([`decision_words`], or "applied").
+pub fn outcome_words(o: &Outcome, asked: Option<(&str, &str)>) -> String {
+    match o {
+        Outcome::Access(d) => decision_words(d, asked),
+        Outcome::Applied => "applied".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decisions_read_as_sentences() {
+        let grant = twinledger_core::EventId::from_hex(&"96a6".repeat(16)).unwrap();
+        assert_eq!(
+            decision_words(&Decision::Permit { grant }, Some(("vital-signs", "HRESCH"))),
+            "permitted under grant 96a696a696a696a6 (vital-signs, research)"
+        );
+        assert_eq!(
+            decision_words(
+                &Decision::Deny {
+                    reason: DenyReason::NoCoveringGrant
+                },
+                Some(("GDIS", "TREAT"))
+            ),
+            "denied: no consent covers GDIS"
+        );
+        assert!(!decision_words(&Decision::BreakGlass, None).contains('"'));
+    }
+
     use super::*;
 
     #[test]

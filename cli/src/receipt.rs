@@ -268,12 +268,7 @@ pub fn set_line(sets: &ValidatorSets, height: u64) -> String {
 
 /// A decision in words.
 pub fn describe_outcome(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Access(Decision::Permit { grant }) => format!("permit (grant {grant})"),
-        Outcome::Access(Decision::Deny { reason }) => format!("deny ({reason:?})"),
-        Outcome::Access(Decision::BreakGlass) => "break-glass (permitted, flagged)".into(),
-        Outcome::Applied => "applied".into(),
-    }
+    crate::codes::outcome_words(outcome, None)
 }
 
 /// Checks that the top-level `id` and `outcome` of a receipt file or bundle, if present, are

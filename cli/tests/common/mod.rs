@@ -63,3 +63,4 @@ pub fn write_key(dir: &Path, name: &str, key: &Keypair) -> String {
     twinledger_cli::keystore::write_with_cost(&path, key, PASS.as_bytes(), 1024, 1).unwrap();
     path.to_str().unwrap().to_string()
 }
+pub mod solo;
