@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use twinledger_core::codes::Code as _;
 use twinledger_core::codes::{Action, DataCategory, Purpose};
 use twinledger_core::event::access::AccessRequest;
 use twinledger_core::event::break_glass::BreakGlassRequest;
-use twinledger_core::codes::Code as _;
 use twinledger_core::{Commitment, Decision, EventPayload, Outcome, PublicKey};
 
 use crate::client::NodeClient;
@@ -314,16 +314,18 @@ pub(crate) fn table(rows: &[AccessRow]) -> String {
 /// The report as a table; organisations are named when `names` knows them.
 pub(crate) fn table_named(rows: &[AccessRow], names: &BTreeMap<String, String>) -> String {
     let mut t = format!(
-        "{:<24} {:<26} {:<20} {:<14} {:<8} {:<18} {:<16} {}\n",
+        "{:<24} {:<26} {:<20} {:<14} {:<8} {:<8} {:<16} {}\n",
         "DATE", "RECIPIENT", "ORGANISATION", "CATEGORY", "ACTION", "PURPOSE", "CONSENT", "DECISION"
     );
     for r in rows {
-        let org = names
-            .get(&r.organisation)
-            .cloned()
-            .unwrap_or_else(|| r.organisation.get(..20).unwrap_or(&r.organisation).to_string());
+        let org = names.get(&r.organisation).cloned().unwrap_or_else(|| {
+            r.organisation
+                .get(..20)
+                .unwrap_or(&r.organisation)
+                .to_string()
+        });
         t.push_str(&format!(
-            "{:<24} {:<26} {:<20} {:<14} {:<8} {:<18} {:<16} {}\n",
+            "{:<24} {:<26} {:<20} {:<14} {:<8} {:<8} {:<16} {}\n",
             r.date,
             r.recipient.get(..24).unwrap_or(&r.recipient),
             org,

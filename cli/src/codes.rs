@@ -161,7 +161,15 @@ pub fn deny_words(reason: DenyReason, category: Option<&str>) -> String {
     match (reason, category) {
         (DenyReason::NoCoveringGrant, Some(c)) => format!("no consent covers {c}"),
         (DenyReason::NoCoveringGrant, None) => "no consent covers the request".into(),
-        (DenyReason::RoleMayNotBreakGlass, _) => "the requester's role may not break the glass".into(),
+        (DenyReason::RoleMayNotBreakGlass, _) => {
+            "the requester's role may not break the glass".into()
+        }
+        // Reasons added to the core later read as their code, in words.
+        #[allow(unreachable_patterns)]
+        (other, _) => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v.as_str().map(|c| c.replace('_', " ")))
+            .unwrap_or_else(|| "refused by the ledger".into()),
     }
 }
 

@@ -1179,7 +1179,7 @@ mod tests {
         let g = dc.genesis.clone();
         let h = verify(&g, &alice.public(), &answer(&dc, &alice.public()), None).unwrap();
         let grant_id = h.events[0].id;
-        for (i, want) in [(1, "permit"), (2, "deny"), (3, "break-glass")] {
+        for (i, want) in [(1, "permitted"), (2, "denied"), (3, "break-glass")] {
             let e = &h.events[i];
             let r = receipt_of(&dc, e.id);
             let (text, j) = check_in_history(&g, &h, &r, &e.outcome).unwrap();

@@ -56,6 +56,11 @@ fn access_report_table_and_csv() {
     let rows = crate::access::rows(&accesses());
     insta::assert_snapshot!("access_report_table", crate::access::table(&rows));
     insta::assert_snapshot!("access_report_csv", crate::access::csv(&rows));
+    let names = [(did("snap/hospital"), "St. Example Hospital".to_string())].into();
+    insta::assert_snapshot!(
+        "access_report_table_named",
+        crate::access::table_named(&rows, &names)
+    );
 }
 
 #[test]

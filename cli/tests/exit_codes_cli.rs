@@ -46,7 +46,10 @@ fn exit_0_codes_lists_the_standard_code_systems() {
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
-    let o = twinctl("http://127.0.0.1:9", &["--json", "codes", "--only", "roles"]);
+    let o = twinctl(
+        "http://127.0.0.1:9",
+        &["--json", "codes", "--only", "roles"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v.get("categories").is_none());
     assert_eq!(v["roles"][0]["code"], "physician");
@@ -85,7 +88,11 @@ fn exit_2_a_malformed_time_offset_is_named() {
         ],
     );
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(stderr(&o).contains("2026-12-31T00:00:00+1:000"), "{}", err(&o));
+    assert!(
+        stderr(&o).contains("2026-12-31T00:00:00+1:000"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +128,16 @@ async fn exit_3_a_receipt_path_in_a_missing_folder_is_refused_before_anything_is
     run_ok(
         &s.node,
         &[
-            "consent", "grant", "--key", &s.patient_file, "--to", &s.physician, "--category",
-            "vital-signs", "--purpose", "TREAT",
+            "consent",
+            "grant",
+            "--key",
+            &s.patient_file,
+            "--to",
+            &s.physician,
+            "--category",
+            "vital-signs",
+            "--purpose",
+            "TREAT",
         ],
     )
     .await;
@@ -139,7 +154,11 @@ async fn exit_3_a_receipt_path_in_a_missing_folder_is_refused_before_anything_is
     )
     .await;
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["accesses"], serde_json::json!([]), "nothing was submitted");
+    assert_eq!(
+        v["accesses"],
+        serde_json::json!([]),
+        "nothing was submitted"
+    );
     s.stop().await;
 }
 
@@ -153,7 +172,10 @@ async fn exit_4_a_denied_access_says_what_no_consent_covers() {
         "{}",
         err(&o)
     );
-    assert!(std::path::Path::new(&out).exists(), "the deny's receipt is kept");
+    assert!(
+        std::path::Path::new(&out).exists(),
+        "the deny's receipt is kept"
+    );
     s.stop().await;
 }
 
@@ -168,9 +190,21 @@ async fn exit_4_a_refused_self_review_is_denied() {
     let o = run_ok(
         &s.node,
         &[
-            "--json", "access", "break-glass", "--key", &s.phys_file, "--patient", &s.patient,
-            "--category", "vital-signs", "--resource", "twin://alice/vitals", "--receipt-out",
-            &out, "--reason-file", &reason,
+            "--json",
+            "access",
+            "break-glass",
+            "--key",
+            &s.phys_file,
+            "--patient",
+            &s.patient,
+            "--category",
+            "vital-signs",
+            "--resource",
+            "twin://alice/vitals",
+            "--receipt-out",
+            &out,
+            "--reason-file",
+            &reason,
         ],
     )
     .await;
@@ -179,7 +213,13 @@ async fn exit_4_a_refused_self_review_is_denied() {
     let o = run_exit(
         &s.node,
         &[
-            "review", "sign-off", "--key", &s.phys_file, &id, "--finding", "justified",
+            "review",
+            "sign-off",
+            "--key",
+            &s.phys_file,
+            &id,
+            "--finding",
+            "justified",
         ],
         4,
     )
@@ -211,7 +251,10 @@ fn exit_5_a_node_that_is_down_is_named_with_what_to_try() {
             && e.contains("TWINCTL_NODE"),
         "{e}"
     );
-    assert!(!e.contains("builder error") && !e.contains("error sending request"), "{e}");
+    assert!(
+        !e.contains("builder error") && !e.contains("error sending request"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,20 +263,42 @@ async fn exit_6_a_changed_export_does_not_verify() {
     run_ok(
         &s.node,
         &[
-            "consent", "grant", "--key", &s.patient_file, "--to", &s.physician, "--category",
-            "vital-signs", "--purpose", "TREAT",
+            "consent",
+            "grant",
+            "--key",
+            &s.patient_file,
+            "--to",
+            &s.physician,
+            "--category",
+            "vital-signs",
+            "--purpose",
+            "TREAT",
         ],
     )
     .await;
     let export = s.path("chain.twl");
     run_ok(
         &s.node,
-        &["audit", "export", "--key", &s.auditor_file, "--out", &export],
+        &[
+            "audit",
+            "export",
+            "--key",
+            &s.auditor_file,
+            "--out",
+            &export,
+        ],
     )
     .await;
     run_ok(
         &s.node,
-        &["audit", "verify", &export, "--genesis", &s.genesis(), "--quiet"],
+        &[
+            "audit",
+            "verify",
+            &export,
+            "--genesis",
+            &s.genesis(),
+            "--quiet",
+        ],
     )
     .await;
     let mut bytes = std::fs::read(&export).unwrap();
@@ -241,7 +306,14 @@ async fn exit_6_a_changed_export_does_not_verify() {
     std::fs::write(&export, bytes).unwrap();
     let o = run(
         &s.node,
-        &["audit", "verify", &export, "--genesis", &s.genesis(), "--quiet"],
+        &[
+            "audit",
+            "verify",
+            &export,
+            "--genesis",
+            &s.genesis(),
+            "--quiet",
+        ],
     )
     .await;
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
