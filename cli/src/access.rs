@@ -197,7 +197,12 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
                     use std::io::Write as _;
                     let line = format!(
                         "{} {} {} {} {} {}\n",
-                        r.date, r.recipient, r.category, r.purpose, r.decision, r.event
+                        r.date,
+                        r.recipient,
+                        r.category,
+                        r.purpose,
+                        decision_words(&r),
+                        crate::ids::short(&r.event)
                     );
                     let mut out = std::io::stdout().lock();
                     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 use twinledger_core::anomaly::Thresholds;
 
-use super::log::collect;
+use super::log::{collect, org_name};
 use crate::{CliError, Output};
 
 /// Irregular access for review, from rules over a verified export.
@@ -71,7 +71,7 @@ impl Anomalies {
             .map(crate::time::parse_time)
             .transpose()?
             .unwrap_or(0);
-        let (mut log, _) = collect(file, genesis)?;
+        let (mut log, state) = collect(file, genesis)?;
         log.accesses.retain(|a| a.time.0 >= since);
         log.revokes.retain(|r| r.time.0 >= since);
         let t = Thresholds {
@@ -92,14 +92,18 @@ impl Anomalies {
             log.accesses.len()
         );
         for f in &findings {
+            let org = state
+                .actor(&f.actor)
+                .map(|a| org_name(&state, &a.organisation));
             text.push_str(&format!(
-                "[{}] {}: {} (events: {})\n",
-                f.rule,
+                "{}: {}{}: {} (events: {})\n",
+                rule_words(f.rule),
                 f.actor,
+                org.map(|o| format!(" ({o})")).unwrap_or_default(),
                 f.detail,
                 f.events
                     .iter()
-                    .map(|e| e.to_hex()[..12].to_string())
+                    .map(|e| crate::ids::short(&e.to_hex()).to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
@@ -108,5 +112,17 @@ impl Anomalies {
             text,
             json: json!({"findings": findings}),
         })
+    }
+}
+
+/// An anomaly rule's name in words.
+fn rule_words(rule: &str) -> String {
+    match rule {
+        "volume" => "unusual volume".into(),
+        "off_hours" => "off-hours access".into(),
+        "denied_burst" => "burst of denied attempts".into(),
+        "repeated_break_glass" => "repeated break-glass".into(),
+        "after_revoke" => "access after a consent revoke".into(),
+        other => other.replace('_', " "),
     }
 }

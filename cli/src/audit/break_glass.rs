@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 use twinledger_core::anomaly::AccessKind;
 
-use super::log::collect;
+use super::log::{collect, org_name};
 use crate::{CliError, Output};
 
 /// Break-glass accesses in a verified export, with their review.
@@ -40,7 +40,7 @@ impl BreakGlass {
                 if *unreviewed && review.flatten().is_some() {
                     return None;
                 }
-                Some(json!({"id": a.id, "time": crate::time::utc(a.time.0), "actor": a.actor, "organisation": a.organisation, "patient": a.patient, "review": review.flatten()}))
+                Some(json!({"id": a.id, "time": crate::time::utc(a.time.0), "actor": a.actor, "organisation": a.organisation, "organisation_name": org_name(&state, &a.organisation), "patient": a.patient, "review": review.flatten()}))
             })
             .collect();
         let mut text = format!(
@@ -49,13 +49,18 @@ impl BreakGlass {
             if *unreviewed { " awaiting review" } else { "" }
         );
         for r in &rows {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            let review = match r["review"]["finding"].as_str() {
+                Some(f) => format!("reviewed: {f}"),
+                None => "awaiting review".to_string(),
+            };
             text.push_str(&format!(
-                "{} {} {} by {} review: {}\n",
-                r["time"].as_str().unwrap_or(""),
-                r["id"].as_str().unwrap_or(""),
-                r["patient"].as_str().unwrap_or(""),
-                r["actor"].as_str().unwrap_or(""),
-                r["review"]["finding"].as_str().unwrap_or("none")
+                "{} break-glass {} on patient {} by {} ({}): {review}\n",
+                s("time"),
+                crate::ids::short(&s("id")),
+                s("patient"),
+                s("actor"),
+                s("organisation_name"),
             ));
         }
         Ok(Output {

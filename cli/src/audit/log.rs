@@ -1,7 +1,10 @@
 //! The access log of a verified export: what `break-glass`, `denied` and `anomalies` report on.
 
+use std::collections::BTreeMap;
 use twinledger_core::anomaly::{AccessKind, AccessRecord, RevokeRecord};
-use twinledger_core::{Decision, EventPayload, Outcome};
+
+use twinledger_core::codes::Code as _;
+use twinledger_core::{Decision, EventId, EventPayload, Outcome, PublicKey, State};
 use twinledger_genesis::GenesisFile;
 
 use super::pipeline::verify;
@@ -12,6 +15,15 @@ use crate::CliError;
 pub(super) struct Log {
     pub(super) accesses: Vec<AccessRecord>,
     pub(super) revokes: Vec<RevokeRecord>,
+    /// Why each denied attempt was denied, in words ("no consent covers GDIS").
+    pub(super) deny_reasons: BTreeMap<EventId, String>,
+}
+
+/// An organisation's name as the verified state records it, else its did.
+pub(super) fn org_name(state: &State, org: &PublicKey) -> String {
+    state
+        .organisation(org)
+        .map_or_else(|| org.to_did(), |o| o.name.clone())
 }
 
 /// Verifies an export (refusing one that does not verify) and collects its access log.
@@ -48,11 +60,17 @@ pub(super) fn collect(
                         continue;
                     }
                 };
-                let patient = match &ev.event.payload {
-                    EventPayload::AccessRequest(a) => a.patient,
-                    EventPayload::BreakGlassRequest(b) => b.patient,
+                let (patient, category) = match &ev.event.payload {
+                    EventPayload::AccessRequest(a) => (a.patient, a.category),
+                    EventPayload::BreakGlassRequest(b) => (b.patient, b.category),
                     _ => continue,
                 };
+                if let Outcome::Access(Decision::Deny { reason }) = outcome {
+                    log.deny_reasons.insert(
+                        ev.id(),
+                        crate::codes::deny_words(*reason, Some(category.code())),
+                    );
+                }
                 log.accesses.push(AccessRecord {
                     id: ev.id(),
                     time,

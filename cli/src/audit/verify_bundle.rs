@@ -81,10 +81,10 @@ fn verify_bundle(
     })?;
     crate::receipt::check_id_and_outcome(&v, &receipt, &outcome)?;
     let mut text = format!(
-        "evidence verifies: event {} is leaf {} of the log at block {height} with outcome {}\n{}\n",
+        "evidence verifies: event {} is leaf {} of the log at block {height} ({})\n{}\n",
         receipt.event_id(),
         receipt.leaf_index,
-        serde_json::to_string(&outcome).unwrap_or_default(),
+        crate::receipt::describe_outcome(&outcome),
         crate::receipt::set_line(&sets, height)
     );
     let mut j = json!({

@@ -28,7 +28,7 @@ pub struct Solo {
     /// The auditor's key file.
     pub auditor_file: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 /// The organisation's name in the genesis.
@@ -71,7 +71,7 @@ impl Solo {
                 let _ = stopped.await;
             })
             .await
-            .expect("the node ran");
+            .map_err(|e| format!("{e:#}"))
         });
         Self {
             node,
@@ -103,7 +103,7 @@ impl Solo {
             let _ = s.send(());
         }
         if let Some(h) = self.server.take() {
-            h.await.unwrap();
+            h.await.unwrap().expect("the node ran until stopped");
         }
     }
 }
