@@ -448,26 +448,18 @@ fn ask(
         v["reason_salt"] = json!(hex::encode(rs));
     }
     let pretty = serde_json::to_string_pretty(&v).expect("json");
-    let written = crate::files::write(&a.receipt_out, &pretty);
     let outcome: Option<Outcome> = serde_json::from_value(v["outcome"].clone()).ok();
     let words = match &outcome {
         Some(o) => crate::codes::outcome_words(o, Some((category.code(), purpose.code()))),
         None => format!("the node answered without a decision: {}", v["outcome"]),
     };
-    let kept = match written {
-        Ok(()) => format!("receipt written to {}", a.receipt_out.display()),
+    let kept = match keep_receipt(&a.receipt_out, &pretty, &mut std::io::stderr().lock()) {
+        Ok(kept) => kept,
         Err(e) => {
-            // The access is on the ledger: never lose its receipt and salts.
-            use std::io::Write as _;
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(
-                err,
-                "error: {e}\nthe receipt follows; keep it (it holds the resource salt):\n{pretty}"
-            );
             return Err(match outcome {
-                Some(Outcome::Access(Decision::Deny { .. })) => CliError::Denied(format!(
-                    "{words}; the receipt could not be written ({e}) and was printed on stderr"
-                )),
+                Some(Outcome::Access(Decision::Deny { .. })) => {
+                    CliError::Denied(format!("{words}; {e}"))
+                }
                 _ => e,
             });
         }
@@ -481,8 +473,58 @@ fn ask(
     })
 }
 
+/// Writes the receipt to `path`. The access is on the ledger by now: if the file cannot be
+/// written, the receipt (with its salts) is printed on `fallback` (stderr) rather than lost,
+/// and the error says so.
+fn keep_receipt(
+    path: &std::path::Path,
+    pretty: &str,
+    fallback: &mut impl std::io::Write,
+) -> Result<String, CliError> {
+    match crate::files::write(path, pretty) {
+        Ok(()) => Ok(format!("receipt written to {}", path.display())),
+        Err(e) => {
+            let _ = writeln!(
+                fallback,
+                "the receipt could not be written; here it is, keep it (it holds the resource \
+                 salt):\n{pretty}"
+            );
+            Err(match e {
+                CliError::Io { path, source, .. } => CliError::Io {
+                    doing: "write the receipt (printed above on stderr) to",
+                    path,
+                    source,
+                },
+                other => other,
+            })
+        }
+    }
+}
+
 fn random32() -> Result<[u8; 32], CliError> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_that_cannot_be_written_is_printed_rather_than_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join("r.json");
+        let receipt = "{\n  \"resource_salt\": \"00ff\"\n}";
+        let mut stderr = Vec::new();
+        let e = keep_receipt(&path, receipt, &mut stderr).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::IO_ERROR);
+        assert!(e.to_string().contains("printed above on stderr"), "{e}");
+        assert!(String::from_utf8(stderr).unwrap().contains(receipt));
+        let ok = dir.path().join("r.json");
+        let mut stderr = Vec::new();
+        assert!(keep_receipt(&ok, receipt, &mut stderr).is_ok());
+        assert!(stderr.is_empty());
+        assert_eq!(std::fs::read_to_string(ok).unwrap(), receipt);
+    }
 }

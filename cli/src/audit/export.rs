@@ -6,7 +6,6 @@ use clap::Args;
 use serde_json::json;
 use twinledger_core::audit::read_export;
 
-use super::refuse_existing;
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
 use crate::{CliError, Output};
@@ -41,7 +40,7 @@ impl Export {
             from,
             to,
         } = self;
-        refuse_existing(out)?;
+        crate::files::check_output(out)?;
         let key = open_key(key, pass)?;
         let client = NodeClient::connect(node)?;
         let mut q = Vec::new();

@@ -6,7 +6,6 @@ use clap::Args;
 use serde_json::json;
 use twinledger_genesis::GenesisFile;
 
-use super::refuse_existing;
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
 use crate::{CliError, Output};
@@ -42,7 +41,7 @@ impl History {
             out,
             genesis,
         } = self;
-        refuse_existing(out)?;
+        crate::files::check_output(out)?;
         let key = open_key(key, pass)?;
         let patient = match patient {
             Some(d) => twinledger_core::PublicKey::from_did(d)

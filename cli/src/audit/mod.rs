@@ -25,7 +25,6 @@ use clap::{Args, Subcommand};
 
 pub use pipeline::verify;
 
-pub(crate) use crate::files::refuse_existing;
 use crate::{CliError, Output};
 
 /// `twinctl audit ...`

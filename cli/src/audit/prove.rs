@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::refuse_existing;
 use crate::client::NodeClient;
 use crate::key::{PassphraseArgs, open_key};
 use crate::receipt::CHANGES;
@@ -43,7 +42,7 @@ impl Prove {
             out,
             with_history,
         } = self;
-        refuse_existing(out)?;
+        crate::files::check_output(out)?;
         let id = twinledger_core::EventId::from_hex(event)
             .map_err(|e| CliError::Invalid(e.to_string()))?;
         let key = open_key(key, pass)?;

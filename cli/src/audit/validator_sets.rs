@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::json;
 use twinledger_genesis::GenesisFile;
 
-use super::{mismatch, refuse_existing};
+use super::mismatch;
 use crate::client::NodeClient;
 use crate::receipt::CHANGES;
 use crate::{CliError, Output};
@@ -88,7 +88,7 @@ fn validator_sets_cmd(
         rows.push(json!({"from_height": c.in_force_from, "validators_hash": c.validators.hash(), "event": c.event, "validators": c.validators}));
     }
     if let Some(out) = out {
-        refuse_existing(out)?;
+        crate::files::check_output(out)?;
         let file = json!({ CHANGES: node_changes });
         crate::files::write(out, serde_json::to_string_pretty(&file).expect("json"))?;
         text.push_str(&format!("wrote {}\n", out.display()));
