@@ -228,6 +228,46 @@ async fn exit_4_a_refused_self_review_is_denied() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_2_an_existing_output_file_or_a_request_the_node_finds_invalid() {
+    let s = Solo::start("exit-2").await;
+    let existing = s.path("chain.twl");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let o = run_exit(
+        &s.node,
+        &[
+            "audit",
+            "export",
+            "--key",
+            &s.auditor_file,
+            "--out",
+            &existing,
+        ],
+        2,
+    )
+    .await;
+    assert!(stderr(&o).contains("already exists"), "{}", err(&o));
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+    // A review of a break-glass access that does not exist: the node refuses the request
+    // (422 unknown_reference), not the requester.
+    let o = run_exit(
+        &s.node,
+        &[
+            "review",
+            "sign-off",
+            "--key",
+            &s.phys_file,
+            &"ab".repeat(32),
+            "--finding",
+            "justified",
+        ],
+        2,
+    )
+    .await;
+    assert!(stderr(&o).contains("unknown_reference"), "{}", err(&o));
+    s.stop().await;
+}
+
 #[test]
 fn exit_5_a_node_that_is_down_is_named_with_what_to_try() {
     // A port nothing listens on: bound by the OS, then closed.
