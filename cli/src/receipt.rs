@@ -267,8 +267,14 @@ pub fn set_line(sets: &ValidatorSets, height: u64) -> String {
 }
 
 /// A decision in words.
+///
+/// Verification output names the whole grant id (it is evidence, to be compared), where the
+/// commands that ask for access show its short form.
 pub fn describe_outcome(outcome: &Outcome) -> String {
-    crate::codes::outcome_words(outcome, None)
+    match outcome {
+        Outcome::Access(Decision::Permit { grant }) => format!("permitted under grant {grant}"),
+        o => crate::codes::outcome_words(o, None),
+    }
 }
 
 /// Checks that the top-level `id` and `outcome` of a receipt file or bundle, if present, are
