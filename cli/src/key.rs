@@ -1,4 +1,6 @@
-//! `twinctl key`: create, show and export keys kept in encrypted key files.
+//! `twinctl key`: create, import, show and export keys kept in encrypted key files; and
+//! [`open_key`], which every signing command uses, for encrypted keys and the plain development
+//! keys of dev chains (ADR 0011).
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::keystore::{self, KeyFileError};
+use crate::keystore::{self, KeyFileError, KeyFileKind};
 use crate::{CliError, Output};
 
 /// Environment variable holding a passphrase for automation (a prompt is used otherwise).
@@ -40,7 +42,21 @@ pub enum KeyCommand {
         #[command(flatten)]
         pass: PassphraseArgs,
     },
-    /// Open a key file with its passphrase and show its did:key.
+    /// Make an encrypted key file from an existing raw key: a plain key file of
+    /// `twinledger-node` (a node key, or a dev chain's key) or a file holding the ed25519
+    /// secret as 64 hex digits. Prints its did:key.
+    Import {
+        /// The raw key file (left as it is).
+        raw: PathBuf,
+        /// The encrypted key file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Passphrase source.
+        #[command(flatten)]
+        pass: PassphraseArgs,
+    },
+    /// Open a key file with its passphrase and show its did:key (a dev chain's plain
+    /// development key needs no passphrase).
     Show {
         /// The key file.
         file: PathBuf,
@@ -54,7 +70,8 @@ pub enum KeyCommand {
         /// The patient's current key file.
         #[arg(long)]
         key: PathBuf,
-        /// The new key file to create (same passphrase).
+        /// The new key file to create (same passphrase; a new one when rotating away from a
+        /// development key).
         #[arg(long)]
         out: PathBuf,
         /// The patient id (the first did:key), if the current key is already a rotated one.
@@ -117,12 +134,68 @@ pub fn patient_or_self(
     }
 }
 
-/// Opens a key file, asking for its passphrase.
+/// Opens a key file to sign with: an encrypted key file, asking for its passphrase; or a plain
+/// development key of `twinledger-node --dev` or `twinledger-devnet`, with a warning on stderr,
+/// refused unless the node this command talks to serves the dev chain the key was made for.
+/// Refuses a plain node key and an unmarked plain file, saying to import them.
+///
+/// The node is the one of this command's `--node` (or `TWINCTL_NODE`), read again from the
+/// command line; [`open_key_for`] takes it explicitly.
 pub fn open_key(file: &Path, pass: &PassphraseArgs) -> Result<twinledger_core::Keypair, CliError> {
+    open_key_for(file, pass, &node_of_this_command())
+}
+
+/// [`open_key`] against the node at `node`.
+pub fn open_key_for(
+    file: &Path,
+    pass: &PassphraseArgs,
+    node: &str,
+) -> Result<twinledger_core::Keypair, CliError> {
     // Check the file (permissions, format) before asking for anything.
-    keystore::public(file)?;
-    let p = passphrase(pass, false)?;
-    Ok(keystore::open(file, p.as_bytes())?)
+    let path = file.display().to_string();
+    match keystore::inspect(file)?.1 {
+        KeyFileKind::Encrypted => {
+            let p = passphrase(pass, false)?;
+            Ok(keystore::open(file, p.as_bytes())?)
+        }
+        KeyFileKind::Dev { chain_id } => {
+            let (key, _) = keystore::open_plain(file)?;
+            let node_chain = crate::client::NodeClient::connect(node)?.chain_id;
+            if node_chain != chain_id {
+                return Err(KeyFileError::DevKeyOtherChain {
+                    path,
+                    key_chain: chain_id,
+                    node_chain,
+                }
+                .into());
+            }
+            warn_dev_key(file, chain_id);
+            Ok(key)
+        }
+        KeyFileKind::Node => Err(KeyFileError::NodeKey(path).into()),
+        KeyFileKind::Unmarked => Err(KeyFileError::UnmarkedPlain(path).into()),
+    }
+}
+
+/// The one-line warning printed whenever a development key is used.
+fn warn_dev_key(file: &Path, chain_id: twinledger_core::ChainId) {
+    eprintln!(
+        "warning: {} is an unencrypted development key (dev chain {}); never use it on a real \
+         chain",
+        file.display(),
+        &chain_id.to_hex()[..16]
+    );
+}
+
+/// The node address this process was given: `--node`, else `TWINCTL_NODE`, else the default
+/// (the command line is parsed again, as `main` parsed it).
+fn node_of_this_command() -> String {
+    crate::parse_args(std::env::args_os())
+        .map(|cli| cli.node)
+        .unwrap_or_else(|_| {
+            std::env::var("TWINCTL_NODE")
+                .unwrap_or_else(|_| crate::client::DEFAULT_NODE.to_string())
+        })
 }
 
 /// Runs a key command.
@@ -144,14 +217,63 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
                 json: json!({"did": did, "file": out}),
             })
         }
-        KeyCommand::Show { file, pass } => {
-            let key = open_key(file, pass)?;
+        KeyCommand::Import { raw, out, pass } => {
+            if out.exists() {
+                return Err(KeyFileError::Exists(out.display().to_string()).into());
+            }
+            let key = keystore::read_raw(raw)?;
+            let p = passphrase(pass, true)?;
+            keystore::write(out, &key, p.as_bytes())?;
             let did = key.public().to_did();
             Ok(Output {
-                text: format!("{did}\n{}: opens with this passphrase\n", file.display()),
-                json: json!({"did": did, "file": file, "opens": true}),
+                text: format!(
+                    "{did}\nwritten to {} (encrypted, mode 0600); {} is unchanged: delete it if \
+                     nothing else needs it\n",
+                    out.display(),
+                    raw.display()
+                ),
+                json: json!({"did": did, "file": out, "from": raw}),
             })
         }
+        KeyCommand::Show { file, pass } => match keystore::inspect(file)?.1 {
+            KeyFileKind::Encrypted => {
+                let key = open_key_for(file, pass, node)?;
+                let did = key.public().to_did();
+                Ok(Output {
+                    text: format!("{did}\n{}: opens with this passphrase\n", file.display()),
+                    json: json!({"did": did, "file": file, "opens": true, "kind": "encrypted"}),
+                })
+            }
+            kind => {
+                // A plain file: show what it is without contacting a node.
+                let (key, _) = keystore::open_plain(file)?;
+                if let KeyFileKind::Dev { chain_id } = kind {
+                    warn_dev_key(file, chain_id);
+                }
+                let did = key.public().to_did();
+                let (name, chain, use_) = match kind {
+                    KeyFileKind::Dev { chain_id } => (
+                        "dev",
+                        Some(chain_id),
+                        "twinctl signs with it, without a passphrase, against that dev chain only",
+                    ),
+                    KeyFileKind::Node => (
+                        "node",
+                        None,
+                        "twinctl signs with it only through an encrypted copy (twinctl key import)",
+                    ),
+                    _ => (
+                        "unmarked",
+                        None,
+                        "start its dev chain once to mark it, or make an encrypted copy (twinctl key import)",
+                    ),
+                };
+                Ok(Output {
+                    text: format!("{did}\n{}: an {kind}; {use_}\n", file.display()),
+                    json: json!({"did": did, "file": file, "opens": true, "kind": name, "chain_id": chain}),
+                })
+            }
+        },
         KeyCommand::Rotate {
             key,
             out,
@@ -161,9 +283,18 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
             if out.exists() {
                 return Err(KeyFileError::Exists(out.display().to_string()).into());
             }
-            keystore::public(key)?;
-            let p = passphrase(pass, false)?;
-            let old = keystore::open(key, p.as_bytes())?;
+            // The new file takes the old file's passphrase; a development key has none, so the
+            // new (encrypted) file asks for one.
+            let (old, p) = match keystore::inspect(key)?.1 {
+                KeyFileKind::Encrypted => {
+                    let p = passphrase(pass, false)?;
+                    (keystore::open(key, p.as_bytes())?, p)
+                }
+                _ => {
+                    let old = open_key_for(key, pass, node)?;
+                    (old, passphrase(pass, true)?)
+                }
+            };
             let patient = patient_or_self(patient.as_deref(), &old)?;
             let new = keystore::generate()?;
             let client = crate::client::NodeClient::connect(node)?;

@@ -1,11 +1,19 @@
-//! Encrypted key files for patients, guardians, clinicians and auditors.
+//! Key files: the encrypted ones of patients, guardians, clinicians and auditors, and the plain
+//! development keys of dev chains (ADR 0011).
 //!
-//! Format (JSON, version 1): the did:key in clear (so `key export-public` needs no passphrase),
+//! Encrypted format (JSON, version 1): the did:key in clear (so `key export-public` needs no passphrase),
 //! the 32-byte ed25519 secret encrypted with XChaCha20-Poly1305 under a key derived from the
 //! passphrase with Argon2id (salt and cost parameters in the file), and the did bound as
 //! associated data, so a file whose did was swapped does not open. Files are created with mode
 //! 0600 and never overwritten; reading refuses a file others can read. Secrets and derived keys
 //! are zeroised after use.
+//!
+//! Plain format (`"format": "twinledger-plain-key-v1"`, written by `twinledger-node`): the did and
+//! the secret in hex, with `"kind": "dev"` and the chain id for the keys of `twinledger-node
+//! --dev` and `twinledger-devnet`, or `"kind": "node"` for `twinledger-node key new`. twinctl
+//! signs with a development key without a passphrase, only against a node of that chain (see
+//! `key::open_key`); a node key, or a plain file of earlier dev chains without the marker, only
+//! after `twinctl key import` made an encrypted copy.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -14,7 +22,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
-use twinledger_core::{Keypair, PublicKey};
+use twinledger_core::{ChainId, Keypair, PublicKey};
 use zeroize::{Zeroize, Zeroizing};
 
 /// The key file format version.
@@ -30,6 +38,8 @@ const MAX_ITERATIONS: u32 = 16;
 const MAX_FILE_BYTES: u64 = 16 * 1024;
 /// Shortest passphrase accepted for a new key.
 pub const MIN_PASSPHRASE: usize = 8;
+/// The `format` of plain key files (node/src/keyfile.rs).
+pub const PLAIN_FORMAT: &str = "twinledger-plain-key-v1";
 
 /// Why a key file cannot be used. Each names the file and the problem; nothing is sent.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +80,72 @@ pub enum KeyFileError {
     /// The OS random generator failed.
     #[error("OS random generator: {0}")]
     Rng(String),
+    /// A plain node key where twinctl signs: it is used only through an encrypted copy.
+    #[error(
+        "{0}: an unencrypted node key (made by `twinledger-node key new`); twinctl signs only with \
+         encrypted keys and development keys: make an encrypted copy with \
+         `twinctl key import {0} --out <new file>`"
+    )]
+    NodeKey(String),
+    /// A plain key file without the format marker (earlier dev chains and devnets).
+    #[error(
+        "{0}: an unencrypted key of an earlier dev chain, without the development-key marker: \
+         start `twinledger-node --dev` (or `twinledger-devnet up`) once to mark it, or make an \
+         encrypted copy with `twinctl key import {0} --out <new file>`"
+    )]
+    UnmarkedPlain(String),
+    /// A development key used against a node of another chain.
+    #[error(
+        "{path}: a development key of dev chain {key_chain}, but the node serves chain \
+         {node_chain}; a development key signs only on the dev chain it was made for"
+    )]
+    DevKeyOtherChain {
+        /// The file.
+        path: String,
+        /// The chain the key was made for.
+        key_chain: ChainId,
+        /// The node's chain.
+        node_chain: ChainId,
+    },
+    /// A plain key file where the encrypted format was required.
+    #[error("{path}: an {kind}, not an encrypted twinctl key file")]
+    NotEncrypted {
+        /// The file.
+        path: String,
+        /// What it is.
+        kind: KeyFileKind,
+    },
+}
+
+/// What a key file is, as read without a passphrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileKind {
+    /// twinctl's encrypted format.
+    Encrypted,
+    /// A plain development key of the dev chain (or devnet) `chain_id`.
+    Dev {
+        /// The chain it was made for.
+        chain_id: ChainId,
+    },
+    /// A plain node key (`twinledger-node key new`).
+    Node,
+    /// A plain key file without the format marker (earlier dev chains and devnets).
+    Unmarked,
+}
+
+impl std::fmt::Display for KeyFileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Encrypted => f.write_str("encrypted key file"),
+            Self::Dev { chain_id } => write!(
+                f,
+                "unencrypted development key of dev chain {}",
+                &chain_id.to_hex()[..16]
+            ),
+            Self::Node => f.write_str("unencrypted node key"),
+            Self::Unmarked => f.write_str("unencrypted key of an earlier dev chain"),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,6 +173,30 @@ struct KeyFile {
     kdf: Kdf,
     cipher: Cipher,
     ciphertext: String,
+}
+
+/// A plain key file (node/src/keyfile.rs writes them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainFile {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    chain_id: Option<String>,
+    did: String,
+    secret_hex: String,
+    #[serde(default)]
+    #[allow(dead_code)] // read so that deny_unknown_fields accepts it
+    note: Option<String>,
+}
+
+/// A key file as read, before any passphrase.
+#[derive(Debug)]
+enum Stored {
+    Encrypted(KeyFile),
+    Plain(PlainFile),
 }
 
 fn random<const N: usize>() -> Result<[u8; N], KeyFileError> {
@@ -216,7 +316,8 @@ pub fn write_with_cost(
     Ok(())
 }
 
-fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
+/// Reads a key file's text, refusing one that others can read or one too large to be a key.
+fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let p = path.display().to_string();
     let io = |source| KeyFileError::Io {
         path: p.clone(),
@@ -237,15 +338,24 @@ fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
             why: format!("{} bytes, larger than any key file", meta.len()),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let kf: KeyFile = serde_json::from_str(&text).map_err(|e| KeyFileError::Corrupt {
-        path: p.clone(),
-        why: e.to_string(),
-    })?;
+    Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io)?))
+}
+
+fn load(path: &Path) -> Result<Stored, KeyFileError> {
+    let p = path.display().to_string();
+    let text = read_text(path)?;
     let corrupt = |why: String| KeyFileError::Corrupt {
         path: p.clone(),
         why,
     };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    if value.get("secret_hex").is_some() {
+        let pf: PlainFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        PublicKey::from_did(&pf.did).map_err(|e| corrupt(format!("did: {e}")))?;
+        return Ok(Stored::Plain(pf));
+    }
+    let kf: KeyFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     if kf.version != KEY_FILE_VERSION {
         return Err(corrupt(format!("unsupported version {}", kf.version)));
     }
@@ -259,22 +369,135 @@ fn load(path: &Path) -> Result<KeyFile, KeyFileError> {
         return Err(corrupt("key derivation cost out of range".into()));
     }
     PublicKey::from_did(&kf.did).map_err(|e| corrupt(format!("did: {e}")))?;
-    Ok(kf)
+    Ok(Stored::Encrypted(kf))
+}
+
+/// The kind a plain file declares (its markers must agree with each other).
+fn plain_kind(path: &Path, pf: &PlainFile) -> Result<KeyFileKind, KeyFileError> {
+    let corrupt = |why: String| KeyFileError::Corrupt {
+        path: path.display().to_string(),
+        why,
+    };
+    match (
+        pf.format.as_deref(),
+        pf.kind.as_deref(),
+        pf.chain_id.as_deref(),
+    ) {
+        (None, None, None) => Ok(KeyFileKind::Unmarked),
+        (Some(PLAIN_FORMAT), Some("node"), None) => Ok(KeyFileKind::Node),
+        (Some(PLAIN_FORMAT), Some("dev"), Some(c)) => Ok(KeyFileKind::Dev {
+            chain_id: ChainId::from_hex(c).map_err(|e| corrupt(format!("chain_id: {e}")))?,
+        }),
+        (Some(PLAIN_FORMAT), kind, chain) => Err(corrupt(format!(
+            "kind {kind:?} with chain_id {chain:?} (expected \"node\" without, or \"dev\" with \
+             a chain id)"
+        ))),
+        (Some(other), _, _) => Err(corrupt(format!("unknown format {other:?}"))),
+        (None, _, _) => Err(corrupt("kind or chain_id without format".into())),
+    }
+}
+
+/// The secret of a plain file, checked against its did.
+fn plain_key(path: &Path, pf: &PlainFile) -> Result<Keypair, KeyFileError> {
+    let p = path.display().to_string();
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(&pf.secret_hex, seed.as_mut()).map_err(|e| KeyFileError::Corrupt {
+        path: p.clone(),
+        why: format!("secret_hex is not 64 hex digits: {e}"),
+    })?;
+    let key = Keypair::from_secret(&seed);
+    if key.public().to_did() != pf.did {
+        return Err(KeyFileError::Corrupt {
+            path: p,
+            why: "the did does not match the secret".into(),
+        });
+    }
+    Ok(key)
+}
+
+/// The public identity recorded in a key file and what kind of file it is (no passphrase
+/// needed; opening checks the identity against the secret).
+pub fn inspect(path: &Path) -> Result<(PublicKey, KeyFileKind), KeyFileError> {
+    let corrupt = |e: twinledger_core::keys::KeyError| KeyFileError::Corrupt {
+        path: path.display().to_string(),
+        why: format!("did: {e}"),
+    };
+    match load(path)? {
+        Stored::Encrypted(kf) => Ok((
+            PublicKey::from_did(&kf.did).map_err(corrupt)?,
+            KeyFileKind::Encrypted,
+        )),
+        Stored::Plain(pf) => Ok((
+            PublicKey::from_did(&pf.did).map_err(corrupt)?,
+            plain_kind(path, &pf)?,
+        )),
+    }
 }
 
 /// The public identity recorded in a key file (no passphrase needed; `open` checks it).
 pub fn public(path: &Path) -> Result<PublicKey, KeyFileError> {
-    let kf = load(path)?;
-    PublicKey::from_did(&kf.did).map_err(|e| KeyFileError::Corrupt {
-        path: path.display().to_string(),
-        why: format!("did: {e}"),
-    })
+    inspect(path).map(|(k, _)| k)
+}
+
+/// Opens a plain key file (development, node, or unmarked): the key and the file's kind. Who
+/// may sign with which kind is the caller's decision (`key::open_key`, `key import`).
+pub fn open_plain(path: &Path) -> Result<(Keypair, KeyFileKind), KeyFileError> {
+    match load(path)? {
+        Stored::Plain(pf) => Ok((plain_key(path, &pf)?, plain_kind(path, &pf)?)),
+        Stored::Encrypted(_) => Err(KeyFileError::Corrupt {
+            path: path.display().to_string(),
+            why: "an encrypted key file, not a plain one".into(),
+        }),
+    }
+}
+
+/// Reads a raw key to import: a plain key file (any kind) or a file holding the 32-byte
+/// ed25519 secret as 64 hex digits. Refuses an encrypted key file (nothing to import) and a
+/// file others can read.
+pub fn read_raw(path: &Path) -> Result<Keypair, KeyFileError> {
+    let p = path.display().to_string();
+    let text = read_text(path)?;
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') {
+        return match load(path)? {
+            Stored::Plain(pf) => {
+                plain_kind(path, &pf)?;
+                plain_key(path, &pf)
+            }
+            Stored::Encrypted(_) => Err(KeyFileError::Corrupt {
+                path: p,
+                why: "already an encrypted twinctl key file; nothing to import".into(),
+            }),
+        };
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(trimmed, seed.as_mut()).map_err(|e| KeyFileError::Corrupt {
+        path: p.clone(),
+        why: format!(
+            "neither a plain key file nor 64 hex digits of an ed25519 secret ({} characters: {e})",
+            trimmed.len()
+        ),
+    })?;
+    let key = Keypair::from_secret(&seed);
+    PublicKey::from_ed25519_bytes(key.public().as_bytes()).map_err(|e| KeyFileError::Corrupt {
+        path: p,
+        why: format!("the secret gives a weak public key: {e}"),
+    })?;
+    Ok(key)
 }
 
 /// Opens a key file with its passphrase.
 pub fn open(path: &Path, passphrase: &[u8]) -> Result<Keypair, KeyFileError> {
     let p = path.display().to_string();
-    let kf = load(path)?;
+    let kf = match load(path)? {
+        Stored::Encrypted(kf) => kf,
+        Stored::Plain(pf) => {
+            return Err(KeyFileError::NotEncrypted {
+                path: p,
+                kind: plain_kind(path, &pf)?,
+            });
+        }
+    };
     let corrupt = |why: &str| KeyFileError::Corrupt {
         path: p.clone(),
         why: why.into(),

@@ -2,13 +2,15 @@
 //!
 //! On first start it creates, in the data dir, fresh keys (a validator, a hospital, an auditor,
 //! a physician enrolled by the hospital, and a demo patient) and a genesis with them; on later
-//! starts it reuses them, so restarting continues the same chain. Keys are written unencrypted
-//! with mode 0600 and are for development only.
+//! starts it reuses them, so restarting continues the same chain. Keys are plain development
+//! key files (mode 0600) naming the dev chain's id, which `twinctl` opens without a passphrase
+//! against this chain only (ADR 0011); key files of earlier dev chains, written without that
+//! marker, are marked in place on the next start.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use twinledger_core::{Keypair, Role};
+use twinledger_core::{Keypair, PublicKey, Role};
 use twinledger_genesis::{ActorEntry, GenesisFile, ValidatorEntry, peer_id_from_ed25519};
 
 use crate::chain::now;
@@ -25,17 +27,42 @@ pub struct DevSetup {
     pub validator: Keypair,
     /// Where the keys are.
     pub keys_dir: PathBuf,
+    /// Every key of [`DEV_KEYS`], in that order.
+    pub keys: Vec<DevKey>,
     /// Whether this start created the chain.
     pub created: bool,
 }
 
 const NOTE: &str = "DEV ONLY: unencrypted key of a local dev chain";
 
+/// One key of the dev chain, for the start-up banner.
+#[derive(Clone, Debug)]
+pub struct DevKey {
+    /// Its name in [`DEV_KEYS`].
+    pub name: &'static str,
+    /// Its role on the dev chain.
+    pub role: &'static str,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its public key.
+    pub public: PublicKey,
+}
+
 /// Names of the dev key files.
 pub const DEV_KEYS: [&str; 5] = ["validator", "hospital", "auditor", "physician", "patient"];
 
+/// What each key of [`DEV_KEYS`] is on the dev chain.
+const ROLES: [&str; 5] = [
+    "signs blocks",
+    "organisation Dev Hospital",
+    "auditor Dev Auditor",
+    "physician of Dev Hospital",
+    "demo patient",
+];
+
 /// A genesis in which one organisation runs the one validator (dev chains, tests, benchmarks).
-/// Its peer-to-peer address is a placeholder until the transport of issue #4 uses it.
+/// A single validator runs alone, with no peer-to-peer network, so nobody dials its
+/// `listen_addr`: it is a loopback address only because every validator entry needs one.
 pub fn solo_genesis(
     chain_name: &str,
     genesis_time_ms: u64,
@@ -61,11 +88,18 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     let keys_dir = data_dir.join("keys");
     if genesis_path.exists() {
         let genesis = GenesisFile::load(&genesis_path)?;
-        let validator = keyfile::read(&keys_dir.join("validator.key"))?;
+        let chain_id = genesis.chain_id()?;
+        let mut keys = Vec::new();
+        for name in DEV_KEYS {
+            let path = keys_dir.join(format!("{name}.key"));
+            keyfile::mark_dev(&path, chain_id)?;
+            keys.push(keyfile::read(&path)?);
+        }
         return Ok(DevSetup {
             genesis_path,
             genesis,
-            validator,
+            validator: keys[0].clone(),
+            keys: dev_keys(&keys_dir, &keys),
             keys_dir,
             created: false,
         });
@@ -75,7 +109,7 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     let keys: Vec<Keypair> = DEV_KEYS
         .iter()
         .map(|_| keyfile::generate())
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let [validator, hospital, auditor, physician, _patient] = &keys[..] else {
         unreachable!("five keys");
     };
@@ -95,8 +129,9 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     })?;
     // Check everything before writing anything.
     g.validate()?;
+    let chain_id = g.chain_id()?;
     for (name, key) in DEV_KEYS.iter().zip(&keys) {
-        keyfile::write(&keys_dir.join(format!("{name}.key")), key, NOTE)?;
+        keyfile::write_dev(&keys_dir.join(format!("{name}.key")), key, chain_id, NOTE)?;
     }
     // The genesis last: its presence marks a complete setup.
     g.save(&genesis_path)?;
@@ -104,7 +139,64 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
         genesis_path,
         genesis: g,
         validator: validator.clone(),
+        keys: dev_keys(&keys_dir, &keys),
         keys_dir,
         created: true,
     })
+}
+
+fn dev_keys(keys_dir: &Path, keys: &[Keypair]) -> Vec<DevKey> {
+    DEV_KEYS
+        .iter()
+        .zip(ROLES)
+        .zip(keys)
+        .map(|((name, role), key)| DevKey {
+            name,
+            role,
+            path: keys_dir.join(format!("{name}.key")),
+            public: key.public(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_keys_name_the_dev_chain_and_unmarked_ones_are_marked_on_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = setup(dir.path()).unwrap();
+        assert!(first.created);
+        let chain_id = first.genesis.chain_id().unwrap();
+        for k in &first.keys {
+            let read = keyfile::read_file(&k.path).unwrap();
+            assert_eq!(read.kind, keyfile::KeyKind::Dev { chain_id }, "{}", k.name);
+            assert_eq!(read.key.public(), k.public);
+        }
+        // A dev chain made before the format field: its patient key has no marker.
+        let patient = &first.keys[4];
+        let key = keyfile::read(&patient.path).unwrap();
+        std::fs::remove_file(&patient.path).unwrap();
+        let legacy = serde_json::json!({
+            "did": key.public().to_did(),
+            "secret_hex": hex::encode(key.secret_bytes()),
+            "note": NOTE,
+        });
+        std::fs::write(&patient.path, legacy.to_string()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&patient.path, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        let again = setup(dir.path()).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.validator.public(), first.validator.public());
+        assert_eq!(
+            keyfile::read_file(&patient.path).unwrap().kind,
+            keyfile::KeyKind::Dev { chain_id }
+        );
+        assert_eq!(again.keys[4].public, key.public());
+    }
 }

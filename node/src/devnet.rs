@@ -1,13 +1,15 @@
 //! A local multi-validator network on loopback: the files behind `twinledger-devnet up` and the
 //! multi-process tests. One organisation (hospital) per validator, a fresh key each, a genesis
 //! listing them with loopback p2p addresses on ports the OS picked, plus an auditor, a
-//! physician and a demo patient key. Keys are unencrypted (mode 0600): development only.
+//! physician and a demo patient key. Keys are plain development key files (mode 0600) naming
+//! the devnet's chain id, which `twinctl` opens without a passphrase against this chain only
+//! (ADR 0011).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use twinledger_core::{Keypair, Role};
+use twinledger_core::{ChainId, Keypair, Role};
 use twinledger_genesis::{
     ActorEntry, GenesisFile, ObserverEntry, ValidatorEntry, peer_id_from_ed25519,
 };
@@ -42,6 +44,41 @@ pub struct Devnet {
     pub genesis_path: PathBuf,
     /// Validators first, then observers.
     pub nodes: Vec<DevnetNode>,
+    /// The keys a user signs with (hospitals, auditor, physician, patient).
+    pub user_keys: Vec<DevnetKey>,
+}
+
+/// A key of a devnet that a user signs with.
+#[derive(Clone, Debug)]
+pub struct DevnetKey {
+    /// What it is on the devnet.
+    pub role: String,
+    /// Its file.
+    pub path: PathBuf,
+}
+
+fn user_keys(dir: &Path, g: &GenesisFile) -> Vec<DevnetKey> {
+    let keys = dir.join("keys");
+    let mut v: Vec<DevnetKey> = g
+        .organisations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| DevnetKey {
+            role: format!("organisation {}", o.name),
+            path: keys.join(format!("hospital-{i}.key")),
+        })
+        .collect();
+    for (name, role) in [
+        ("auditor", "auditor Devnet Auditor"),
+        ("physician", "physician of Hospital 0"),
+        ("patient", "demo patient"),
+    ] {
+        v.push(DevnetKey {
+            role: role.into(),
+            path: keys.join(format!("{name}.key")),
+        });
+    }
+    v
 }
 
 /// A loopback TCP port the OS considers free now. (It is released before the node binds it;
@@ -116,21 +153,24 @@ pub fn create(dir: &Path, validators: usize, observers: usize) -> anyhow::Result
         role: Role::Physician,
     })?;
     g.validate()?;
+    let chain_id = g.chain_id()?;
     keys.push((dir.join("keys").join("auditor.key"), auditor));
     keys.push((dir.join("keys").join("physician.key"), physician));
     keys.push((dir.join("keys").join("patient.key"), patient));
     for (path, key) in &keys {
-        write_key(path, key)?;
+        write_key(path, key, chain_id)?;
     }
     g.save(&genesis_path)?;
     Ok(Devnet {
         dir: dir.to_owned(),
         genesis_path,
         nodes,
+        user_keys: user_keys(dir, &g),
     })
 }
 
-/// Loads the layout of an existing devnet in `dir`.
+/// Loads the layout of an existing devnet in `dir`. Key files of devnets made before the
+/// development-key marker are marked in place with the devnet's chain id.
 pub fn load(dir: &Path) -> anyhow::Result<Devnet> {
     let genesis_path = dir.join("genesis.json");
     let g = GenesisFile::load(&genesis_path)
@@ -154,19 +194,31 @@ pub fn load(dir: &Path) -> anyhow::Result<Devnet> {
             observer: true,
         });
     }
+    let user_keys = user_keys(dir, &g);
+    let chain_id = g.chain_id()?;
+    for path in nodes
+        .iter()
+        .map(|n| &n.key_path)
+        .chain(user_keys.iter().map(|k| &k.path))
+    {
+        if path.exists() {
+            keyfile::mark_dev(path, chain_id)?;
+        }
+    }
     Ok(Devnet {
         dir: dir.to_owned(),
         genesis_path,
         nodes,
+        user_keys,
     })
 }
 
-fn write_key(path: &Path, key: &Keypair) -> anyhow::Result<()> {
+fn write_key(path: &Path, key: &Keypair, chain_id: ChainId) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    keyfile::write(path, key, NOTE)
+    Ok(keyfile::write_dev(path, key, chain_id, NOTE)?)
 }
 
 impl DevnetNode {

@@ -4,15 +4,19 @@
 //! first start, reused after). Otherwise: `--genesis FILE --validator-key FILE --data-dir DIR`.
 //! Every flag can come from the environment (`TWINLEDGER_*`) or a TOML config file (`--config`);
 //! flags win over the environment, which wins over the file.
+//!
+//! `twinledger-node key new --out FILE` makes a node key (a plain file, mode 0600, ADR 0011) and
+//! `twinledger-node key show FILE` shows one: its did:key and libp2p peer id.
 #![allow(clippy::print_stdout)] // the startup banner is the dev mode's interface
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Deserialize;
-use twinledger_genesis::GenesisFile;
+use twinledger_genesis::{GenesisFile, peer_id_from_ed25519};
 use twinledger_node::consensus::replica::Replica;
 use twinledger_node::{
     ApiOptions, Role, dev, keyfile, open_chain_as, open_store, replica_config, role_of,
@@ -22,6 +26,9 @@ use twinledger_node::{
 #[derive(Debug, Parser)]
 #[command(name = "twinledger-node", version, about = "Run a Twinledger node")]
 struct Cli {
+    /// A key command (without one: run the node).
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Start (or continue) a local dev chain in the data dir, with no other setup.
     #[arg(long)]
     dev: bool,
@@ -59,6 +66,59 @@ struct Cli {
     config: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make or show a node key (a validator's or observer's identity).
+    Key {
+        /// The key command.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a node key in a new plain key file (mode 0600, never overwritten); print its
+    /// did:key (the genesis `--consensus-key`) and libp2p peer id.
+    New {
+        /// The key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show the did:key and libp2p peer id of a key file (node or development key).
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
+}
+
+/// Runs a key command: what it prints is its interface.
+fn key_command(command: &KeyCommand) -> anyhow::Result<()> {
+    let (path, key, kind) = match command {
+        KeyCommand::New { out } => {
+            let key = keyfile::generate()?;
+            keyfile::write(
+                out,
+                &key,
+                "twinledger node key: keep it readable by the node's user only",
+            )?;
+            (out, key, keyfile::KeyKind::Node)
+        }
+        KeyCommand::Show { file } => {
+            let k = keyfile::read_file(file)?;
+            (file, k.key, k.kind)
+        }
+    };
+    print_key(path, &key, kind);
+    Ok(())
+}
+
+fn print_key(path: &Path, key: &twinledger_core::Keypair, kind: keyfile::KeyKind) {
+    println!("did      {}", key.public().to_did());
+    println!("peer id  {}", peer_id_from_ed25519(&key.public()));
+    println!("file     {} ({kind}, mode 0600)", path.display());
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -76,6 +136,9 @@ struct FileConfig {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Key { command }) = &cli.command {
+        return key_command(command);
+    }
     let file: FileConfig = match &cli.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -86,13 +149,19 @@ async fn main() -> anyhow::Result<()> {
     let log_json = cli.log_json || file.log_json.unwrap_or(false);
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Logs go to stdout; colour codes only when that is a terminal, not a file or a pipe.
+    let ansi = std::io::stdout().is_terminal();
     if log_json {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(ansi)
             .json()
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .init();
     }
     let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| {
         PathBuf::from(if cli.dev {
@@ -119,7 +188,20 @@ async fn main() -> anyhow::Result<()> {
             .validator_key
             .or(file.validator_key)
             .context("--validator-key is required (or use --dev)")?;
-        (GenesisFile::load(&gpath)?, keyfile::read(&kpath)?, None)
+        let genesis = GenesisFile::load(&gpath)?;
+        let key = keyfile::read_file(&kpath)?;
+        if let keyfile::KeyKind::Dev { chain_id } = key.kind {
+            let chain = genesis.chain_id()?;
+            anyhow::ensure!(
+                chain_id == chain,
+                "{} is a development key of dev chain {chain_id}, but {} is chain {chain}; a \
+                 development key serves only the dev chain it was made for (make a node key with \
+                 `twinledger-node key new --out FILE`)",
+                kpath.display(),
+                gpath.display()
+            );
+        }
+        (genesis, key.key, None)
     };
     let observer = cli.observer || file.observer.unwrap_or(false);
     let role = role_of(&genesis, &key, observer)?;
@@ -139,9 +221,21 @@ async fn main() -> anyhow::Result<()> {
         println!("  data dir   {}", data_dir.display());
         println!("  genesis    {}", s.genesis_path.display());
         println!(
-            "  keys       {} ({})",
-            s.keys_dir.display(),
-            dev::DEV_KEYS.join(", ")
+            "  keys       {} (unencrypted, development only; twinctl opens them without a \
+             passphrase against this chain)",
+            s.keys_dir.display()
+        );
+        for k in &s.keys {
+            println!(
+                "    {:<10} {}  {}  ({})",
+                k.name,
+                k.public.to_did(),
+                k.path.display(),
+                k.role
+            );
+        }
+        println!(
+            "    Show a key again: twinctl key show <file>  (or twinledger-node key show <file>)"
         );
         println!("  height     {} ({} events)", st.height(), st.log_size());
         println!("  API        http://{addr}");

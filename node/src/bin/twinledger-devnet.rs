@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use twinledger_node::devnet;
+use twinledger_node::{devnet, keyfile};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -183,11 +183,22 @@ fn up(dir: &Path, validators: usize, observers: usize) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("genesis: {}", net.genesis_path.display());
     println!(
-        "genesis: {}   keys: {}",
-        net.genesis_path.display(),
+        "keys: {} (unencrypted, development only; twinctl opens them without a passphrase \
+         against this devnet)",
         dir.join("keys").display()
     );
+    for k in &net.user_keys {
+        let did = keyfile::read(&k.path)?.public().to_did();
+        let name = k
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!("  {name:<12} {did}  {}  ({})", k.path.display(), k.role);
+    }
+    println!("show a key again: twinctl key show <file>  (or twinledger-node key show <file>)");
     println!("stop with: twinledger-devnet down --dir {}", dir.display());
     Ok(())
 }
