@@ -1,6 +1,8 @@
 //! What the end-to-end `twinctl` tests share: running the binary against a node, and key files.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod node_process;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
