@@ -617,4 +617,67 @@ mod tests {
             Err(KeyFileError::WeakPassphrase)
         ));
     }
+
+    #[test]
+    fn plain_files_are_told_apart_by_their_markers_and_never_opened_as_encrypted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate().unwrap();
+        let chain = ChainId([3; 32]);
+        let write_plain = |name: &str, extra: serde_json::Value| {
+            let mut v = serde_json::json!({
+                "did": key.public().to_did(),
+                "secret_hex": hex::encode(key.secret_bytes()),
+                "note": "test",
+            });
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let p = dir.path().join(name);
+            std::fs::write(&p, v.to_string()).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            p
+        };
+        let dev = write_plain(
+            "dev.key",
+            serde_json::json!({"format": PLAIN_FORMAT, "kind": "dev", "chain_id": chain}),
+        );
+        let node = write_plain(
+            "node.key",
+            serde_json::json!({"format": PLAIN_FORMAT, "kind": "node"}),
+        );
+        let old = write_plain("old.key", serde_json::json!({}));
+        let bad = write_plain(
+            "bad.key",
+            serde_json::json!({"format": PLAIN_FORMAT, "kind": "dev"}),
+        );
+        assert_eq!(
+            inspect(&dev).unwrap(),
+            (key.public(), KeyFileKind::Dev { chain_id: chain })
+        );
+        assert_eq!(inspect(&node).unwrap().1, KeyFileKind::Node);
+        assert_eq!(inspect(&old).unwrap().1, KeyFileKind::Unmarked);
+        assert!(matches!(inspect(&bad), Err(KeyFileError::Corrupt { .. })));
+        for p in [&dev, &node, &old] {
+            assert_eq!(open_plain(p).unwrap().0.public(), key.public());
+            assert_eq!(read_raw(p).unwrap().public(), key.public());
+            assert!(matches!(
+                open(p, PASS),
+                Err(KeyFileError::NotEncrypted { .. })
+            ));
+        }
+        // A plain file whose did is not its secret's.
+        let other = generate().unwrap().public().to_did();
+        let swapped = write_plain(
+            "swapped.key",
+            serde_json::json!({"format": PLAIN_FORMAT, "kind": "node", "did": other}),
+        );
+        assert!(matches!(
+            open_plain(&swapped),
+            Err(KeyFileError::Corrupt { .. })
+        ));
+    }
 }
