@@ -287,3 +287,44 @@ fn keys_of_an_earlier_dev_chain_open_in_twinctl_once_the_dev_node_restarts() {
     assert_eq!(marked["kind"], "dev");
     assert_eq!(marked["did"], v["did"]);
 }
+
+#[test]
+fn rotating_away_from_a_dev_key_writes_an_encrypted_key_under_a_new_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let node = DevNode::start(&data);
+    let new_key = dir.path().join("alice-2027.key");
+    let with_pass = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_twinctl"))
+            .args(args)
+            .env("TWINCTL_NODE", &node.api)
+            .env("TWINCTL_PASSPHRASE", common::PASS)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = with_pass(&[
+        "--json",
+        "key",
+        "rotate",
+        "--key",
+        &key(&data, "patient"),
+        "--out",
+        new_key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(dev_warnings(&o).len(), 1, "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let new_did = v["new_did"].as_str().unwrap();
+    let text = std::fs::read_to_string(&new_key).unwrap();
+    assert!(
+        text.contains("ciphertext") && !text.contains("secret_hex"),
+        "{text}"
+    );
+    // It opens with the passphrase given, and with no other.
+    let o = with_pass(&["key", "show", new_key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(stdout(&o).contains(new_did), "{}", stdout(&o));
+    let o = twinctl(&node.api, &["key", "show", new_key.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", err(&o));
+}

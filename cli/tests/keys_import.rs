@@ -74,7 +74,15 @@ fn mode(path: &str) -> u32 {
 #[test]
 fn a_node_key_is_refused_by_twinctl_with_the_import_command_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (file, _) = node_key(dir.path(), "node");
+    let (file, did) = node_key(dir.path(), "node");
+    // Its did can be read, with what to do to sign with it.
+    let o = twinctl("http://127.0.0.1:9", &["key", "show", &file], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        stdout(&o).contains(&did) && stdout(&o).contains("twinctl key import"),
+        "{}",
+        stdout(&o)
+    );
     let someone = Keypair::from_secret(&[9; 32]).public().to_did();
     // Refused before any node is contacted (none listens on this port).
     let o = twinctl("http://127.0.0.1:9", &grant_args(&file, &someone), None);
