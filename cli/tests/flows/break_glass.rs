@@ -39,7 +39,7 @@ async fn break_glass_is_permitted_flagged_and_queued_until_another_person_signs_
     .await;
     assert_eq!(
         o.status.code(),
-        Some(2),
+        Some(4),
         "the requester cannot review: {}",
         err(&o)
     );

@@ -24,7 +24,7 @@ async fn a_guardian_grants_within_the_delegated_scope_and_is_refused_outside_it(
             "--purpose",
             "TREAT",
         ],
-        2,
+        4,
     )
     .await;
     assert!(err(&o).contains("outside_delegation"), "{}", err(&o));
