@@ -131,7 +131,10 @@ async fn a_report_verified_against_the_genesis_is_the_same_report_and_another_ge
     )
     .await;
     let verified: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(&verified["accesses"], &serde_json::Value::Array(rows.clone()));
+    assert_eq!(
+        &verified["accesses"],
+        &serde_json::Value::Array(rows.clone())
+    );
     let o = run_ok(
         &n.url,
         &[
