@@ -252,6 +252,19 @@ impl Log {
         }
     }
 
+    /// Keeps only the access attempts and revocations at or after `since` (with what they
+    /// asked for and took away).
+    pub fn retain_since(&mut self, since: Timestamp) {
+        let keep: Vec<bool> = self.accesses.iter().map(|a| a.time >= since).collect();
+        let mut k = keep.iter();
+        self.asked.retain(|_| *k.next().unwrap_or(&false));
+        self.accesses.retain(|a| a.time >= since);
+        let keep: Vec<bool> = self.revokes.iter().map(|r| r.time >= since).collect();
+        let mut k = keep.iter();
+        self.revoked.retain(|_| *k.next().unwrap_or(&false));
+        self.revokes.retain(|r| r.time >= since);
+    }
+
     /// Runs every rule; `after_revoke` flags an access only when the revoked grant covered it
     /// ([`Revoked::matches`]).
     pub fn find(&self, t: &Thresholds) -> Vec<Finding> {

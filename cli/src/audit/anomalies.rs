@@ -72,8 +72,7 @@ impl Anomalies {
             .transpose()?
             .unwrap_or(0);
         let (mut log, state) = collect(file, genesis)?;
-        log.accesses.retain(|a| a.time.0 >= since);
-        log.revokes.retain(|r| r.time.0 >= since);
+        log.core.retain_since(twinledger_core::Timestamp(since));
         let t = Thresholds {
             volume_factor: *volume_factor,
             volume_min_patients: *volume_min_patients,
@@ -85,11 +84,11 @@ impl Anomalies {
             break_glass_window_ms: break_glass_window_days * 24 * 3_600_000,
             after_revoke_ms: after_revoke_hours * 3_600_000,
         };
-        let findings = twinledger_core::anomaly::find(&log.accesses, &log.revokes, &t);
+        let findings = log.core.find(&t);
         let mut text = format!(
             "{} finding(s) over {} access attempts\n",
             findings.len(),
-            log.accesses.len()
+            log.core.accesses.len()
         );
         for f in &findings {
             let org = state

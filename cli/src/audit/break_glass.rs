@@ -32,6 +32,7 @@ impl BreakGlass {
         } = self;
         let (log, state) = collect(file, genesis)?;
         let rows: Vec<serde_json::Value> = log
+            .core
             .accesses
             .iter()
             .filter(|a| a.kind == AccessKind::BreakGlass)

@@ -25,6 +25,7 @@ impl Denied {
         let Self { file, genesis } = self;
         let (log, state) = collect(file, genesis)?;
         let rows: Vec<serde_json::Value> = log
+            .core
             .accesses
             .iter()
             .filter(|a| a.kind == AccessKind::Denied)

@@ -1,7 +1,6 @@
 //! The access log of a verified export: what `break-glass`, `denied` and `anomalies` report on.
 
 use std::collections::BTreeMap;
-use twinledger_core::anomaly::{AccessKind, AccessRecord, RevokeRecord};
 
 use twinledger_core::codes::Code as _;
 use twinledger_core::{Decision, EventId, EventPayload, Outcome, PublicKey, State};
@@ -13,8 +12,9 @@ use crate::CliError;
 /// The access log of a verified export.
 #[derive(Debug, Default)]
 pub(super) struct Log {
-    pub(super) accesses: Vec<AccessRecord>,
-    pub(super) revokes: Vec<RevokeRecord>,
+    /// Access attempts and revocations with what they asked for and took away (the core's
+    /// log, so `after_revoke` flags only accesses the revoked grant covered).
+    pub(super) core: twinledger_core::anomaly::Log,
     /// Why each denied attempt was denied, in words ("no consent covers GDIS").
     pub(super) deny_reasons: BTreeMap<EventId, String>,
 }
@@ -41,28 +41,12 @@ pub(super) fn collect(
         false,
         &indicatif::ProgressBar::hidden(),
         |cb, state| {
-            let time = cb.block.header.time;
+            log.core
+                .add_block(&cb.block.events, &cb.results, cb.block.header.time, state);
             for (ev, outcome) in cb.block.events.iter().zip(&cb.results.outcomes) {
-                let actor = ev.event.author;
-                let organisation = state.actor(&actor).map(|a| a.organisation).unwrap_or(actor);
-                let kind = match outcome {
-                    Outcome::Access(Decision::Permit { .. }) => AccessKind::Permitted,
-                    Outcome::Access(Decision::Deny { .. }) => AccessKind::Denied,
-                    Outcome::Access(Decision::BreakGlass) => AccessKind::BreakGlass,
-                    Outcome::Applied => {
-                        if let EventPayload::ConsentRevoke(r) = &ev.event.payload {
-                            log.revokes.push(RevokeRecord {
-                                id: ev.id(),
-                                time,
-                                patient: r.patient,
-                            });
-                        }
-                        continue;
-                    }
-                };
-                let (patient, category) = match &ev.event.payload {
-                    EventPayload::AccessRequest(a) => (a.patient, a.category),
-                    EventPayload::BreakGlassRequest(b) => (b.patient, b.category),
+                let category = match &ev.event.payload {
+                    EventPayload::AccessRequest(a) => a.category,
+                    EventPayload::BreakGlassRequest(b) => b.category,
                     _ => continue,
                 };
                 if let Outcome::Access(Decision::Deny { reason }) = outcome {
@@ -71,14 +55,6 @@ pub(super) fn collect(
                         crate::codes::deny_words(*reason, Some(category.code())),
                     );
                 }
-                log.accesses.push(AccessRecord {
-                    id: ev.id(),
-                    time,
-                    actor,
-                    organisation,
-                    patient,
-                    kind,
-                });
             }
             last = Some(state.clone());
         },

@@ -67,7 +67,7 @@ async fn an_auditor_exports_the_chain_and_verifies_it_offline_and_a_changed_byte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compliance_lists_come_from_the_verified_export_and_a_changed_one_is_not_analysed() {
     let n = TestNode::start().await;
-    n.story().await;
+    let story = n.story().await;
     let chain_file = n.export_chain().await;
     let bad_chain = flipped_copy(&chain_file, "bad.twl");
     // The compliance officer's lists from the verified export.
@@ -128,6 +128,21 @@ async fn the_compliance_lists_come_from_the_verified_export_and_a_changed_one_is
         .collect();
     assert!(!after.is_empty(), "{v}");
     assert_eq!(after[0]["events"].as_array().unwrap().len(), 2);
+    let flagged = |id: &str| {
+        after
+            .iter()
+            .any(|f| f["events"].as_array().unwrap().iter().any(|e| e == id))
+    };
+    assert!(
+        flagged(&id_of(&story.again)),
+        "the vitals request the revoked grant covered is flagged: {v}"
+    );
+    // The imaging permit minutes after the revoke was under the guardian's valid grant, which
+    // the revoked (vital-signs) grant never covered: not flagged.
+    assert!(
+        !flagged(&id_of(&n.path("imaging.json"))),
+        "a permit under another valid grant is not flagged: {v}"
+    );
     let o = run(
         &n.url,
         &[
