@@ -146,9 +146,9 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             check,
         } => {
             let key = open_key(key, pass)?;
-            let patient = patient_or_self(patient.as_deref(), &key)?;
-            let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
             let client = NodeClient::connect(node)?;
+            let patient = patient_or_self(&client, patient.as_deref(), &key)?;
+            let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
             // Verified: the rows are built from the certified history's events alone.
             let verified = crate::history::fetch_verified(&client, &key, &patient, check)?;
             let all = match &verified {
@@ -186,8 +186,8 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             max,
         } => {
             let key = open_key(key, pass)?;
-            let patient = patient_or_self(patient.as_deref(), &key)?;
             let client = NodeClient::connect(node)?;
+            let patient = patient_or_self(&client, patient.as_deref(), &key)?;
             // Only accesses that become final from now on.
             let (_, mut from) = fetch(&client, &key, &patient, 0)?;
             let mut seen = Vec::new();

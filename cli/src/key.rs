@@ -122,16 +122,14 @@ pub fn passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Zeroizing<Stri
     Ok(first)
 }
 
-/// The patient a command acts for: `--patient` if given, else the signer itself.
+/// The patient a command acts for: `--patient` if given, else the patient whose current key
+/// signs (the node names it after a rotation), else the signer itself.
 pub fn patient_or_self(
+    client: &crate::client::NodeClient,
     patient: Option<&str>,
     key: &twinledger_core::Keypair,
 ) -> Result<twinledger_core::PublicKey, CliError> {
-    match patient {
-        Some(d) => twinledger_core::PublicKey::from_did(d)
-            .map_err(|e| CliError::Invalid(format!("--patient: {e}"))),
-        None => Ok(key.public()),
-    }
+    crate::consent::signer_patient(client, key, patient)
 }
 
 /// Opens a key file to sign with: an encrypted key file, asking for its passphrase; or a plain
@@ -295,9 +293,9 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
                     (old, passphrase(pass, true)?)
                 }
             };
-            let patient = patient_or_self(patient.as_deref(), &old)?;
-            let new = keystore::generate()?;
             let client = crate::client::NodeClient::connect(node)?;
+            let patient = patient_or_self(&client, patient.as_deref(), &old)?;
+            let new = keystore::generate()?;
             let proof = new.sign(
                 twinledger_core::keys::sig_domain::KEY_ROTATION,
                 &client.chain_id,

@@ -67,7 +67,7 @@ pub struct Cli {
 pub enum Command {
     /// Build, show and verify a genesis file.
     Genesis(genesis::GenesisArgs),
-    /// Create, show and export keys in encrypted key files.
+    /// Create, show, import, rotate and export keys (encrypted key files; dev keys as they are).
     Key(key::KeyArgs),
     /// Grant, revoke and list consent (patients and delegates).
     Consent(consent::ConsentArgs),

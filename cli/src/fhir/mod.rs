@@ -168,9 +168,9 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         check,
     } = &args.command;
     let key = open_key(key, pass)?;
-    let patient = patient_or_self(patient.as_deref(), &key)?;
-    let did = patient.to_did();
     let client = NodeClient::connect(node)?;
+    let patient = patient_or_self(&client, patient.as_deref(), &key)?;
+    let did = patient.to_did();
     // Verified: the Bundle is built from the certified history's events alone.
     let verified = crate::history::fetch_verified(&client, &key, &patient, check)?;
     let (consents, accesses, events) = match &verified {
@@ -205,8 +205,7 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         *r5,
     );
     let count = bundle["entry"].as_array().map_or(0, Vec::len);
-    std::fs::write(out, serde_json::to_string_pretty(&bundle).expect("json"))
-        .map_err(|e| CliError::Invalid(format!("{}: {e}", out.display())))?;
+    crate::files::write(out, serde_json::to_string_pretty(&bundle).expect("json"))?;
     let mut text = format!(
         "wrote {} ({count} resources, FHIR {})\n",
         out.display(),
