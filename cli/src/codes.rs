@@ -164,12 +164,8 @@ pub fn deny_words(reason: DenyReason, category: Option<&str>) -> String {
         (DenyReason::RoleMayNotBreakGlass, _) => {
             "the requester's role may not break the glass".into()
         }
-        // Reasons added to the core later read as their code, in words.
-        #[allow(unreachable_patterns)]
-        (other, _) => serde_json::to_value(other)
-            .ok()
-            .and_then(|v| v.as_str().map(|c| c.replace('_', " ")))
-            .unwrap_or_else(|| "refused by the ledger".into()),
+        (DenyReason::ActorRevoked, _) => "the requester's enrolment was revoked".into(),
+        (DenyReason::OrganisationRevoked, _) => "the requester's organisation was revoked".into(),
     }
 }
 
@@ -220,6 +216,15 @@ mod tests {
             "denied: no consent covers GDIS"
         );
         assert!(!decision_words(&Decision::BreakGlass, None).contains('"'));
+        assert_eq!(
+            decision_words(
+                &Decision::Deny {
+                    reason: DenyReason::ActorRevoked
+                },
+                Some(("vital-signs", "TREAT"))
+            ),
+            "denied: the requester's enrolment was revoked"
+        );
     }
 
     use super::*;

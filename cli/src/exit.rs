@@ -48,13 +48,41 @@ pub const ALL: [(u8, &str); 6] = [
 
 /// The exit-code section of `--help`.
 pub fn help() -> String {
-    use std::fmt::Write as _;
     let mut s = String::from("Exit codes:\n");
     for (code, meaning) in ALL {
-        let _ = writeln!(s, "  {code}  {meaning}");
+        s.push_str(&wrapped(&format!("  {code}  "), meaning));
     }
     s.push_str("Errors are printed on stderr as `error: <message>`.");
     s
+}
+
+/// Help lines are wrapped here, at [`HELP_WIDTH`] columns under a hanging indent, so that clap
+/// (which wraps at the terminal's width, or 100 without one) never breaks them again.
+const HELP_WIDTH: usize = 78;
+
+/// `meaning` after `lead`, wrapped at [`HELP_WIDTH`], continuation lines indented to match.
+fn wrapped(lead: &str, meaning: &str) -> String {
+    let indent = " ".repeat(lead.len());
+    let mut out = String::new();
+    let mut line = lead.to_string();
+    for word in meaning.split_whitespace() {
+        if line.len() > lead.len() && line.len() + 1 + word.len() > HELP_WIDTH {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+        } else if line.len() > lead.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// `text` with every run of whitespace made one space: help text compared whatever its wrapping.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -70,7 +98,14 @@ mod tests {
         );
         let h = help();
         for (code, meaning) in ALL {
-            assert!(h.contains(&format!("  {code}  {meaning}")), "{h}");
+            assert!(
+                one_line(&h).contains(&format!("{code} {}", one_line(meaning))),
+                "{h}"
+            );
         }
+        assert!(
+            h.lines().all(|l| l.len() <= HELP_WIDTH),
+            "clap would wrap again: {h}"
+        );
     }
 }
