@@ -25,8 +25,27 @@ const POLICY: NodePolicy = NodePolicy {
     mempool_size: 1000,
 };
 
+/// Opens the sled store in `dir` once the previous opener's handles are gone: sled releases
+/// its file lock from a background thread after the last handle drops, later under load. Waits
+/// on that condition with a deadline (30 s); any other error fails at once.
+fn open_sled(dir: &TempDir) -> Store {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match Store::open_sled(dir.path()) {
+            Ok(s) => return s,
+            Err(e)
+                if format!("{e:?}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the store in {}: {e:?}", dir.path().display()),
+        }
+    }
+}
+
 fn open(dev: &DevChain, dir: &TempDir, verify_all: bool) -> Result<Chain, OpenError> {
-    let store = Store::open_sled(dir.path()).expect("sled");
+    let store = open_sled(dir);
     Chain::open(
         dev.genesis.clone(),
         store,
@@ -131,7 +150,7 @@ fn assert_same(a: &State, b: &State) {
 
 /// Overwrites the raw bytes of a stored record.
 fn damage(dir: &TempDir, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
-    let store = Store::open_sled(dir.path()).unwrap();
+    let store = open_sled(dir);
     let mut v = store.kv().get(key).unwrap().expect("record present");
     f(&mut v);
     store.kv().commit(vec![(key.to_vec(), v)]).unwrap();
@@ -139,7 +158,7 @@ fn damage(dir: &TempDir, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
 
 /// The snapshot slot holding `height`.
 fn slot_of(dir: &TempDir, height: u64) -> u8 {
-    let store = Store::open_sled(dir.path()).unwrap();
+    let store = open_sled(dir);
     (0..2u8)
         .find(|s| {
             store
@@ -167,7 +186,7 @@ fn restart_after_a_snapshot_replays_only_the_blocks_after_it() {
         assert_same(&chain.state(), &before);
         chain.validator_set_changes()
     };
-    let store = Store::open_sled(dir.path()).unwrap();
+    let store = open_sled(&dir);
     let r = snapshot::restore(&dev.genesis, &store, 12).expect("the snapshot verifies");
     assert_eq!(r.height, 8);
     assert_eq!(r.set_changes, changes);
@@ -203,7 +222,7 @@ fn a_corrupt_snapshot_is_ignored_and_the_node_opens_with_the_right_state() {
         v[n / 2] ^= 0x40;
     });
     {
-        let store = Store::open_sled(dir.path()).unwrap();
+        let store = open_sled(&dir);
         let metas = store.snapshots().unwrap();
         assert_eq!(metas.iter().map(|m| m.height).collect::<Vec<_>>(), [8, 4]);
         let e = store.snapshot_bytes(&metas[0]).unwrap_err();
@@ -218,7 +237,7 @@ fn a_corrupt_snapshot_is_ignored_and_the_node_opens_with_the_right_state() {
     let older = [b"z/d".as_slice(), &[slot_of(&dir, 4)]].concat();
     damage(&dir, &older, |v| v.truncate(40));
     {
-        let store = Store::open_sled(dir.path()).unwrap();
+        let store = open_sled(&dir);
         assert!(snapshot::restore(&dev.genesis, &store, 10).is_none());
     }
     let chain = open(&dev, &dir, false).unwrap();
@@ -233,7 +252,7 @@ fn a_corrupt_snapshot_is_ignored_and_the_node_opens_with_the_right_state() {
 #[test]
 fn a_snapshot_with_altered_records_behind_a_good_checksum_is_refused_by_the_root_check() {
     let (dev, dir, before) = node_with(6, &[]);
-    let store = Store::open_sled(dir.path()).unwrap();
+    let store = open_sled(&dir);
     let mut snap = before.to_snapshot();
     snap.nonces[0].1 += 1;
     store
