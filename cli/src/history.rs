@@ -566,14 +566,15 @@ impl VerifiedHistory {
     /// (`GET /v1/patients/{did}/consents`), built from the verified events only; statuses at
     /// time `now` (ms).
     pub fn consents(&self, now: u64) -> Value {
-        let mut revoked: BTreeMap<EventId, u64> = BTreeMap::new();
+        // Revocations: the revoked grant or delegation -> the height and time of the revoke.
+        let mut revoked: BTreeMap<EventId, (u64, u64)> = BTreeMap::new();
         for e in &self.events {
             match &e.event.event.payload {
                 EventPayload::ConsentRevoke(r) => {
-                    revoked.insert(r.grant, e.height);
+                    revoked.insert(r.grant, (e.height, e.time));
                 }
                 EventPayload::DelegateRevoke(r) => {
-                    revoked.insert(r.delegation, e.height);
+                    revoked.insert(r.delegation, (e.height, e.time));
                 }
                 _ => {}
             }
@@ -581,11 +582,28 @@ impl VerifiedHistory {
         let mut grants = Vec::new();
         let mut delegations = Vec::new();
         for e in &self.events {
-            let revoked_at = revoked.get(&e.id).copied();
+            let revoked_at = revoked.get(&e.id).map(|r| r.0);
             match &e.event.event.payload {
                 EventPayload::ConsentGrant(g) => {
+                    let ended = if revoked_at.is_none() {
+                        self.granted_under(e, g).and_then(|(d, valid_until)| {
+                            match (revoked.get(&d), valid_until) {
+                                (Some((_, t)), _) => Some(json!({
+                                    "reason": "delegation_revoked", "delegation": d, "at_ms": t,
+                                })),
+                                (None, Some(u)) if u <= now => Some(json!({
+                                    "reason": "delegation_expired", "delegation": d, "at_ms": u,
+                                })),
+                                _ => None,
+                            }
+                        })
+                    } else {
+                        None
+                    };
                     let status = if revoked_at.is_some() {
                         "revoked"
+                    } else if ended.is_some() {
+                        "ended"
                     } else if g.valid_from.0 > now {
                         "future"
                     } else if g.valid_until.is_none_or(|u| now < u.0) {
@@ -593,11 +611,15 @@ impl VerifiedHistory {
                     } else {
                         "expired"
                     };
-                    grants.push(json!({
+                    let mut entry = json!({
                         "id": e.id, "leaf": e.leaf, "status": status, "grant": g,
                         "author": e.event.event.author, "height": e.height,
                         "revoked_at": revoked_at,
-                    }));
+                    });
+                    if let Some(x) = ended {
+                        entry["ended"] = x;
+                    }
+                    grants.push(entry);
                 }
                 EventPayload::DelegateGrant(d) => {
                     let status = if revoked_at.is_some() {
@@ -622,6 +644,41 @@ impl VerifiedHistory {
             "patient": self.patient, "grants": grants, "delegations": delegations,
             "verified": self.summary_json(),
         })
+    }
+}
+
+impl VerifiedHistory {
+    /// The delegation under which grant event `e` was made, by the rule the ledger applies
+    /// (PROTOCOL.md §6.3, `acting_for`): when its author is not the patient, the first
+    /// delegation of the patient to that author, in id order, live at the grant's time (made
+    /// before it, not revoked before it, not expired) whose scope holds the grant's scope.
+    /// Returns its id and end time (ms). `None` for a grant the patient signed.
+    fn granted_under(
+        &self,
+        e: &VerifiedEvent,
+        g: &twinledger_core::event::consent::ConsentGrant,
+    ) -> Option<(EventId, Option<u64>)> {
+        let author = e.event.event.author;
+        let mut live: Vec<(EventId, Option<u64>)> = Vec::new();
+        for d in self.events.iter().take_while(|d| d.leaf < e.leaf) {
+            let EventPayload::DelegateGrant(dg) = &d.event.event.payload else {
+                continue;
+            };
+            if dg.delegate != author || dg.patient != g.patient {
+                continue;
+            }
+            let revoked_before = self.events.iter().any(|r| {
+                r.leaf < e.leaf
+                    && matches!(&r.event.event.payload,
+                        EventPayload::DelegateRevoke(x) if x.delegation == d.id)
+            });
+            let expired = dg.valid_until.is_some_and(|u| e.time >= u.0);
+            if !revoked_before && !expired && g.scope.is_within(&dg.scope) {
+                live.push((d.id, dg.valid_until.map(|u| u.0)));
+            }
+        }
+        live.sort_by_key(|(id, _)| *id);
+        live.into_iter().next()
     }
 }
 

@@ -383,6 +383,30 @@ async fn grants_of_a_revoked_delegation_are_listed_as_ended_with_the_reason() {
     assert!(mine.get("ended").is_none());
     let d = &v["delegations"][0];
     assert_eq!(d["status"], "revoked");
+    // The listing verified against the genesis (built from the certified history alone) says
+    // the same: the delegation is found by the ledger's rule, the end time is the revoke's block.
+    let genesis = f.path("genesis.json");
+    let verified = f
+        .json(&["consent", "list", "--key", &patient, "--genesis", &genesis])
+        .await;
+    let vg = verified["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == by_guardian.as_str())
+        .unwrap();
+    assert_eq!(vg["status"], "ended", "{vg}");
+    assert_eq!(
+        vg["ended"], g["ended"],
+        "verified and served listings agree"
+    );
+    let vmine = verified["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == own.as_str())
+        .unwrap();
+    assert_eq!(vmine["status"], "active", "{vmine}");
 
     let table = f.text(&["consent", "list", "--key", &patient]).await;
     let row = table
