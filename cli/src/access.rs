@@ -145,7 +145,7 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             format,
             check,
         } => {
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = patient_or_self(&client, patient.as_deref(), &key)?;
             let since = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
@@ -185,7 +185,7 @@ pub fn run(args: &AccessArgs, node: &str) -> Result<Output, CliError> {
             patient,
             max,
         } => {
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = patient_or_self(&client, patient.as_deref(), &key)?;
             // Only accesses that become final from now on.
@@ -415,7 +415,7 @@ fn ask(
     }
     // Nothing is submitted unless the receipt can be kept.
     crate::files::check_output(&a.receipt_out)?;
-    let key = open_key(&a.key, &a.pass)?;
+    let key = open_key(&a.key, &a.pass, node)?;
     let salt = random32()?;
     let client = NodeClient::connect(node)?;
     let resource = Commitment::new(&salt, a.resource.as_bytes());

@@ -185,7 +185,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
                 None => crate::time::now_ms()?,
             });
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
-            let key = open_key(&signer.key, &signer.pass)?;
+            let key = open_key(&signer.key, &signer.pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
             let payload = EventPayload::ConsentGrant(ConsentGrant {
@@ -202,7 +202,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             })
         }
         ConsentCommand::Revoke { signer, grant } => {
-            let key = open_key(&signer.key, &signer.pass)?;
+            let key = open_key(&signer.key, &signer.pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
             let grant = if ids::is_whole(grant.trim()) {
@@ -220,7 +220,7 @@ pub fn run(args: &ConsentArgs, node: &str) -> Result<Output, CliError> {
             })
         }
         ConsentCommand::List { signer, check } => {
-            let key = open_key(&signer.key, &signer.pass)?;
+            let key = open_key(&signer.key, &signer.pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = signer_patient(&client, &key, signer.patient.as_deref())?;
             // Verified: the list is built from the certified history's events alone.

@@ -71,7 +71,7 @@ pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
                 PublicKey::from_did(to).map_err(|e| CliError::Invalid(format!("--to: {e}")))?;
             let scope: Scope = scope.parse()?;
             let valid_until = until.as_deref().map(parse_time).transpose()?.map(Timestamp);
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             // After a key rotation the patient is still named by its id (the first key).
             let patient = signer_patient(&NodeClient::connect(node)?, &key, None)?;
             let payload = EventPayload::DelegateGrant(DelegateGrant {
@@ -91,7 +91,7 @@ pub fn run(args: &DelegateArgs, node: &str) -> Result<Output, CliError> {
             pass,
             delegation,
         } => {
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let client = NodeClient::connect(node)?;
             let patient = signer_patient(&client, &key, None)?;
             let delegation = if ids::is_whole(delegation.trim()) {

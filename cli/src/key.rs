@@ -136,15 +136,7 @@ pub fn patient_or_self(
 /// development key of `twinledger-node --dev` or `twinledger-devnet`, with a warning on stderr,
 /// refused unless the node this command talks to serves the dev chain the key was made for.
 /// Refuses a plain node key and an unmarked plain file, saying to import them.
-///
-/// The node is the one of this command's `--node` (or `TWINCTL_NODE`), read again from the
-/// command line; [`open_key_for`] takes it explicitly.
-pub fn open_key(file: &Path, pass: &PassphraseArgs) -> Result<twinledger_core::Keypair, CliError> {
-    open_key_for(file, pass, &node_of_this_command())
-}
-
-/// [`open_key`] against the node at `node`.
-pub fn open_key_for(
+pub fn open_key(
     file: &Path,
     pass: &PassphraseArgs,
     node: &str,
@@ -183,17 +175,6 @@ fn warn_dev_key(file: &Path, chain_id: twinledger_core::ChainId) {
         file.display(),
         &chain_id.to_hex()[..16]
     );
-}
-
-/// The node address this process was given: `--node`, else `TWINCTL_NODE`, else the default
-/// (the command line is parsed again, as `main` parsed it).
-fn node_of_this_command() -> String {
-    crate::parse_args(std::env::args_os())
-        .map(|cli| cli.node)
-        .unwrap_or_else(|_| {
-            std::env::var("TWINCTL_NODE")
-                .unwrap_or_else(|_| crate::client::DEFAULT_NODE.to_string())
-        })
 }
 
 /// Runs a key command.
@@ -235,7 +216,7 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
         }
         KeyCommand::Show { file, pass } => match keystore::inspect(file)?.1 {
             KeyFileKind::Encrypted => {
-                let key = open_key_for(file, pass, node)?;
+                let key = open_key(file, pass, node)?;
                 let did = key.public().to_did();
                 Ok(Output {
                     text: format!("{did}\n{}: opens with this passphrase\n", file.display()),
@@ -289,7 +270,7 @@ pub fn run(args: &KeyArgs, node: &str) -> Result<Output, CliError> {
                     (keystore::open(key, p.as_bytes())?, p)
                 }
                 _ => {
-                    let old = open_key_for(key, pass, node)?;
+                    let old = open_key(key, pass, node)?;
                     (old, passphrase(pass, true)?)
                 }
             };

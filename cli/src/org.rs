@@ -87,7 +87,7 @@ pub fn run(args: &OrgArgs, node: &str) -> Result<Output, CliError> {
             )
         }
     };
-    let key = open_key(key, pass)?;
+    let key = open_key(key, pass, node)?;
     let (id, height) = submit_and_wait(node, &key, payload)?;
     Ok(Output {
         text: format!("{what} in block {height} (event {id})\n"),

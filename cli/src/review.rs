@@ -57,7 +57,7 @@ pub enum ReviewCommand {
 pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
     match &args.command {
         ReviewCommand::List { key, pass } => {
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let v = NodeClient::connect(node)?.signed_get(&key, "/v1/reviews")?;
             let w = ids::SHORT;
             let mut text = format!(
@@ -82,7 +82,7 @@ pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
             finding,
             notes,
         } => {
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let request = if ids::is_whole(request.trim()) {
                 ids::resolve(
                     "break-glass request id",

@@ -102,7 +102,7 @@ pub fn run(args: &TwinArgs, node: &str) -> Result<Output, CliError> {
                 .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?;
             let state_hash = file_hash(file)?;
             let twin = twin_id(tid);
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let payload = EventPayload::TwinAnchor(TwinAnchor {
                 twin,
                 patient,
@@ -129,7 +129,7 @@ pub fn run(args: &TwinArgs, node: &str) -> Result<Output, CliError> {
             let have = file_hash(file)?;
             let twin = twin_id(tid);
             let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
-            let key = open_key(key, pass)?;
+            let key = open_key(key, pass, node)?;
             let v = NodeClient::connect(node)?
                 .signed_get(&key, &format!("/v1/twins/{twin}/{version}"))?;
             let anchor = verified_anchor(&ledger, &v, validator_sets.as_deref(), twin, *version)?;

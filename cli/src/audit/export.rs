@@ -41,7 +41,7 @@ impl Export {
             to,
         } = self;
         crate::files::check_output(out)?;
-        let key = open_key(key, pass)?;
+        let key = open_key(key, pass, node)?;
         let client = NodeClient::connect(node)?;
         let mut q = Vec::new();
         if let Some(f) = from {

@@ -42,7 +42,7 @@ impl History {
             genesis,
         } = self;
         crate::files::check_output(out)?;
-        let key = open_key(key, pass)?;
+        let key = open_key(key, pass, node)?;
         let patient = match patient {
             Some(d) => twinledger_core::PublicKey::from_did(d)
                 .map_err(|e| CliError::Invalid(format!("--patient: {e}")))?,

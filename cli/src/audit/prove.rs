@@ -45,7 +45,7 @@ impl Prove {
         crate::files::check_output(out)?;
         let id = twinledger_core::EventId::from_hex(event)
             .map_err(|e| CliError::Invalid(e.to_string()))?;
-        let key = open_key(key, pass)?;
+        let key = open_key(key, pass, node)?;
         let client = NodeClient::connect(node)?;
         let v = client.signed_get(&key, &format!("/v1/events/{id}"))?;
         let mut bundle = json!({

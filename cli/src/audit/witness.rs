@@ -47,7 +47,10 @@ impl Witness {
             pass,
         } = self;
         let ledger = GenesisFile::load(genesis)?.ledger_genesis()?;
-        let cosigner = cosign_key.as_ref().map(|k| open_key(k, pass)).transpose()?;
+        let cosigner = cosign_key
+            .as_ref()
+            .map(|k| open_key(k, pass, node))
+            .transpose()?;
         let (text, client) = match checkpoint {
             Some(f) => (crate::files::read_to_string(f)?, None),
             None => {

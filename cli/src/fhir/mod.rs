@@ -167,7 +167,7 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         out,
         check,
     } = &args.command;
-    let key = open_key(key, pass)?;
+    let key = open_key(key, pass, node)?;
     let client = NodeClient::connect(node)?;
     let patient = patient_or_self(&client, patient.as_deref(), &key)?;
     let did = patient.to_did();
