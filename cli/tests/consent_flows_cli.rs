@@ -20,8 +20,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     node: String,
     chain: Arc<twinledger_node::chain::Chain>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    served: common::serve::Served,
 }
 
 impl Fixture {
@@ -55,7 +54,6 @@ impl Fixture {
         }
         g.add_auditor("Regulator", dev_key("flows/auditor").public())
             .unwrap();
-        g.save(&dir.path().join("genesis.json")).unwrap();
         for label in [
             "hospital",
             "clinic",
@@ -67,21 +65,14 @@ impl Fixture {
         ] {
             write_key(dir.path(), label, &dev_key(&format!("flows/{label}")));
         }
-        let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
-        let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve = twinledger_node::run(listener, chain.clone(), validator, async move {
-            let _ = stopped.await;
-        });
-        let server = tokio::spawn(async move { serve.await.expect("the node runs") });
+        let served = common::serve::serve(dir.path(), &g, &validator).await;
+        let node = served.url.clone();
+        let chain = served.chain.clone();
         Self {
             dir,
             node,
             chain,
-            stop: Some(stop),
-            server: Some(server),
+            served,
         }
     }
 
@@ -141,8 +132,7 @@ impl Fixture {
     }
 
     async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.server.take().unwrap().await.unwrap();
+        self.served.stop().await;
     }
 }
 

@@ -691,21 +691,9 @@ async fn exports_validate_against_hl7s_r4_schema_and_r5_definitions_and_follow_b
         role: Role::Physician,
     })
     .unwrap();
-    let genesis_path = dir.path().join("genesis.json");
-    g.save(&genesis_path).unwrap();
-    let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
-    let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let node = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(twinledger_node::run(
-        listener,
-        chain,
-        validator,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let mut served = common::serve::serve(dir.path(), &g, &validator).await;
+    let node = served.url.clone();
+    let genesis_path = served.genesis.clone();
     let did = patient.public().to_did();
     let phys_did = physician.public().to_did();
     let hospital_did = hospital.public().to_did();
@@ -896,8 +884,7 @@ async fn exports_validate_against_hl7s_r4_schema_and_r5_definitions_and_follow_b
     let r4_verified = export("r4-verified.json", &["--genesis", genesis]).await;
     let r5_bundle = export("r5.json", &["--r5"]).await;
     let r5_verified = export("r5-verified.json", &["--r5", "--genesis", genesis]).await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.stop().await;
     eprintln!("exports written after {:?}", started.elapsed());
 
     let t = Instant::now();

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use twinledger_core::Keypair;
 
 pub mod node;
+pub mod serve;
 
 /// The passphrase of every test key file (given to twinctl through `TWINCTL_PASSPHRASE`).
 pub const PASS: &str = "a long enough passphrase";

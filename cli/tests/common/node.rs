@@ -43,8 +43,7 @@ pub struct TestNode {
     pub phys_file: String,
     /// The physician's did.
     pub phys_did: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    served: super::serve::Served,
 }
 
 /// A new key written to `<dir>/<name>.key` (see [`write_key`]).
@@ -117,22 +116,9 @@ impl TestNode {
         .unwrap();
         let auditor = dev_key("cli-test/auditor");
         g.add_auditor("Regulator", auditor.public()).unwrap();
-        let genesis_path = dir.path().join("genesis.json");
-        g.save(&genesis_path).unwrap();
-        let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
-        let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let served = twinledger_node::run(listener, chain, validator, async move {
-                let _ = stopped.await;
-            })
-            .await;
-            if let Err(e) = served {
-                panic!("the node stopped with an error: {e:#}");
-            }
-        });
+        let served = super::serve::serve(dir.path(), &g, &validator).await;
+        let url = served.url.clone();
+        let genesis_path = served.genesis.clone();
         let hospital_file = write_key(dir.path(), "hospital", &hospital);
         let auditor_file = write_key(dir.path(), "auditor", &auditor);
         Self {
@@ -150,8 +136,7 @@ impl TestNode {
             patient_file,
             physician,
             phys_file,
-            stop: Some(stop),
-            server: Some(server),
+            served,
         }
     }
 
@@ -162,12 +147,7 @@ impl TestNode {
 
     /// Stops the node and checks that it shut down cleanly.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap();
-        }
+        self.served.stop().await;
     }
 
     /// `access request` by the physician for the patient, its receipt written to

@@ -27,8 +27,7 @@ pub struct Solo {
     pub physician: String,
     /// The auditor's key file.
     pub auditor_file: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    served: super::serve::Served,
 }
 
 /// The organisation's name in the genesis.
@@ -59,20 +58,9 @@ impl Solo {
         })
         .unwrap();
         g.add_auditor("Regulator", auditor.public()).unwrap();
-        let genesis = dir.path().join("genesis.json");
-        g.save(&genesis).unwrap();
-        let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
-        let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            twinledger_node::run(listener, chain, validator, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))
-        });
+        let served = super::serve::serve(dir.path(), &g, &validator).await;
+        let node = served.url.clone();
+        let genesis = served.genesis.clone();
         Self {
             node,
             patient_file: write_key(dir.path(), "patient", &patient),
@@ -82,8 +70,7 @@ impl Solo {
             auditor_file: write_key(dir.path(), "auditor", &auditor),
             genesis,
             dir,
-            stop: Some(stop),
-            server: Some(server),
+            served,
         }
     }
 
@@ -99,11 +86,6 @@ impl Solo {
 
     /// Stops the node and waits for it.
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.server.take() {
-            h.await.unwrap().expect("the node ran until stopped");
-        }
+        self.served.stop().await;
     }
 }
