@@ -248,6 +248,27 @@ async fn exit_2_an_existing_output_file_or_a_request_the_node_finds_invalid() {
     .await;
     assert!(stderr(&o).contains("already exists"), "{}", err(&o));
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+    // Every command that writes `--out` refuses an existing file, FHIR exports and
+    // checkpoints included, and leaves it as it was.
+    for args in [
+        vec![
+            "fhir",
+            "export",
+            "--key",
+            &s.patient_file,
+            "--out",
+            &existing,
+        ],
+        vec!["audit", "checkpoint", "--out", &existing],
+    ] {
+        let o = run_exit(&s.node, &args, 2).await;
+        assert!(
+            stderr(&o).contains("already exists"),
+            "{args:?}: {}",
+            err(&o)
+        );
+        assert_eq!(std::fs::read(&existing).unwrap(), b"keep me", "{args:?}");
+    }
     // A review of a break-glass access that does not exist: the node refuses the request
     // (422 unknown_reference), not the requester.
     let o = run_exit(

@@ -140,6 +140,36 @@ async fn audit_reports_name_the_organisation_and_why_access_was_denied() {
         text.contains(&format!("({HOSPITAL}): no consent covers GDIS")),
         "{text}"
     );
+    // The list shows event ids whole, and the id as printed is what `audit prove` takes.
+    let o = run_ok(
+        &s.node,
+        &[
+            "--json",
+            "audit",
+            "denied",
+            &export,
+            "--genesis",
+            &s.genesis(),
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["denied"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 64);
+    assert!(text.contains(&id), "the whole id is printed: {text}");
+    run_ok(
+        &s.node,
+        &[
+            "audit",
+            "prove",
+            &id,
+            "--key",
+            &s.auditor_file,
+            "--out",
+            &s.path("denied.evidence.json"),
+        ],
+    )
+    .await;
     s.stop().await;
 }
 

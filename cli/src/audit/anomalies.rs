@@ -102,7 +102,7 @@ impl Anomalies {
                 f.detail,
                 f.events
                     .iter()
-                    .map(|e| crate::ids::short(&e.to_hex()).to_string())
+                    .map(|e| e.to_hex())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));

@@ -58,7 +58,7 @@ impl BreakGlass {
             text.push_str(&format!(
                 "{} break-glass {} on patient {} by {} ({}): {review}\n",
                 s("time"),
-                crate::ids::short(&s("id")),
+                s("id"),
                 s("patient"),
                 s("actor"),
                 s("organisation_name"),

@@ -20,6 +20,9 @@ impl Checkpoint {
     /// Runs the command.
     pub fn run(&self, node: &str) -> Result<Output, CliError> {
         let Self { out } = self;
+        // An existing file is never overwritten; a path that cannot be written fails before
+        // the node is asked.
+        crate::files::check_output(out)?;
         let v = NodeClient::connect(node)?.get_json("/v1/checkpoint")?;
         let text = v["text"]
             .as_str()

@@ -37,7 +37,7 @@ impl Denied {
             text.push_str(&format!(
                 "{} denied {} on patient {} to {} ({}): {}\n",
                 s("time"),
-                crate::ids::short(&s("id")),
+                s("id"),
                 s("patient"),
                 s("actor"),
                 s("organisation_name"),

@@ -167,6 +167,9 @@ pub fn run(args: &FhirArgs, node: &str) -> Result<Output, CliError> {
         out,
         check,
     } = &args.command;
+    // An existing file is never overwritten; a path that cannot be written fails before the
+    // node is asked.
+    crate::files::check_output(out)?;
     let key = open_key(key, pass, node)?;
     let client = NodeClient::connect(node)?;
     let patient = patient_or_self(&client, patient.as_deref(), &key)?;
