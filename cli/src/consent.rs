@@ -332,11 +332,20 @@ fn ended_text(e: &Value) -> String {
 }
 
 pub(crate) fn consent_table(v: &Value) -> String {
-    let w = ids::SHORT;
-    let mut out = format!(
-        "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}\n",
-        "GRANT", "STATUS", "GRANTEE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL", "NOTE"
-    );
+    let mut rows = vec![
+        [
+            "GRANT",
+            "STATUS",
+            "GRANTEE",
+            "CATEGORIES",
+            "PURPOSES",
+            "ACTIONS",
+            "UNTIL",
+            "NOTE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for g in v["grants"].as_array().into_iter().flatten() {
         let grant = &g["grant"];
         let who = &grant["grantee"];
@@ -367,42 +376,50 @@ pub(crate) fn consent_table(v: &Value) -> String {
         if g.get("ended").is_some_and(|e| !e.is_null()) {
             note = format!("ended: {}", ended_text(&g["ended"]));
         }
-        let line = format!(
-            "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {:<20} {}",
-            ids::short(g["id"].as_str().unwrap_or("")),
-            g["status"].as_str().unwrap_or(""),
+        rows.push(vec![
+            ids::short(g["id"].as_str().unwrap_or("")).to_string(),
+            g["status"].as_str().unwrap_or("").to_string(),
             grantee,
             list(&grant["scope"]["categories"]),
             list(&grant["scope"]["purposes"]),
             list(&grant["scope"]["actions"]),
             until,
-            note
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
+            note,
+        ]);
     }
+    let mut out = crate::table::render(&rows);
     let delegations = v["delegations"].as_array().map_or(&[][..], Vec::as_slice);
     if !delegations.is_empty() {
-        out.push_str(&format!(
-            "\n{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
-            "DELEGATION", "STATUS", "DELEGATE", "CATEGORIES", "PURPOSES", "ACTIONS", "UNTIL"
-        ));
+        let mut rows = vec![
+            [
+                "DELEGATION",
+                "STATUS",
+                "DELEGATE",
+                "CATEGORIES",
+                "PURPOSES",
+                "ACTIONS",
+                "UNTIL",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
         for d in delegations {
             let del = &d["delegation"];
             let until = del["valid_until"]
                 .as_u64()
                 .map_or_else(|| "-".to_string(), utc);
-            out.push_str(&format!(
-                "{:<w$} {:<8} {:<28} {:<24} {:<14} {:<10} {}\n",
-                ids::short(d["id"].as_str().unwrap_or("")),
-                d["status"].as_str().unwrap_or(""),
+            rows.push(vec![
+                ids::short(d["id"].as_str().unwrap_or("")).to_string(),
+                d["status"].as_str().unwrap_or("").to_string(),
                 short_did(del["delegate"].as_str().unwrap_or("")),
                 list(&del["scope"]["categories"]),
                 list(&del["scope"]["purposes"]),
                 list(&del["scope"]["actions"]),
-                until
-            ));
+                until,
+            ]);
         }
+        out.push('\n');
+        out.push_str(&crate::table::render(&rows));
     }
     out
 }

@@ -29,6 +29,7 @@ pub mod org;
 pub mod receipt;
 pub mod review;
 pub mod submit;
+pub mod table;
 pub mod time;
 pub mod twin;
 pub mod witness;

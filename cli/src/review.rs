@@ -59,20 +59,20 @@ pub fn run(args: &ReviewArgs, node: &str) -> Result<Output, CliError> {
         ReviewCommand::List { key, pass } => {
             let key = open_key(key, pass, node)?;
             let v = NodeClient::connect(node)?.signed_get(&key, "/v1/reviews")?;
-            let w = ids::SHORT;
-            let mut text = format!(
-                "{:<w$} {:<10} {:<12} {}\n",
-                "REQUEST", "HEIGHT", "CATEGORY", "ACTOR"
-            );
+            let mut rows = vec![
+                ["REQUEST", "HEIGHT", "CATEGORY", "ACTOR"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for r in v["unreviewed"].as_array().into_iter().flatten() {
-                text.push_str(&format!(
-                    "{:<w$} {:<10} {:<12} {}\n",
-                    ids::short(r["id"].as_str().unwrap_or("")),
-                    r["access"]["height"],
-                    r["access"]["category"].as_str().unwrap_or(""),
-                    r["access"]["actor"].as_str().unwrap_or("")
-                ));
+                rows.push(vec![
+                    ids::short(r["id"].as_str().unwrap_or("")).to_string(),
+                    r["access"]["height"].to_string(),
+                    r["access"]["category"].as_str().unwrap_or("").to_string(),
+                    r["access"]["actor"].as_str().unwrap_or("").to_string(),
+                ]);
             }
+            let text = crate::table::render(&rows);
             Ok(Output { text, json: v })
         }
         ReviewCommand::SignOff {
