@@ -131,6 +131,25 @@ impl Fixture {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// `delegate grant` by `key` to `delegate` of vital-signs for TREAT; the delegation id.
+    async fn delegate_vitals(&self, key: &str, delegate: &str) -> String {
+        let v = self
+            .json(&[
+                "delegate",
+                "grant",
+                "--key",
+                key,
+                "--to",
+                delegate,
+                "--category",
+                "vital-signs",
+                "--purpose",
+                "TREAT",
+            ])
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
     async fn stop(mut self) {
         self.served.stop().await;
     }
@@ -156,19 +175,8 @@ async fn ids_shown_by_the_tables_are_accepted_back_by_revoke() {
     let phys = Fixture::did("physician");
     let g1 = f.grant(&patient, &[], &phys, "vital-signs", "TREAT").await;
     let g2 = f.grant(&patient, &[], &phys, "laboratory", "TREAT").await;
-    f.ok(&[
-        "delegate",
-        "grant",
-        "--key",
-        &patient,
-        "--to",
-        &guardian.public().to_did(),
-        "--category",
-        "vital-signs",
-        "--purpose",
-        "TREAT",
-    ])
-    .await;
+    f.delegate_vitals(&patient, &guardian.public().to_did())
+        .await;
     let table = f.text(&["consent", "list", "--key", &patient]).await;
     let active = ids_with_status(&table, "active");
     assert_eq!(active.len(), 3, "two grants and a delegation:\n{table}");
@@ -283,21 +291,8 @@ async fn a_rotated_key_alone_acts_as_the_patient() {
     let v = f.json(&["access", "report", "--key", &new]).await;
     assert_eq!(v["accesses"].as_array().unwrap().len(), 1, "{v}");
     let (_, guardian) = f.new_key("guardian");
-    let v = f
-        .json(&[
-            "delegate",
-            "grant",
-            "--key",
-            &new,
-            "--to",
-            &guardian.public().to_did(),
-            "--category",
-            "vital-signs",
-            "--purpose",
-            "TREAT",
-        ])
-        .await;
-    assert!(v["id"].is_string(), "{v}");
+    let id = f.delegate_vitals(&new, &guardian.public().to_did()).await;
+    assert!(twinledger_cli::ids::is_whole(&id), "{id}");
     // The retired key is refused.
     let o = run(&f.node, &["consent", "list", "--key", &old]).await;
     assert!(
@@ -313,21 +308,9 @@ async fn grants_of_a_revoked_delegation_are_listed_as_ended_with_the_reason() {
     let f = Fixture::start().await;
     let (patient, p) = f.new_key("patient");
     let (guardian_file, guardian) = f.new_key("guardian");
-    let v = f
-        .json(&[
-            "delegate",
-            "grant",
-            "--key",
-            &patient,
-            "--to",
-            &guardian.public().to_did(),
-            "--category",
-            "vital-signs",
-            "--purpose",
-            "TREAT",
-        ])
+    let delegation = f
+        .delegate_vitals(&patient, &guardian.public().to_did())
         .await;
-    let delegation = v["id"].as_str().unwrap().to_string();
     let by_guardian = f
         .grant(
             &guardian_file,

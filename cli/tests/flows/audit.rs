@@ -233,37 +233,26 @@ async fn an_evidence_bundle_verifies_offline_and_checkpoints_prove_the_log_only_
         &["audit", "checkpoint", "--out", cp_new.to_str().unwrap()],
     )
     .await;
-    run_exit(
-        &n.url,
-        &[
-            "audit",
-            "consistency",
-            "--old",
-            cp_old.to_str().unwrap(),
-            "--new",
-            cp_new.to_str().unwrap(),
-            "--genesis",
-            &n.genesis,
-        ],
-        0,
-    )
-    .await;
+    let consistency = |old: &std::path::Path, new: &std::path::Path, code: i32| {
+        let args = [
+            "audit".to_string(),
+            "consistency".into(),
+            "--old".into(),
+            old.to_str().unwrap().into(),
+            "--new".into(),
+            new.to_str().unwrap().into(),
+            "--genesis".into(),
+            n.genesis.clone(),
+        ];
+        let url = n.url.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_exit(&url, &args, code).await
+        }
+    };
+    consistency(&cp_old, &cp_new, 0).await;
     // Swapped: the newer log is not a prefix of the older one.
-    run_exit(
-        &n.url,
-        &[
-            "audit",
-            "consistency",
-            "--old",
-            cp_new.to_str().unwrap(),
-            "--new",
-            cp_old.to_str().unwrap(),
-            "--genesis",
-            &n.genesis,
-        ],
-        6,
-    )
-    .await;
+    consistency(&cp_new, &cp_old, 6).await;
 
     n.stop().await;
 }
