@@ -357,22 +357,13 @@ impl Tx<'_> {
         }
     }
 
-    /// The author as a live actor of a live organisation.
+    /// The author as a live actor of a live organisation: [`Tx::requesting_actor`] with a
+    /// revoked enrolment or organisation refused (`revoked author`).
     pub fn live_actor(&self, cx: &Ctx) -> Result<ActorRecord, RejectReason> {
-        let a = self
-            .st
-            .actors
-            .get(&cx.author)
-            .copied()
-            .ok_or(RejectReason::UnknownAuthor {
-                author: cx.author,
-                kind: cx.kind,
-            })?;
-        let org_live = self.st.orgs.get(&a.organisation).is_some_and(|o| o.live);
-        if !a.live || !org_live {
-            return Err(RejectReason::RevokedAuthor(cx.author));
+        match self.requesting_actor(cx)? {
+            (a, None) => Ok(a),
+            (_, Some(_)) => Err(RejectReason::RevokedAuthor(cx.author)),
         }
-        Ok(a)
     }
 
     /// The author as an enrolled actor, for access and break-glass requests (§6.1, §6.5):
