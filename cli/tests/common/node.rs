@@ -374,6 +374,23 @@ impl TestNode {
         .await;
     }
 
+    /// The patient's access report as `access report --format json` prints it.
+    pub async fn report_json(&self) -> serde_json::Value {
+        let o = run_ok(
+            &self.url,
+            &[
+                "access",
+                "report",
+                "--key",
+                &self.patient_file,
+                "--format",
+                "json",
+            ],
+        )
+        .await;
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
     /// The whole patient story the report, FHIR and audit tests read (see [`Story`]).
     pub async fn story(&self) -> Story {
         let consented = self.heart_not_genome().await;

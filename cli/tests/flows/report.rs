@@ -11,20 +11,8 @@ async fn the_access_report_shows_who_what_when_why_and_under_which_consent() {
     let grant_id = &story.consented.grant_id;
     // The patient's access report: who, what, when, why, under which consent, break-glass
     // flagged with its review.
-    let o = run_ok(
-        &n.url,
-        &[
-            "access",
-            "report",
-            "--key",
-            &n.patient_file,
-            "--format",
-            "json",
-        ],
-    )
-    .await;
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rows = rows["accesses"].as_array().unwrap();
+    let report = n.report_json().await;
+    let rows = report["accesses"].as_array().unwrap();
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert_eq!(rows[0]["decision"], "permit");
     assert_eq!(rows[0]["consent"], grant_id.as_str());
@@ -98,20 +86,8 @@ async fn a_report_verified_against_the_genesis_is_the_same_report_and_another_ge
     let n = TestNode::start().await;
     let story = n.story().await;
     let grant_id = &story.consented.grant_id;
-    let o = run_ok(
-        &n.url,
-        &[
-            "access",
-            "report",
-            "--key",
-            &n.patient_file,
-            "--format",
-            "json",
-        ],
-    )
-    .await;
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rows = rows["accesses"].as_array().unwrap();
+    let report = n.report_json().await;
+    let rows = report["accesses"].as_array().unwrap();
     // Verified against the genesis (issue #11): the report is built from the patient's
     // certified history, every event proven complete against the tip's state hash; it is the
     // same report.
