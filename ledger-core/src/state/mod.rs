@@ -439,6 +439,20 @@ impl State {
             .range(lo..=hi)
             .any(|((_, _, id), ())| self.delegations.get(id).is_some_and(|d| d.live_at(time)))
     }
+    /// The delegations from `patient` to `key` that are live at `time`, with their ids.
+    pub fn live_delegations<'a>(
+        &'a self,
+        patient: &PublicKey,
+        key: &PublicKey,
+        time: Timestamp,
+    ) -> impl Iterator<Item = (&'a EventId, &'a DelegationRecord)> + 'a {
+        let lo = (*patient, *key, EventId::ZERO);
+        let hi = (*patient, *key, EventId([0xff; 32]));
+        self.patient_delegates
+            .range(lo..=hi)
+            .filter_map(|((_, _, id), ())| self.delegations.get(id).map(|d| (id, d)))
+            .filter(move |(_, d)| d.live_at(time))
+    }
     /// A patient by id.
     pub fn patient(&self, id: &PublicKey) -> Option<&PatientRecord> {
         self.patients.get(id)

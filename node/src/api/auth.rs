@@ -1,11 +1,12 @@
-//! Signed-request authentication and the read rules (who may read what).
+//! Signed-request authentication (PROTOCOL §11.1): who is asking. What they may then read is
+//! `reads`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use twinledger_core::request::{RequestAuth, header};
-use twinledger_core::{PublicKey, Signature, State, Timestamp};
+use twinledger_core::{PublicKey, Signature, Timestamp};
 
 use super::ApiError;
 use crate::chain::now;
@@ -110,35 +111,4 @@ pub fn authenticate(
         ));
     }
     Ok(key)
-}
-
-/// Auditors and live member organisations may read everything.
-pub fn is_privileged(state: &State, key: &PublicKey) -> bool {
-    state.is_auditor(key) || state.organisation(key).is_some_and(|o| o.live)
-}
-
-/// The patient a did in a path names: the patient whose **current** key it is (after a key
-/// rotation the patient id stays the first key, PROTOCOL §6.4), else the key itself (a patient
-/// id, a retired key, or a key of no patient).
-pub fn resolve_patient(state: &State, key: PublicKey) -> PublicKey {
-    match state.patient_of_key(&key) {
-        Some(k) if !k.retired => k.patient,
-        _ => key,
-    }
-}
-
-/// Whether `key` may read `patient`'s events: the patient's current key, a live delegate, an
-/// auditor or a member organisation.
-pub fn may_read_patient(state: &State, key: &PublicKey, patient: &PublicKey) -> bool {
-    let is_patient = state.patient(patient).is_some_and(|p| p.key == *key);
-    is_patient || state.is_live_delegate(patient, key, now()) || is_privileged(state, key)
-}
-
-/// Refusal for a key that may not read.
-pub fn forbidden(key: &PublicKey, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!("{key} may not read {what}"),
-    )
 }

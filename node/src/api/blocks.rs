@@ -14,7 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use twinledger_core::codec;
 use twinledger_core::merkle::{self, Blake3Tree};
 
-use super::auth::{authenticate, forbidden, is_privileged};
+use super::auth::authenticate;
+use super::reads::{forbidden, reading_organisation, reads_whole_chain};
 use super::{Api, ApiError};
 
 use twinledger_core::audit::{EXPORT_MAGIC, export_frame};
@@ -29,13 +30,17 @@ fn privileged(
     what: &str,
 ) -> Result<(), ApiError> {
     let requester = authenticate(api, method, uri, headers, b"")?;
-    if !is_privileged(&api.chain.state(), &requester) {
-        return Err(forbidden(&requester, what));
+    if !reads_whole_chain(&api.chain.state(), &requester) {
+        return Err(forbidden(
+            &requester,
+            &format!("{what} (auditors and the operators of validators in the set in force do)"),
+        ));
     }
     Ok(())
 }
 
-/// A whole block with its results and certificate (auditors and member organisations).
+/// A whole block with its results and certificate (auditors and the operators of validators,
+/// PROTOCOL §11.5).
 pub async fn block(
     State(api): State<Arc<Api>>,
     Path(height): Path<String>,
@@ -243,8 +248,8 @@ pub struct Range {
 }
 
 /// A range of stored blocks as one stream: `TWLEXP01`, then per block a u32 big-endian length
-/// and the canonical encoding of (block, results, certificate). Auditors and member
-/// organisations.
+/// and the canonical encoding of (block, results, certificate). Auditors and the operators of
+/// validators (PROTOCOL §11.5).
 pub async fn export(
     State(api): State<Arc<Api>>,
     Query(r): Query<Range>,
@@ -293,9 +298,9 @@ pub async fn export(
         .into_response())
 }
 
-/// Break-glass accesses awaiting review, with who broke the glass, whose twin and when. Readable
-/// by auditors and member organisations (the whole queue), and by those who may review
-/// (PROTOCOL §6.5): a live privacy officer reads the accesses of its own organisation.
+/// Break-glass accesses awaiting review, with who broke the glass, whose twin and when
+/// (PROTOCOL §11.5): auditors read the whole queue; a live member organisation (its key) and
+/// its live privacy officers, who review them (§6.5), read the accesses of its own actors.
 pub async fn reviews(
     State(api): State<Arc<Api>>,
     method: Method,
@@ -304,18 +309,12 @@ pub async fn reviews(
 ) -> Result<Json<Value>, ApiError> {
     let requester = authenticate(&api, &method, &uri, &headers, b"")?;
     let state = api.chain.state();
-    let organisation = if is_privileged(&state, &requester) {
+    let organisation = if state.is_auditor(&requester) {
         None
     } else {
-        match state.actor(&requester) {
-            Some(a)
-                if a.live
-                    && a.role == twinledger_core::codes::Role::PrivacyOfficer
-                    && state.organisation(&a.organisation).is_some_and(|o| o.live) =>
-            {
-                Some(a.organisation)
-            }
-            _ => return Err(forbidden(&requester, "the break-glass review queue")),
+        match reading_organisation(&state, &requester) {
+            Some(o) => Some(o),
+            None => return Err(forbidden(&requester, "the break-glass review queue")),
         }
     };
     let queue: Vec<Value> = state

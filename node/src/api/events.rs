@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use twinledger_core::codec::CodecError;
 use twinledger_core::{EventPayload, Receipt, RejectReason, SignedEvent};
 
-use super::auth::{authenticate, forbidden, is_privileged, may_read_patient};
+use super::auth::authenticate;
+use super::reads::{forbidden, no_readable_event, patient_view};
 use super::{Api, ApiError, MAX_BATCH, parse_id};
 use crate::chain::SubmitError;
+use crate::chain::now;
 
 /// One event: its canonical bytes, hex.
 #[derive(Debug, Deserialize)]
@@ -266,8 +268,11 @@ pub async fn submit_batch(
     Ok(Json(json!({ "results": results })))
 }
 
-/// An event by id with its receipt; readable by its author, the patient it concerns (or a live
-/// delegate), auditors and member organisations.
+/// An event by id with its receipt (PROTOCOL §11.5): readable by its author; for an event that
+/// concerns a patient, by whoever's view of that patient holds it (the patient, auditors, a
+/// delegate within its scope, the organisation it concerns); for an event that concerns no
+/// patient (membership, governance, misbehaviour), by auditors and member organisations. An
+/// event the requester may not read gets the same 404 as one that does not exist.
 pub async fn get(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
@@ -277,17 +282,22 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let requester = authenticate(&api, &method, &uri, &headers, b"")?;
     let id = parse_id(&id)?;
-    let receipt = api
-        .chain
-        .receipt(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("no final event {id}")))?;
+    let Some(receipt) = api.chain.receipt(&id)? else {
+        return Err(no_readable_event(&requester, &id));
+    };
     let state = api.chain.state();
-    let patient = state.patient_concerned(&receipt.event);
-    let allowed = receipt.event.event.author == requester
-        || patient.is_some_and(|p| may_read_patient(&state, &requester, &p))
-        || is_privileged(&state, &requester);
+    let ev = &receipt.event;
+    let allowed = ev.event.author == requester
+        || match state.patient_concerned(ev) {
+            Some(p) => patient_view(&state, &requester, &p, now())
+                .is_some_and(|v| v.sees_event(&state, ev)),
+            None => {
+                state.is_auditor(&requester)
+                    || state.organisation(&requester).is_some_and(|o| o.live)
+            }
+        };
     if !allowed {
-        return Err(forbidden(&requester, &format!("event {id}")));
+        return Err(no_readable_event(&requester, &id));
     }
     receipt_answer(&api, receipt).map(Json)
 }

@@ -5,7 +5,7 @@
 //! every event that concerns the patient, in chain order (§9.2), and the actor record of every
 //! author of an access or break-glass request among them with its proof against the same state
 //! hash (§6.10), so that the requester's organisation and role are proven too (§11.4). Readable
-//! by whoever may read the patient's records.
+//! by the patient, auditors and delegates of the whole scope (§11.5).
 
 use std::sync::Arc;
 
@@ -18,8 +18,10 @@ use serde_json::{Map, Value, json};
 use twinledger_core::merkle::Blake3Tree;
 use twinledger_core::{EventPayload, PublicKey, Receipt, Table};
 
-use super::auth::{authenticate, forbidden, may_read_patient, resolve_patient};
+use super::auth::authenticate;
+use super::reads::{forbidden, patient_view, resolve_patient};
 use super::{Api, ApiError};
+use crate::chain::now;
 use crate::store::Index;
 
 /// Most events one history answer holds; a patient with more is refused, never truncated.
@@ -50,10 +52,16 @@ pub async fn history(
     let state = api.chain.state();
     // A patient's current key names the patient (its id is the first key).
     let patient = resolve_patient(&state, named);
-    if !may_read_patient(&state, &requester, &patient) {
+    // The certified history proves the list of every event concerning the patient complete:
+    // it is the whole view, for the patient, auditors and delegates of the whole scope only
+    // (PROTOCOL §11.5).
+    if !patient_view(&state, &requester, &patient, now()).is_some_and(|v| v.is_whole()) {
         return Err(forbidden(
             &requester,
-            &format!("the records of patient {patient}"),
+            &format!(
+                "the certified history of patient {patient} (the patient, auditors and \
+                 delegates of the whole scope read it; consents and accesses show a narrower view)"
+            ),
         ));
     }
     let api2 = api.clone();

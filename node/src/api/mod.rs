@@ -11,6 +11,8 @@ mod events;
 mod health;
 mod history;
 mod patients;
+mod reads;
+mod twins;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,7 +186,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/reviews", axum::routing::get(blocks::reviews))
         .route(
             "/v1/twins/{twin}/{version}",
-            axum::routing::get(patients::twin),
+            axum::routing::get(twins::twin),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(api.clone(), guard))

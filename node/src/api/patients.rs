@@ -1,6 +1,7 @@
 //! `GET /v1/patients/{did}/consents` and `GET /v1/patients/{did}/accesses`: a patient's
-//! consents and who accessed their twin. Signed reads: the patient, a live delegate, auditors
-//! and member organisations only.
+//! consents and who accessed their twin. Signed reads, each no wider than consent (PROTOCOL
+//! §11.5): the patient and auditors read all, a live delegate what its scope covers, a member
+//! organisation (its key or privacy officers) what concerns it, nobody else anything.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use twinledger_core::event::EventPayload;
 use twinledger_core::state::records::GrantedBy;
 use twinledger_core::{PublicKey, Purpose};
 
-use super::auth::{authenticate, forbidden, may_read_patient, resolve_patient};
+use super::auth::authenticate;
+use super::reads::{PatientView, forbidden, patient_view, resolve_patient};
 use super::{Api, ApiError};
 use crate::chain::now;
 use crate::store::{CommittedBlock, Index};
@@ -42,7 +44,7 @@ fn authorised_patient(
     uri: &Uri,
     headers: &HeaderMap,
     page: &Page,
-) -> Result<(PublicKey, twinledger_core::State), ApiError> {
+) -> Result<(PublicKey, twinledger_core::State, PatientView), ApiError> {
     let requester = authenticate(api, method, uri, headers, b"")?;
     let named = PublicKey::from_did(did)
         .map_err(|e| ApiError::bad_request("malformed_did", format!("patient: {e}")))?;
@@ -52,13 +54,13 @@ fn authorised_patient(
     let state = api.chain.state();
     // A patient's current key names the patient (its id is the first key).
     let patient = resolve_patient(&state, named);
-    if !may_read_patient(&state, &requester, &patient) {
+    let Some(view) = patient_view(&state, &requester, &patient, now()) else {
         return Err(forbidden(
             &requester,
             &format!("the records of patient {patient}"),
         ));
-    }
-    Ok((patient, state))
+    };
+    Ok((patient, state, view))
 }
 
 /// The patient's consent grants (active, future, expired, revoked and ended) and delegations.
@@ -73,7 +75,7 @@ pub async fn consents(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (patient, state) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
+    let (patient, state, view) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
     let t = now();
     let mut grants = Vec::new();
     let mut delegations = Vec::new();
@@ -95,6 +97,9 @@ pub async fn consents(
     };
     for (leaf, id) in entries {
         if let Some(g) = state.grant(&id) {
+            if !view.sees_grant(&state, g) {
+                continue;
+            }
             let ended = match g.granted_by {
                 GrantedBy::Delegate(d) if g.revoked_at.is_none() => match state.delegation(&d) {
                     Some(del) => match (del.revoked_at, del.valid_until) {
@@ -130,6 +135,9 @@ pub async fn consents(
             }
             grants.push(entry);
         } else if let Some(d) = state.delegation(&id) {
+            if !view.sees_delegation(&d.delegate) {
+                continue;
+            }
             let status = if d.revoked_at.is_some() {
                 "revoked"
             } else if d.live_at(t) {
@@ -155,7 +163,7 @@ pub async fn accesses(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (patient, state) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
+    let (patient, state, view) = authorised_patient(&api, &did, &method, &uri, &headers, &page)?;
     let store = api.chain.store();
     let entries = store.index(Index::Patient, &patient, page.from, page.limit)?;
     let next = entries.last().map(|(leaf, _)| leaf + 1);
@@ -184,10 +192,14 @@ pub async fn accesses(
             _ => continue,
         };
         let actor = ev.event.author;
+        let organisation = state.actor(&actor).map(|a| a.organisation);
+        if !view.sees_access(organisation, category, purpose, action) {
+            continue;
+        }
         out.push(json!({
             "id": id, "leaf": leaf, "height": loc.height, "time": sb.block.header.time,
             "actor": actor,
-            "organisation": state.actor(&actor).map(|a| a.organisation),
+            "organisation": organisation,
             "kind": kind, "category": category, "purpose": purpose, "action": action,
             "outcome": sb.results.outcomes[loc.index as usize],
             "break_glass_review": state.break_glass(&id).and_then(|b| b.review),
@@ -196,61 +208,4 @@ pub async fn accesses(
     Ok(Json(
         json!({"patient": patient, "accesses": out, "next_from": next}),
     ))
-}
-
-/// The anchor of one version of a twin, with its receipt: readable by the patient (or a live
-/// delegate), auditors, member organisations and the hosting organisation's actors.
-pub async fn twin(
-    State(api): State<Arc<Api>>,
-    Path((twin, version)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
-    let twin = twinledger_core::TwinId::from_hex(&twin)
-        .map_err(|e| ApiError::bad_request("malformed_id", e.to_string()))?;
-    let version: u64 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request("malformed_version", "version is not a number"))?;
-    let state = api.chain.state();
-    let Some(rec) = state.twin(&twin).copied() else {
-        return Err(ApiError::not_found(format!(
-            "twin {twin} was never anchored"
-        )));
-    };
-    let hosting_actor = state
-        .actor(&requester)
-        .is_some_and(|a| a.live && a.organisation == rec.organisation);
-    if !(hosting_actor || may_read_patient(&state, &requester, &rec.patient)) {
-        return Err(forbidden(&requester, &format!("twin {twin}")));
-    }
-    let id = api
-        .chain
-        .store()
-        .twin_anchor(&twin, version)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "version {version} of twin {twin} was never anchored (latest: {})",
-                rec.version
-            ))
-        })?;
-    let receipt = api
-        .chain
-        .receipt(&id)?
-        .ok_or_else(|| ApiError::internal(format!("anchor {id} indexed but not stored")))?;
-    let EventPayload::TwinAnchor(anchor) = &receipt.event.event.payload else {
-        return Err(ApiError::internal(format!(
-            "event {id} is not a twin anchor"
-        )));
-    };
-    let changes = super::blocks::set_change_receipts(&api, Some(receipt.header.height))?;
-    Ok(Json(json!({
-        "twin": twin, "version": version, "state_hash": anchor.state_hash,
-        "patient": anchor.patient, "organisation": rec.organisation, "latest_version": rec.version,
-        "receipt": receipt,
-        // The certified chain of validator-set changes in force at the anchor's height
-        // (PROTOCOL §9.3): with the genesis, all a verifier needs to check the receipt.
-        "validator_set_changes": changes,
-    })))
 }
