@@ -397,11 +397,12 @@ async fn reads_need_a_fresh_signature_of_someone_allowed() {
     let other = node.sign(&alice, "/v1/checkpoint", now(), fresh_nonce());
     let (s, v) = node.get_with(&path, &other).await;
     assert_eq!((s, code(&v)), (401, "bad_signature"));
-    // Bob cannot read Alice's grant event either.
+    // Bob cannot read Alice's grant event either: answered as if it did not exist
+    // (PROTOCOL §11.5).
     let (s, v) = node
         .signed_get(&bob, &format!("/v1/events/{}", g.id()))
         .await;
-    assert_eq!((s, code(&v)), (403, "forbidden"));
+    assert_eq!((s, code(&v)), (404, "not_found"));
     let (s, v) = node
         .signed_get(&bob, "/v1/patients/not-a-did/consents")
         .await;

@@ -18,7 +18,8 @@ use crate::chain::now;
 /// What a requester may read of one patient's records (PROTOCOL §11.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatientView {
-    /// The patient's current key, or an auditor: every record of the patient.
+    /// The patient's current key, an auditor, or a live delegate of the whole scope (every
+    /// category, purpose and action): every record of the patient.
     Whole,
     /// A live delegate: records within the scopes of its live delegations (and those
     /// delegations themselves).
@@ -34,14 +35,9 @@ pub enum PatientView {
 }
 
 impl PatientView {
-    /// Whether the view holds every record of the patient: the patient, an auditor, or a
-    /// delegate one of whose live delegations covers every category, purpose and action.
+    /// Whether the view holds every record of the patient.
     pub fn is_whole(&self) -> bool {
-        match self {
-            Self::Whole => true,
-            Self::Delegate { scopes, .. } => scopes.iter().any(|s| *s == whole_scope()),
-            Self::Organisation(_) => false,
-        }
+        matches!(self, Self::Whole)
     }
 
     /// Whether a consent grant is readable: a delegate reads a grant that shares a category, a
@@ -183,6 +179,10 @@ pub fn patient_view(
         .live_delegations(patient, key, t)
         .map(|(_, d)| d.scope)
         .collect();
+    // A delegate of the whole scope (a guardian) reads as the patient.
+    if scopes.contains(&whole_scope()) {
+        return Some(PatientView::Whole);
+    }
     if !scopes.is_empty() {
         return Some(PatientView::Delegate { key: *key, scopes });
     }
