@@ -481,6 +481,18 @@ fn every_record_is_in_the_state_map_and_nothing_else() {
         anchor,
     ]);
     check(&chain, &c);
+    // The in-memory lookup by delegate (not a table: the map and its root are the records
+    // above only, checked by `check`) finds alice's delegate, and no one else.
+    assert!(
+        chain
+            .state
+            .is_live_delegate_of_anyone(&guardian.public(), chain.next_time())
+    );
+    assert!(
+        !chain
+            .state
+            .is_live_delegate_of_anyone(&a, chain.next_time())
+    );
 
     // Block 2: a delegate's grant, revocations, a review, a rotation, a double-sign report,
     // governance (organisation and auditor enrolled), a second twin version.
@@ -655,6 +667,7 @@ fn every_record_is_in_the_state_map_and_nothing_else() {
     assert_eq!(st.review_queue().count(), 1);
     assert_eq!(st.patient_grants(&a).count(), 1);
     assert!(!st.is_live_delegate(&a, &guardian.public(), chain.next_time()));
+    assert!(!st.is_live_delegate_of_anyone(&guardian.public(), chain.next_time()));
     assert_eq!(
         decision(&c, 0),
         Decision::Deny {

@@ -247,6 +247,10 @@ pub struct State {
     delegations: Map<EventId, DelegationRecord>,
     /// (patient, delegate, delegation) for every unrevoked delegation. Derived.
     patient_delegates: Map<(PublicKey, PublicKey, EventId), ()>,
+    /// (delegate, delegation) for every unrevoked delegation: the entries of
+    /// `patient_delegates`, looked up by delegate. Derived, in memory only: not in the state
+    /// map, so it changes no state root.
+    delegate_delegations: Map<(PublicKey, EventId), ()>,
     break_glass: Map<EventId, BreakGlassRecord>,
     /// Break-glass accesses not yet signed off: the review queue. Derived.
     review_queue: Map<EventId, ()>,
@@ -287,6 +291,7 @@ impl State {
             patient_grants: Map::new_sync(),
             delegations: Map::new_sync(),
             patient_delegates: Map::new_sync(),
+            delegate_delegations: Map::new_sync(),
             break_glass: Map::new_sync(),
             review_queue: Map::new_sync(),
             twins: Map::new_sync(),
@@ -438,6 +443,15 @@ impl State {
         self.patient_delegates
             .range(lo..=hi)
             .any(|((_, _, id), ())| self.delegations.get(id).is_some_and(|d| d.live_at(time)))
+    }
+    /// Whether `key` holds a live delegation from any patient at `time` (a lookup by delegate
+    /// in a derived in-memory index; the state root does not depend on it).
+    pub fn is_live_delegate_of_anyone(&self, key: &PublicKey, time: Timestamp) -> bool {
+        let lo = (*key, EventId::ZERO);
+        let hi = (*key, EventId([0xff; 32]));
+        self.delegate_delegations
+            .range(lo..=hi)
+            .any(|((_, id), ())| self.delegations.get(id).is_some_and(|d| d.live_at(time)))
     }
     /// The delegations from `patient` to `key` that are live at `time`, with their ids.
     pub fn live_delegations<'a>(
@@ -606,6 +620,14 @@ impl State {
                 .iter()
                 .filter(|(_, d)| d.revoked_at.is_none())
                 .map(|(id, d)| (d.patient, d.delegate, *id))
+                .collect::<std::collections::BTreeSet<_>>()),
+        )?;
+        index(
+            "unrevoked delegations by delegate",
+            self.delegate_delegations.keys().copied().eq(self
+                .patient_delegates
+                .keys()
+                .map(|(_, d, id)| (*d, *id))
                 .collect::<std::collections::BTreeSet<_>>()),
         )?;
         index(

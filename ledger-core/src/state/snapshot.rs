@@ -266,8 +266,10 @@ impl State {
             patient_grants.insert_mut((g.grant.patient, *id), ());
         }
         let mut patient_delegates = Map::new_sync();
+        let mut delegate_delegations = Map::new_sync();
         for (id, d) in delegations.iter().filter(|(_, d)| d.revoked_at.is_none()) {
             patient_delegates.insert_mut((d.patient, d.delegate, *id), ());
+            delegate_delegations.insert_mut((d.delegate, *id), ());
         }
         let mut review_queue = Map::new_sync();
         for (id, _) in break_glass.iter().filter(|(_, b)| b.review.is_none()) {
@@ -299,6 +301,7 @@ impl State {
             patient_grants,
             delegations,
             patient_delegates,
+            delegate_delegations,
             break_glass,
             review_queue,
             twins: to_map(Table::Twin, &snap.twins)?,

@@ -191,10 +191,13 @@ impl Tx<'_> {
             self.st.patient_delegates.contains_key(&index),
         ));
         self.log(Table::Delegation, &id, &rec);
+        let by_delegate = (rec.delegate, id);
         if rec.revoked_at.is_none() {
             self.st.patient_delegates.insert_mut(index, ());
+            self.st.delegate_delegations.insert_mut(by_delegate, ());
         } else {
             self.st.patient_delegates.remove_mut(&index);
+            self.st.delegate_delegations.remove_mut(&by_delegate);
         }
         self.st.delegations.insert_mut(id, rec);
     }
@@ -478,6 +481,12 @@ impl Undo {
             }
             Undo::Delegation(id, old, index, indexed) => {
                 put_back(&mut st.patient_delegates, index, indexed.then_some(()));
+                let (_, delegate, id_) = index;
+                put_back(
+                    &mut st.delegate_delegations,
+                    (delegate, id_),
+                    indexed.then_some(()),
+                );
                 put_back(&mut st.delegations, id, old);
             }
             Undo::BreakGlass(id, old, queued) => {
