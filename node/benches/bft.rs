@@ -104,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
             replica,
             ApiOptions {
                 rate_limit_per_client: 0,
+                rate_limit_per_key: 0,
+                ..ApiOptions::default()
             },
             async move {
                 let _ = rx.await;

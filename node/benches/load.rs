@@ -60,6 +60,8 @@ async fn main() -> anyhow::Result<()> {
     // One client sends everything: no per-client rate limit in the benchmark.
     let options = ApiOptions {
         rate_limit_per_client: 0,
+        rate_limit_per_key: 0,
+        ..ApiOptions::default()
     };
     let server = tokio::spawn(run_with(
         listener,

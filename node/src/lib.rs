@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use twinledger_core::Keypair;
 use twinledger_genesis::GenesisFile;
 
-use crate::api::{Api, NonceCache};
+use crate::api::Api;
 use crate::chain::{Chain, NodePolicy};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -171,16 +171,25 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<Store> {
 }
 
 /// API options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiOptions {
-    /// Requests a second per client IP address (bursts of twice that); 0 = no limit.
+    /// Requests a second per client IP address (bursts of twice that), every request, before
+    /// authentication; 0 = no limit.
     pub rate_limit_per_client: u32,
+    /// Signed requests a second per known key (bursts of twice that), after authentication;
+    /// also sets each key's nonce quota ([`api::nonce_quota`]); 0 = no limit.
+    pub rate_limit_per_key: u32,
+    /// Peers (addresses or networks) whose `X-Forwarded-For` / `Forwarded` headers name the
+    /// client address for the per-address limit; every other peer's are ignored.
+    pub trusted_proxies: Vec<api::IpNet>,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             rate_limit_per_client: 5000,
+            rate_limit_per_key: api::DEFAULT_RATE_PER_KEY,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -218,12 +227,7 @@ pub async fn serve(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let api = Arc::new(Api {
-        chain: chain.clone(),
-        nonces: NonceCache::default(),
-        slots: Arc::new(tokio::sync::Semaphore::new(api::MAX_CONCURRENT)),
-        rate: api::RateLimiter::new(options.rate_limit_per_client),
-    });
+    let api = Arc::new(Api::new(chain.clone(), &options));
     let app = api::router(api);
     tracing::info!(addr = %listener.local_addr()?, chain = %chain.chain_id(), "serving");
     axum::serve(

@@ -50,6 +50,14 @@ struct Cli {
     /// API requests a second per client IP address (bursts of twice that); 0 = no limit.
     #[arg(long, env = "TWINLEDGER_RATE_LIMIT")]
     rate_limit: Option<u32>,
+    /// Signed requests a second per known key (bursts of twice that; also sets the key's nonce
+    /// quota); 0 = no limit.
+    #[arg(long, env = "TWINLEDGER_RATE_LIMIT_PER_KEY")]
+    rate_limit_per_key: Option<u32>,
+    /// A reverse proxy (IP address or CIDR network) whose X-Forwarded-For / Forwarded headers
+    /// name the client address; repeatable. Other peers' forwarding headers are ignored.
+    #[arg(long = "trusted-proxy", value_name = "IP_OR_CIDR")]
+    trusted_proxy: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "TWINLEDGER_LOG_JSON")]
     log_json: bool,
@@ -129,6 +137,8 @@ struct FileConfig {
     verify_all: Option<bool>,
     log_json: Option<bool>,
     rate_limit: Option<u32>,
+    rate_limit_per_key: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
     observer: Option<bool>,
     p2p_listen: Option<String>,
 }
@@ -245,11 +255,28 @@ async fn main() -> anyhow::Result<()> {
         println!("      curl http://{addr}/metrics");
         println!("Stop with Ctrl-C; start again with the same command to continue this chain.");
     }
+    let proxies = if cli.trusted_proxy.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        cli.trusted_proxy.clone()
+    };
+    let trusted_proxies = proxies
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|e: String| anyhow::anyhow!("trusted proxy {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let options = ApiOptions {
         rate_limit_per_client: cli
             .rate_limit
             .or(file.rate_limit)
             .unwrap_or(ApiOptions::default().rate_limit_per_client),
+        rate_limit_per_key: cli
+            .rate_limit_per_key
+            .or(file.rate_limit_per_key)
+            .unwrap_or(ApiOptions::default().rate_limit_per_key),
+        trusted_proxies,
     };
     if role == Role::Solo {
         if !cli.dev {

@@ -26,6 +26,23 @@ pub struct RouteLabel {
     pub status: u16,
 }
 
+/// Label of a refused read: its HTTP status and error code, nothing else (/metrics is public:
+/// no label tells "no such record" from "not yours").
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// 401, 403, 404 or 429.
+    pub status: u16,
+    /// The error code (`unknown_key`, `bad_signature`, `not_found`, `rate_limited`, ...).
+    pub code: &'static str,
+}
+
+/// Label of a rate-limited request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `address` (per client address, before authentication) or `key` (per key, after).
+    pub kind: &'static str,
+}
+
 /// The node's metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -43,6 +60,14 @@ pub struct Metrics {
     /// Signed events refused at admission because their author is no enrolled party that may
     /// send them (`unknown_author`): unknown keys, which never reach the chain.
     pub unknown_authors: Counter,
+    /// Signed reads refused because their key is unknown to the chain (`unknown_key`).
+    pub unknown_key_reads: Counter,
+    /// Refused reads (GET requests answered 401, 403, 404 or 429) by status and code.
+    pub read_refusals: Family<RefusalLabel, Counter>,
+    /// Requests refused by a rate limit or nonce quota, by kind (`address` or `key`).
+    pub rate_limited: Family<LimitLabel, Counter>,
+    /// Request nonces remembered for replay protection (known keys only).
+    pub nonces: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,6 +88,10 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let unknown_authors = Counter::default();
+        let unknown_key_reads = Counter::default();
+        let read_refusals = Family::<RefusalLabel, Counter>::default();
+        let rate_limited = Family::<LimitLabel, Counter>::default();
+        let nonces = Gauge::default();
         registry.register("height", "Height of the last final block", height.clone());
         registry.register("events_committed", "Events committed", events.clone());
         registry.register(
@@ -85,6 +114,26 @@ impl Metrics {
             "Signed events refused at admission because their author is not enrolled",
             unknown_authors.clone(),
         );
+        registry.register(
+            "unknown_key_reads",
+            "Signed reads refused because their key is unknown to the chain",
+            unknown_key_reads.clone(),
+        );
+        registry.register(
+            "read_refusals",
+            "Reads refused (401, 403, 404, 429) by status and error code",
+            read_refusals.clone(),
+        );
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused by a rate limit, by kind (address or key)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "request_nonces",
+            "Signed-request nonces remembered for replay protection (known keys only)",
+            nonces.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             height,
@@ -93,7 +142,26 @@ impl Metrics {
             decisions,
             api_latency,
             unknown_authors,
+            unknown_key_reads,
+            read_refusals,
+            rate_limited,
+            nonces,
         }
+    }
+
+    /// Counts a refused read by status and code (and an unknown key's on its own counter).
+    pub fn count_read_refusal(&self, status: u16, code: &'static str) {
+        if code == "unknown_key" {
+            self.unknown_key_reads.inc();
+        }
+        self.read_refusals
+            .get_or_create(&RefusalLabel { status, code })
+            .inc();
+    }
+
+    /// Counts a rate-limited request by kind (`address` or `key`).
+    pub fn count_rate_limited(&self, kind: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabel { kind }).inc();
     }
 
     /// Counts an outcome if it is a decision.

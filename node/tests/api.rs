@@ -375,11 +375,14 @@ async fn reads_need_a_fresh_signature_of_someone_allowed() {
         let (s, v) = node.signed_get(key, &path).await;
         assert_eq!(s, 200, "{v}");
     }
-    // Refused: another patient, an unknown key, an actor that is not an organisation.
-    for key in [&bob, &patient("unknown"), &k.physician] {
+    // Refused: another patient, an actor that is not an organisation; a key the chain does
+    // not know is refused before the read rules (`unknown_key`).
+    for key in [&bob, &k.physician] {
         let (s, v) = node.signed_get(key, &path).await;
         assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
     }
+    let (s, v) = node.signed_get(&patient("unknown"), &path).await;
+    assert_eq!((s, code(&v)), (403, "unknown_key"), "{v}");
     // Unsigned, stale, replayed, forged, signed for another path.
     let (s, v) = node.get(&path).await;
     assert_eq!((s, code(&v)), (401, "unsigned_request"));
@@ -553,6 +556,7 @@ async fn a_client_over_its_rate_is_refused() {
         dir.path(),
         twinledger_node::ApiOptions {
             rate_limit_per_client: 5,
+            ..Default::default()
         },
     )
     .await
@@ -856,11 +860,13 @@ async fn a_patient_history_is_served_with_its_proof_to_its_readers_only() {
         .await;
     assert_eq!(s, 200, "{v}");
 
-    // Refused: another patient, an unknown key, an actor; unsigned.
-    for key in [&bob, &patient("unknown"), &k.physician] {
+    // Refused: another patient, an actor, an unknown key (`unknown_key`); unsigned.
+    for key in [&bob, &k.physician] {
         let (s, v) = node.signed_get(key, &path).await;
         assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
     }
+    let (s, v) = node.signed_get(&patient("unknown"), &path).await;
+    assert_eq!((s, code(&v)), (403, "unknown_key"), "{v}");
     let (s, v) = node.get(&path).await;
     assert_eq!((s, code(&v)), (401, "unsigned_request"));
 

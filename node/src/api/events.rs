@@ -334,7 +334,7 @@ pub async fn sequence(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
+    let requester = super::auth::authenticate_own_key(&api, &method, &uri, &headers, b"")?;
     let key = twinledger_core::PublicKey::from_did(&did)
         .map_err(|e| ApiError::bad_request("malformed_did", e.to_string()))?;
     if key != requester {

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-pub use auth::NonceCache;
+pub use auth::{
+    FAIR_SHARE, MAX_NONCES, NonceCache, RETENTION_MS, WINDOW_MS, is_known_key, nonce_quota,
+};
 
 use crate::chain::Chain;
 use crate::metrics::RouteLabel;
@@ -40,30 +42,52 @@ pub const MAX_CONCURRENT: usize = 1024;
 /// Longest an authorise-access request waits for its decision.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// Default signed requests a second per known key (bursts of twice that).
+pub const DEFAULT_RATE_PER_KEY: u32 = 20;
+
 /// Shared state of the API handlers.
 #[derive(Debug)]
 pub struct Api {
     /// The ledger.
     pub chain: Arc<Chain>,
-    /// Seen request nonces (replay protection).
+    /// Seen request nonces of known keys (replay protection), a quota per key.
     pub nonces: NonceCache,
     /// Request slots.
     pub slots: Arc<Semaphore>,
-    /// Per-client request rate limit.
+    /// Per-client-address request rate limit (every request, before authentication).
     pub rate: RateLimiter,
+    /// Per-key rate limit of signed requests (after authentication).
+    pub key_rate: RateLimiter<twinledger_core::PublicKey>,
+    /// Peers whose forwarding headers name the client address.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
-/// Most clients tracked by the rate limiter; idle ones are forgotten first.
+impl Api {
+    /// The API state for `chain` with `options`.
+    pub fn new(chain: Arc<Chain>, options: &crate::ApiOptions) -> Self {
+        Self {
+            chain,
+            nonces: NonceCache::new(nonce_quota(options.rate_limit_per_key)),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            rate: RateLimiter::new(options.rate_limit_per_client),
+            key_rate: RateLimiter::new(options.rate_limit_per_key),
+            trusted_proxies: options.trusted_proxies.clone(),
+        }
+    }
+}
+
+/// Most clients (addresses, or keys) tracked by a rate limiter; idle ones are forgotten first.
 pub const MAX_TRACKED_CLIENTS: usize = 100_000;
 
-/// A token bucket per client IP address: `per_second` requests a second, bursts of twice that.
+/// A token bucket per client (IP address, or key): `per_second` requests a second, bursts of
+/// twice that.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = std::net::IpAddr> {
     per_second: u32,
-    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, Instant)>>,
+    buckets: std::sync::Mutex<std::collections::HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     /// `per_second` = 0 disables the limit.
     pub fn new(per_second: u32) -> Self {
         Self {
@@ -73,7 +97,7 @@ impl RateLimiter {
     }
 
     /// Takes a token for `ip`; false if the client is over its rate.
-    fn allow(&self, ip: std::net::IpAddr) -> bool {
+    fn allow(&self, ip: K) -> bool {
         if self.per_second == 0 {
             return true;
         }
@@ -97,12 +121,156 @@ impl RateLimiter {
     }
 }
 
+/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`; a bare address is
+/// the network of that one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix =
+            match p {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                    format!("{s:?}: prefix {p:?} is not a number from 0 to {max}")
+                })?,
+            };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The client address of a request from `peer`: the peer itself, unless it is a trusted proxy;
+/// then the right-most `X-Forwarded-For` entry that is not itself a trusted proxy, or else the
+/// `for=` of the last `Forwarded` element, or else the peer. An untrusted peer's forwarding
+/// headers are ignored (anyone can write them).
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let xff: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|e| parse_forwarded_ip(e.trim()))
+        .collect();
+    if !xff.is_empty() {
+        // Every hop right of the client is a trusted proxy; all trusted: the left-most.
+        return xff
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(**ip))
+            .copied()
+            .unwrap_or(xff[0]);
+    }
+    let fwd: Vec<std::net::IpAddr> = headers
+        .get_all("forwarded")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|el| {
+            el.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_forwarded_ip(v.trim().trim_matches('"')))
+                    .flatten()
+            })
+        })
+        .collect();
+    fwd.iter()
+        .rev()
+        .find(|ip| !is_trusted(**ip))
+        .or(fwd.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+/// An address as forwarding headers write it: `1.2.3.4`, `1.2.3.4:5678`, `[::1]`, `[::1]:80`,
+/// `::1`.
+fn parse_forwarded_ip(s: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// Which limit refused a request (the `kind` label of the rate-limited counter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Per client address, before authentication.
+    Address,
+    /// Per key, after authentication.
+    Key,
+}
+
+/// What `guard` reads of an error response (a response extension): its code, and the limit
+/// that refused it if any.
+#[derive(Clone, Copy, Debug)]
+struct ErrorInfo {
+    code: &'static str,
+    limited: Option<LimitKind>,
+}
+
 /// An API error: status, stable code, message naming the problem.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    limited: Option<LimitKind>,
 }
 
 impl ApiError {
@@ -112,7 +280,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            limited: None,
         }
+    }
+    /// Marks a 429 with the limit that refused it (counted in /metrics).
+    fn rate_limited(mut self, kind: LimitKind) -> Self {
+        self.limited = Some(kind);
+        self
     }
     fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -132,11 +306,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut resp = (
             self.status,
             axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        resp.extensions_mut().insert(ErrorInfo {
+            code: self.code,
+            limited: self.limited,
+        });
+        resp
     }
 }
 
@@ -194,21 +373,45 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Rate limit, concurrency limit and latency metrics around every request.
+/// Rate limit per client address, concurrency limit, latency metrics and refusal counters
+/// around every request.
 async fn guard(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>()
-        && !api.rate.allow(peer.ip())
-    {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "more than {} requests a second from {}; slow down",
-                api.rate.per_second,
-                peer.ip()
-            ),
-        )
-        .into_response();
+    let is_read = req.method() == axum::http::Method::GET;
+    let resp = guarded(&api, req, next).await;
+    api.chain
+        .metrics()
+        .nonces
+        .set(i64::try_from(api.nonces.len()).unwrap_or(i64::MAX));
+    if let Some(info) = resp.extensions().get::<ErrorInfo>() {
+        let m = api.chain.metrics();
+        if let Some(kind) = info.limited {
+            m.count_rate_limited(match kind {
+                LimitKind::Address => "address",
+                LimitKind::Key => "key",
+            });
+        }
+        if is_read && matches!(resp.status().as_u16(), 401 | 403 | 404 | 429) {
+            m.count_read_refusal(resp.status().as_u16(), info.code);
+        }
+    }
+    resp
+}
+
+async fn guarded(api: &Arc<Api>, req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
+        let client = client_address(peer.ip(), req.headers(), &api.trusted_proxies);
+        if !api.rate.allow(client) {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} requests a second from {client}; slow down",
+                    api.rate.per_second,
+                ),
+            )
+            .rate_limited(LimitKind::Address)
+            .into_response();
+        }
     }
     let Ok(_permit) = api.slots.clone().try_acquire_owned() else {
         return ApiError::new(

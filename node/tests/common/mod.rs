@@ -237,3 +237,44 @@ pub async fn open_store_when_released(dir: &Path) -> anyhow::Result<twinledger_n
         }
     }
 }
+
+impl TestNode {
+    /// A GET, signed by `auth` if given, with extra headers (e.g. a proxy's `X-Forwarded-For`).
+    pub async fn get_via(
+        &self,
+        path: &str,
+        auth: Option<&RequestAuth>,
+        extra: &[(&str, String)],
+    ) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(auth) = auth {
+            for (h, v) in auth.headers() {
+                req = req.header(h, v);
+            }
+        }
+        for (h, v) in extra {
+            req = req.header(*h, v.as_str());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The sum of the /metrics samples whose line starts with `prefix` (name and labels), 0 if
+    /// none.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
