@@ -38,8 +38,8 @@ pub fn nonce_quota(per_second: u32) -> usize {
     if per_second == 0 {
         return UNLIMITED_RATE_QUOTA;
     }
-    let r = per_second as usize;
-    (r * RETENTION_MS as usize).div_ceil(1000) + 2 * r
+    let r = u64::from(per_second);
+    usize::try_from((r * RETENTION_MS).div_ceil(1000) + 2 * r).unwrap_or(usize::MAX)
 }
 
 #[derive(Debug, Default)]
