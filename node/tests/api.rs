@@ -609,10 +609,8 @@ async fn a_failing_disk_reports_nothing_final_and_loses_nothing() {
         0,
         "nothing is final while the disk fails"
     );
-    // (Read by an auditor: alice is not on the chain yet, so her own read would be refused as
-    // `unknown_key` before the lookup.)
     let (s, _) = node
-        .signed_get(&k.auditor, &format!("/v1/events/{}", g.id()))
+        .signed_get(&alice, &format!("/v1/events/{}", g.id()))
         .await;
     assert_eq!(s, 404);
     // The event waits, it is not dropped. (A production attempt in flight holds it outside the

@@ -335,8 +335,35 @@ async fn a_brand_new_key_reads_its_own_sequence_and_nothing_is_stored() {
     // Another unknown key cannot read it.
     let (s, v) = node.signed_get(&patient("stranger"), &path).await;
     assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
-    // Once the chain knows the key, its sequence reads are replay-protected like any read.
-    register(&node, &newcomer, 1).await;
+    // Waiting for its first event to be final, it reads that event by id: 404, then the event.
+    let first = node.event(
+        &newcomer,
+        0,
+        EventPayload::ConsentGrant(ConsentGrant {
+            patient: newcomer.public(),
+            grantee: Grantee::Actor(keys().physician.public()),
+            scope: Scope {
+                categories: [DataCategory::VitalSigns].into_iter().collect(),
+                purposes: [Purpose::Treat].into_iter().collect(),
+                actions: [Action::Read].into_iter().collect(),
+            },
+            valid_from: Timestamp(0),
+            valid_until: None,
+        }),
+    );
+    let event_path = format!("/v1/events/{}", first.id());
+    let (s, v) = node.signed_get(&newcomer, &event_path).await;
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    // Still only for unknown keys' own reads: any other read is refused as unknown.
+    let (s, v) = node.signed_get(&newcomer, &consents(&newcomer)).await;
+    assert_eq!((s, code(&v)), (403, "unknown_key"), "{v}");
+    assert_eq!(node.metric("twinledger_request_nonces ").await, before);
+    // Once the chain knows the key, its reads are replay-protected like any read.
+    let (s, v) = node.submit(&first).await;
+    assert_eq!(s, 202, "{v}");
+    node.wait_log(1).await;
+    let (s, v) = node.signed_get(&newcomer, &event_path).await;
+    assert_eq!(s, 200, "{v}");
     let once = node.sign(&newcomer, &path, now(), fresh_nonce());
     let (s, v) = node.get_with(&path, &once).await;
     assert_eq!((s, v["next_seq"].as_u64()), (200, Some(1)), "{v}");

@@ -276,11 +276,13 @@ pub fn authenticate(
     Ok(key)
 }
 
-/// [`authenticate`] for a read whose answer concerns only the signing key itself (its own
-/// sequence number): a key the chain does not know yet (a new patient before its first event)
-/// is let through after the signature and time checks, with no nonce stored (a replay of it
-/// returns the same key's own answer to whoever holds the request) and limited only per
-/// address; a known key goes through the whole of [`authenticate`].
+/// [`authenticate`] for the two reads a key needs before the chain knows it (a new patient
+/// signing its first event): its own sequence number, and its own event by id while it waits
+/// for it to be final (404 until then). A key the chain does not know yet is let through after
+/// the signature and time checks, with no nonce stored (a replay of it returns the same answer,
+/// about that key's own sequence or events, to whoever holds the request) and limited only per
+/// address; the handler's own rule still decides what it reads. A known key goes through the
+/// whole of [`authenticate`].
 pub fn authenticate_own_key(
     api: &super::Api,
     method: &Method,

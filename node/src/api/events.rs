@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use twinledger_core::codec::CodecError;
 use twinledger_core::{EventPayload, Receipt, RejectReason, SignedEvent};
 
-use super::auth::authenticate;
+use super::auth::authenticate_own_key;
 use super::reads::{forbidden, no_readable_event, patient_view};
 use super::{Api, ApiError, MAX_BATCH, parse_id};
 use crate::chain::SubmitError;
@@ -280,7 +280,7 @@ pub async fn get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let requester = authenticate(&api, &method, &uri, &headers, b"")?;
+    let requester = authenticate_own_key(&api, &method, &uri, &headers, b"")?;
     let id = parse_id(&id)?;
     let Some(receipt) = api.chain.receipt(&id)? else {
         return Err(no_readable_event(&requester, &id));
@@ -334,7 +334,7 @@ pub async fn sequence(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let requester = super::auth::authenticate_own_key(&api, &method, &uri, &headers, b"")?;
+    let requester = authenticate_own_key(&api, &method, &uri, &headers, b"")?;
     let key = twinledger_core::PublicKey::from_did(&did)
         .map_err(|e| ApiError::bad_request("malformed_did", e.to_string()))?;
     if key != requester {
