@@ -54,6 +54,7 @@ struct Nonces {
 #[derive(Debug)]
 pub struct NonceCache {
     quota: usize,
+    cap: usize,
     inner: Mutex<Nonces>,
 }
 
@@ -68,6 +69,7 @@ impl NonceCache {
     pub fn new(quota: usize) -> Self {
         Self {
             quota,
+            cap: MAX_NONCES,
             inner: Mutex::default(),
         }
     }
@@ -123,7 +125,7 @@ impl NonceCache {
                 .rate_limited(super::LimitKind::Key));
             }
         }
-        if n.total >= MAX_NONCES {
+        if n.total >= self.cap {
             let mut total = 0;
             n.by_key.retain(|_, m| {
                 m.retain(|_, exp| *exp >= t);
@@ -132,13 +134,14 @@ impl NonceCache {
             });
             n.total = total;
             let mine = n.by_key.get(&key).map_or(0, HashMap::len);
-            if n.total >= MAX_NONCES && mine >= FAIR_SHARE {
+            if n.total >= self.cap && mine >= FAIR_SHARE {
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "overloaded",
                     format!(
-                        "{MAX_NONCES} signed requests in the replay window and {key} holds \
-                         {mine} of them; retry later"
+                        "{} signed requests in the replay window and {key} holds {mine} of \
+                         them; retry later",
+                        self.cap
                     ),
                 ));
             }
@@ -331,6 +334,30 @@ mod tests {
         assert_eq!(e.code, "replayed_request");
         cache.insert(b, nonce(0), t).unwrap();
         assert_eq!((cache.len_of(&a), cache.len_of(&b), cache.len()), (3, 1, 4));
+    }
+
+    #[test]
+    fn a_full_cache_refuses_only_keys_holding_their_fair_share() {
+        let cache = NonceCache {
+            cap: 200,
+            ..NonceCache::new(1_000)
+        };
+        let (flooder, honest) = (
+            dev_key("auth/flood").public(),
+            dev_key("auth/honest").public(),
+        );
+        let t = now().0;
+        for i in 0..200 {
+            cache.insert(flooder, nonce(i), t).unwrap();
+        }
+        let e = cache.insert(flooder, nonce(200), t).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
+        assert!(e.message.contains(&flooder.to_string()), "{}", e.message);
+        // A key holding fewer than FAIR_SHARE nonces is still served, full cache or not.
+        for i in 0..FAIR_SHARE as u32 {
+            cache.insert(honest, nonce(i), t).unwrap();
+        }
+        assert_eq!(cache.len_of(&honest), FAIR_SHARE);
     }
 
     #[test]

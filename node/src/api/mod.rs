@@ -444,3 +444,84 @@ fn parse_id(s: &str) -> Result<twinledger_core::EventId, ApiError> {
     twinledger_core::EventId::from_hex(s)
         .map_err(|e| ApiError::bad_request("malformed_id", e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn networks_parse_and_contain_and_bad_ones_are_named() {
+        let n: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains(ip("10.200.1.2")) && !n.contains(ip("11.0.0.1")));
+        assert!(
+            n.contains(ip("::ffff:10.1.1.1")),
+            "IPv4-mapped counts as IPv4"
+        );
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")));
+        let e = "10.0.0.0/33".parse::<IpNet>().unwrap_err();
+        assert!(e.contains("prefix") && e.contains("32"), "{e}");
+        let e = "proxy.local".parse::<IpNet>().unwrap_err();
+        assert!(e.contains("not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn the_client_address_comes_from_forwarding_headers_of_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.2.3")]);
+        // Right-most entry that is not a trusted proxy; a spoofed left part is not used.
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &xff, &trusted),
+            ip("198.51.100.7")
+        );
+        // From an untrusted peer the headers are ignored.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), &xff, &trusted),
+            ip("192.0.2.1")
+        );
+        // Every entry trusted: the left-most.
+        let inner = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &inner, &trusted),
+            ip("10.9.9.9")
+        );
+        // Forwarded: for= (quoted IPv6 with port, several elements).
+        let fwd = headers(&[(
+            "forwarded",
+            "for=192.0.2.60;proto=https, for=\"[2001:db8::1]:4711\";by=10.0.0.1",
+        )]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &fwd, &trusted),
+            ip("2001:db8::1")
+        );
+        // No forwarding header: the peer.
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("127.0.0.1")
+        );
+        // Garbage entries are skipped.
+        let junk = headers(&[("x-forwarded-for", "unknown, 198.51.100.9:5000")]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &junk, &trusted),
+            ip("198.51.100.9")
+        );
+    }
+}
