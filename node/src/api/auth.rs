@@ -354,7 +354,7 @@ mod tests {
         assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
         assert!(e.message.contains(&flooder.to_string()), "{}", e.message);
         // A key holding fewer than FAIR_SHARE nonces is still served, full cache or not.
-        for i in 0..FAIR_SHARE as u32 {
+        for i in 0..u32::try_from(FAIR_SHARE).unwrap() {
             cache.insert(honest, nonce(i), t).unwrap();
         }
         assert_eq!(cache.len_of(&honest), FAIR_SHARE);
