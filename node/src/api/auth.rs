@@ -23,8 +23,9 @@ pub const WINDOW_MS: u64 = 60_000;
 /// `- WINDOW_MS` (the earliest it can be accepted) to `+ WINDOW_MS` (after which the request is
 /// stale anyway), i.e. `2 * WINDOW_MS`.
 pub const RETENTION_MS: u64 = 2 * WINDOW_MS;
-/// Hard cap on the nonces remembered for all keys together. Reaching it first forgets expired
-/// nonces; if still full, only a key holding at least [`FAIR_SHARE`] nonces is refused (503).
+/// Hard cap on the nonces remembered for all keys together. Reaching it forgets expired
+/// nonces (one sweep a second at most); if still full, only a key holding at least
+/// [`FAIR_SHARE`] nonces is refused (503).
 pub const MAX_NONCES: usize = 1_000_000;
 /// A key holding fewer nonces than this is never refused because the cache is full.
 pub const FAIR_SHARE: usize = 64;
@@ -47,6 +48,9 @@ struct Nonces {
     /// Per key: nonce → expiry (request time + WINDOW_MS).
     by_key: HashMap<PublicKey, HashMap<[u8; 16], u64>>,
     total: usize,
+    /// Node clock of the last sweep of the whole cache (at most one a second, so a full cache
+    /// does not cost a sweep per request).
+    last_sweep: u64,
 }
 
 /// Nonces of known keys seen within the window, with a quota per key ([`nonce_quota`]) and a
@@ -125,7 +129,7 @@ impl NonceCache {
                 .rate_limited(super::LimitKind::Key));
             }
         }
-        if n.total >= self.cap {
+        if n.total >= self.cap && t >= n.last_sweep + 1000 {
             let mut total = 0;
             n.by_key.retain(|_, m| {
                 m.retain(|_, exp| *exp >= t);
@@ -133,8 +137,11 @@ impl NonceCache {
                 !m.is_empty()
             });
             n.total = total;
+            n.last_sweep = t;
+        }
+        if n.total >= self.cap {
             let mine = n.by_key.get(&key).map_or(0, HashMap::len);
-            if n.total >= self.cap && mine >= FAIR_SHARE {
+            if mine >= FAIR_SHARE {
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "overloaded",
