@@ -328,3 +328,225 @@ impl KeyStore {
         sync_dir(key_path.parent().expect("in a directory"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = (path, mode);
+    }
+
+    fn store(dir: &Path) -> KeyStore {
+        let master = MasterKey::generate_file(&dir.join("master.key")).unwrap();
+        KeyStore::open(dir.join("keys"), master).unwrap()
+    }
+
+    fn vid(v: u64) -> VersionId {
+        VersionId::new(&"5e".repeat(32), v).unwrap()
+    }
+
+    /// Every form in which the raw key could leak: its bytes, hex, and age's bech32 text.
+    fn leaks(haystack: &[u8], key: &DataKey) -> bool {
+        let raw = key.secret();
+        let hex_lower = hex::encode(raw);
+        let bech = key.identity().to_string().expose_secret().to_owned();
+        let forms: Vec<Vec<u8>> = vec![
+            raw.to_vec(),
+            hex_lower.clone().into_bytes(),
+            hex_lower.to_uppercase().into_bytes(),
+            bech.clone().into_bytes(),
+            bech.to_lowercase().into_bytes(),
+        ];
+        forms
+            .iter()
+            .any(|f| haystack.windows(f.len()).any(|w| w == f.as_slice()))
+    }
+
+    fn all_files(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                all_files(&p, out);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// No operation's output (returned bytes, Debug forms, error messages, files on disk)
+        /// holds the raw data key in any encoding: only wrapped forms leave.
+        #[test]
+        fn no_operation_output_ever_holds_the_raw_data_key(
+            version in any::<u64>(),
+            twin in proptest::collection::vec(any::<u8>(), 1..64),
+            requester_seed in any::<[u8; 32]>(),
+            plain in proptest::collection::vec(any::<u8>(), 0..3000),
+            erase in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let ks = store(dir.path());
+            let id = VersionId::new(&hex::encode(&twin), version).unwrap();
+            let mut ct = Vec::new();
+            let sealed = crate::seal(plain.as_slice(), &mut ct).unwrap();
+            let key = &sealed.data_key;
+            let mut outputs: Vec<Vec<u8>> = vec![
+                ct.clone(),
+                format!("{sealed:?}").into_bytes(),
+                format!("{key:?}").into_bytes(),
+                key.recipient().into_bytes(),
+                format!("{ks:?}").into_bytes(),
+            ];
+            ks.put(&id, key).unwrap();
+            outputs.push(format!("{:?}", ks.put(&id, key).unwrap_err()).into_bytes());
+            let public = ed25519_dalek::SigningKey::from_bytes(&requester_seed)
+                .verifying_key()
+                .to_bytes();
+            outputs.push(ks.release(&id, &public).unwrap());
+            outputs.push(crate::wrap_for(key, &id, &public).unwrap());
+            outputs.push(format!("{:?}", ks.get(&id).unwrap()).into_bytes());
+            if erase {
+                ks.erase(&id).unwrap();
+                outputs.push(ks.release(&id, &public).unwrap_err().to_string().into_bytes());
+            }
+            let mut files = Vec::new();
+            all_files(dir.path(), &mut files);
+            for (p, bytes) in &files {
+                prop_assert!(!leaks(bytes, key), "file {} holds the data key", p.display());
+            }
+            for (i, o) in outputs.iter().enumerate() {
+                prop_assert!(!leaks(o, key), "output {i} holds the data key");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stolen_key_store_and_sealed_store_without_the_master_key_reveal_nothing_but_ciphertext() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_dir = tempfile::tempdir().unwrap(); // elsewhere: not stolen
+        let master = MasterKey::generate_file(&secret_dir.path().join("master.key")).unwrap();
+        let ks = KeyStore::open(dir.path().join("keys"), master).unwrap();
+        let sealed_store = crate::store::LocalStore::new(dir.path().join("sealed")).unwrap();
+        let marker = b"GENOME:BRCA1-c.68_69delAG;patient=Alice Example";
+        let plain: Vec<u8> = marker.iter().copied().cycle().take(200_000).collect();
+        let id = vid(1);
+        let mut ct = Vec::new();
+        let sealed = crate::seal(plain.as_slice(), &mut ct).unwrap();
+        use crate::store::SealedStore as _;
+        sealed_store.put(&id, &mut ct.as_slice()).unwrap();
+        ks.put(&id, &sealed.data_key).unwrap();
+
+        // The thief's copy: every file is age ciphertext; no key, no plaintext.
+        let mut files = Vec::new();
+        all_files(dir.path(), &mut files);
+        assert_eq!(files.len(), 2, "{files:?}");
+        for (p, bytes) in &files {
+            assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{}", p.display());
+            assert!(!leaks(bytes, &sealed.data_key), "{}", p.display());
+            assert!(!bytes.windows(12).any(|w| w == &marker[..12]), "{}", p.display());
+        }
+        // With their own master key, the stolen wrapped key does not open.
+        let thief_dir = tempfile::tempdir().unwrap();
+        let thief_master = MasterKey::generate_file(&thief_dir.path().join("m.key")).unwrap();
+        let thief = KeyStore::open(dir.path().join("keys"), thief_master).unwrap();
+        let err = thief.get(&id).unwrap_err();
+        assert!(matches!(err, SealError::WrappedKeyInvalid(_)), "{err}");
+        // With a fresh data key, the stolen ciphertext does not open.
+        let guess = DataKey::generate().unwrap();
+        let err = crate::open(ct.as_slice(), std::io::sink(), &guess, &crate::Expected::default())
+            .unwrap_err();
+        assert!(matches!(err, SealError::WrongKey), "{err}");
+    }
+
+    #[test]
+    fn an_erased_key_is_gone_from_disk_and_requests_are_told_erased_not_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = store(dir.path());
+        let key = DataKey::generate().unwrap();
+        let id = vid(4);
+        let err = ks.erase(&id).unwrap_err();
+        assert!(matches!(err, SealError::UnknownKey { .. }), "{err}");
+        assert_eq!(ks.state(&id).unwrap(), KeyState::Unknown);
+        ks.put(&id, &key).unwrap();
+        assert_eq!(ks.state(&id).unwrap(), KeyState::Held);
+        let key_file = ks.key_path(&id);
+        let wrapped = std::fs::read(&key_file).unwrap();
+        ks.erase(&id).unwrap();
+        assert!(!key_file.exists());
+        assert_eq!(ks.state(&id).unwrap(), KeyState::Erased);
+        for err in [
+            ks.get(&id).unwrap_err(),
+            ks.release(&id, &[1; 32]).unwrap_err(),
+            ks.erase(&id).unwrap_err(),
+            ks.put(&id, &key).unwrap_err(),
+        ] {
+            assert!(matches!(err, SealError::Erased { .. }), "{err}");
+            assert!(err.to_string().contains("erased"), "{err}");
+        }
+        // A backup of the wrapped key put back beside the marker is still refused.
+        std::fs::write(&key_file, &wrapped).unwrap();
+        assert!(matches!(ks.get(&id).unwrap_err(), SealError::Erased { .. }));
+        // ...and erase finishes the job.
+        ks.erase(&id).unwrap();
+        assert!(!key_file.exists());
+        // Other versions are untouched.
+        ks.put(&vid(5), &key).unwrap();
+        assert!(ks.get(&vid(5)).is_ok());
+        let err = ks.get(&vid(6)).unwrap_err();
+        assert!(matches!(err, SealError::UnknownKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_wrapped_key_moved_to_another_versions_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = store(dir.path());
+        ks.put(&vid(1), &DataKey::generate().unwrap()).unwrap();
+        std::fs::copy(ks.key_path(&vid(1)), ks.key_path(&vid(2))).unwrap();
+        let err = ks.get(&vid(2)).unwrap_err();
+        assert!(matches!(err, SealError::WrappedKeyInvalid(_)), "{err}");
+        assert!(err.to_string().contains("another version"), "{err}");
+    }
+
+    #[test]
+    fn the_master_key_is_read_with_the_rules_of_node_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let made = MasterKey::generate_file(&path).unwrap();
+        assert_eq!(MasterKey::from_file(&path).unwrap().recipient(), made.recipient());
+        // Never overwritten.
+        assert!(MasterKey::generate_file(&path).is_err());
+        #[cfg(unix)]
+        {
+            chmod(&path, 0o640);
+            let err = MasterKey::from_file(&path).unwrap_err();
+            assert!(matches!(err, SealError::MasterKeyPermissions { mode: 0o640, .. }), "{err}");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            chmod(&path, 0o600);
+        }
+        let bad = dir.path().join("bad.key");
+        for text in ["", "# only a comment\n", "AGE-SECRET-KEY-1NOTAKEY\n", "x\ny\n"] {
+            std::fs::write(&bad, text).unwrap();
+            chmod(&bad, 0o600);
+            let err = MasterKey::from_file(&bad).unwrap_err();
+            assert!(matches!(err, SealError::MasterKey { .. }), "{text:?}: {err}");
+        }
+        // The environment variable holds the same text; `from_env` parses it like the file
+        // (setting a variable needs `unsafe` in edition 2024, which the workspace forbids, so
+        // the parse is tested directly and an unset variable is an error naming it).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let var = "TWINLEDGER_SEALED_TEST_MASTER_KEY_NEVER_SET";
+        let from_text = MasterKey::parse(&text, var).unwrap();
+        assert_eq!(from_text.recipient(), made.recipient());
+        let err = MasterKey::from_env(var).unwrap_err();
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}
