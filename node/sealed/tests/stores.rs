@@ -121,6 +121,8 @@ mod s3 {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
+    use twinledger_sealed::store::SealedStore as _;
+
     struct Moto(Child);
     impl Drop for Moto {
         fn drop(&mut self) {
