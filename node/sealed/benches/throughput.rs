@@ -65,7 +65,9 @@ fn main() {
         ("1 MiB", 1usize << 20, env("SEALED_RUNS_1M", 50)),
         ("64 MiB", 64usize << 20, env("SEALED_RUNS_64M", 7)),
     ] {
-        let plain: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let plain: Vec<u8> = (0..size)
+            .map(|i| u8::try_from(i * 7 % 251).unwrap())
+            .collect();
         let mut ct = Vec::with_capacity(size + size / 1000 + 1024);
         let mut seal_t = Vec::new();
         let mut key = None;

@@ -131,7 +131,9 @@ impl MasterKey {
             source_name: name.to_owned(),
             why: why.to_owned(),
         };
-        let line = lines.next().ok_or_else(|| bad("no AGE-SECRET-KEY-1 line"))?;
+        let line = lines
+            .next()
+            .ok_or_else(|| bad("no AGE-SECRET-KEY-1 line"))?;
         if lines.next().is_some() {
             return Err(bad("more than one key line"));
         }
@@ -320,8 +322,15 @@ impl KeyStore {
             .write(true)
             .open(&key_path)
             .map_err(io)?;
-        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0).min(MAX_WRAPPED_BYTES as usize * 2)];
-        f.write_all(&zeros).map_err(io)?;
+        // Overwrite the whole file (a wrapped key is about 300 bytes; a larger file is not one
+        // this store wrote, and is zeroed all the same, in blocks).
+        let zeros = [0u8; 4096];
+        let mut left = len;
+        while left > 0 {
+            let n = usize::try_from(left.min(zeros.len() as u64)).expect("at most 4096");
+            f.write_all(&zeros[..n]).map_err(io)?;
+            left -= n as u64;
+        }
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::remove_file(&key_path).map_err(io)?;
@@ -450,9 +459,17 @@ mod tests {
         all_files(dir.path(), &mut files);
         assert_eq!(files.len(), 2, "{files:?}");
         for (p, bytes) in &files {
-            assert!(bytes.starts_with(b"age-encryption.org/v1\n"), "{}", p.display());
+            assert!(
+                bytes.starts_with(b"age-encryption.org/v1\n"),
+                "{}",
+                p.display()
+            );
             assert!(!leaks(bytes, &sealed.data_key), "{}", p.display());
-            assert!(!bytes.windows(12).any(|w| w == &marker[..12]), "{}", p.display());
+            assert!(
+                !bytes.windows(12).any(|w| w == &marker[..12]),
+                "{}",
+                p.display()
+            );
         }
         // With their own master key, the stolen wrapped key does not open.
         let thief_dir = tempfile::tempdir().unwrap();
@@ -462,8 +479,13 @@ mod tests {
         assert!(matches!(err, SealError::WrappedKeyInvalid(_)), "{err}");
         // With a fresh data key, the stolen ciphertext does not open.
         let guess = DataKey::generate().unwrap();
-        let err = crate::open(ct.as_slice(), std::io::sink(), &guess, &crate::Expected::default())
-            .unwrap_err();
+        let err = crate::open(
+            ct.as_slice(),
+            std::io::sink(),
+            &guess,
+            &crate::Expected::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, SealError::WrongKey), "{err}");
     }
 
@@ -521,23 +543,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.key");
         let made = MasterKey::generate_file(&path).unwrap();
-        assert_eq!(MasterKey::from_file(&path).unwrap().recipient(), made.recipient());
+        assert_eq!(
+            MasterKey::from_file(&path).unwrap().recipient(),
+            made.recipient()
+        );
         // Never overwritten.
         assert!(MasterKey::generate_file(&path).is_err());
         #[cfg(unix)]
         {
             chmod(&path, 0o640);
             let err = MasterKey::from_file(&path).unwrap_err();
-            assert!(matches!(err, SealError::MasterKeyPermissions { mode: 0o640, .. }), "{err}");
+            assert!(
+                matches!(err, SealError::MasterKeyPermissions { mode: 0o640, .. }),
+                "{err}"
+            );
             assert!(err.to_string().contains("chmod 600"), "{err}");
             chmod(&path, 0o600);
         }
         let bad = dir.path().join("bad.key");
-        for text in ["", "# only a comment\n", "AGE-SECRET-KEY-1NOTAKEY\n", "x\ny\n"] {
+        for text in [
+            "",
+            "# only a comment\n",
+            "AGE-SECRET-KEY-1NOTAKEY\n",
+            "x\ny\n",
+        ] {
             std::fs::write(&bad, text).unwrap();
             chmod(&bad, 0o600);
             let err = MasterKey::from_file(&bad).unwrap_err();
-            assert!(matches!(err, SealError::MasterKey { .. }), "{text:?}: {err}");
+            assert!(
+                matches!(err, SealError::MasterKey { .. }),
+                "{text:?}: {err}"
+            );
         }
         // The environment variable holds the same text; `from_env` parses it like the file
         // (setting a variable needs `unsafe` in edition 2024, which the workspace forbids, so

@@ -51,7 +51,7 @@ impl VersionId {
     /// files and objects, so nothing else is accepted).
     pub fn new(twin_hex: &str, version: u64) -> Result<Self, SealError> {
         let ok = (2..=MAX_TWIN_HEX).contains(&twin_hex.len())
-            && twin_hex.len() % 2 == 0
+            && twin_hex.len().is_multiple_of(2)
             && twin_hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
@@ -141,8 +141,12 @@ impl DataKey {
 fn age_identity(secret: &[u8; 32]) -> age::x25519::Identity {
     use bech32::ToBase32 as _;
     let lower = Zeroizing::new(
-        bech32::encode("age-secret-key-", secret.to_base32(), bech32::Variant::Bech32)
-            .expect("a valid hrp"),
+        bech32::encode(
+            "age-secret-key-",
+            secret.to_base32(),
+            bech32::Variant::Bech32,
+        )
+        .expect("a valid hrp"),
     );
     let upper = Zeroizing::new(lower.to_uppercase());
     age::x25519::Identity::from_str(&upper).expect("a bech32 age secret key parses")
@@ -533,7 +537,8 @@ fn parse_bound(plain: &[u8], label: &[u8], id: &VersionId) -> Result<DataKey, Se
         .ok_or_else(|| SealError::WrappedKeyInvalid("unknown label".into()))?;
     let binding = id.binding();
     let Some(key) = rest.strip_prefix(binding.as_slice()) else {
-        let other = String::from_utf8_lossy(&rest[..rest.len().saturating_sub(32)]).replace('\n', " ");
+        let other =
+            String::from_utf8_lossy(&rest[..rest.len().saturating_sub(32)]).replace('\n', " ");
         return Err(SealError::WrappedKeyInvalid(format!(
             "the key of another version ({}), not of {id}",
             other.trim()

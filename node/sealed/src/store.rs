@@ -227,10 +227,7 @@ pub struct ObjectStoreBackend {
 
 impl ObjectStoreBackend {
     /// Over `store`, objects under `prefix` (may be empty).
-    pub fn new(
-        store: Arc<dyn object_store::ObjectStore>,
-        prefix: &str,
-    ) -> Result<Self, SealError> {
+    pub fn new(store: Arc<dyn object_store::ObjectStore>, prefix: &str) -> Result<Self, SealError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -290,7 +287,11 @@ impl ObjectStoreBackend {
         }
     }
 
-    fn err(location: &object_store::path::Path, id: &VersionId, e: object_store::Error) -> SealError {
+    fn err(
+        location: &object_store::path::Path,
+        id: &VersionId,
+        e: object_store::Error,
+    ) -> SealError {
         match e {
             object_store::Error::NotFound { .. } => SealError::ObjectNotFound {
                 name: id.object_name(),

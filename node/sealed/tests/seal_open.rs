@@ -6,8 +6,13 @@ use twinledger_sealed::{
     CHUNK_SIZE, DataKey, Expected, SealError, VersionId, open, seal, unwrap_with, wrap_for,
 };
 
+/// The chunk size, as a length.
+const C: usize = 64 * 1024;
+
 fn data(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+    (0..n)
+        .map(|i| u8::try_from(i * 31 % 251).unwrap())
+        .collect()
 }
 
 fn seal_vec(plain: &[u8]) -> (twinledger_sealed::Sealed, Vec<u8>) {
@@ -19,14 +24,15 @@ fn seal_vec(plain: &[u8]) -> (twinledger_sealed::Sealed, Vec<u8>) {
 /// Offset in the age file of the first byte of payload chunk `k` (header, 16-byte nonce, then
 /// chunks of 64 KiB + 16-byte tag).
 fn chunk_offset(ct_len: usize, plain_len: usize, k: usize) -> usize {
-    let chunks = plain_len.div_ceil(CHUNK_SIZE as usize).max(1);
+    let chunks = plain_len.div_ceil(C).max(1);
     let header = ct_len - (16 + plain_len + 16 * chunks);
-    header + 16 + k * (CHUNK_SIZE as usize + 16)
+    header + 16 + k * (C + 16)
 }
 
 #[test]
 fn sealed_versions_open_to_the_same_bytes_across_chunk_boundaries() {
-    let c = CHUNK_SIZE as usize;
+    assert_eq!(C as u64, CHUNK_SIZE);
+    let c = C;
     for n in [0, 1, c - 1, c, c + 1, 3 * c, 200_001] {
         let plain = data(n);
         let (s, ct) = seal_vec(&plain);
@@ -34,7 +40,10 @@ fn sealed_versions_open_to_the_same_bytes_across_chunk_boundaries() {
         assert_eq!(s.ciphertext_size, ct.len() as u64);
         assert_eq!(s.plaintext_hash, *blake3::hash(&plain).as_bytes());
         assert_eq!(s.ciphertext_hash, *blake3::hash(&ct).as_bytes());
-        assert!(!ct.windows(16.min(n.max(1))).any(|w| n >= 16 && w == &plain[..16]));
+        assert!(
+            !ct.windows(16.min(n.max(1)))
+                .any(|w| n >= 16 && w == &plain[..16])
+        );
         let mut out = Vec::new();
         let expected = Expected {
             ciphertext_hash: Some(s.ciphertext_hash),
@@ -70,7 +79,7 @@ fn opening_with_another_versions_key_is_a_wrong_key_error() {
 
 #[test]
 fn a_changed_byte_in_a_chunk_is_reported_as_tampered_at_that_chunk() {
-    let n = 3 * CHUNK_SIZE as usize + 100;
+    let n = 3 * C + 100;
     let plain = data(n);
     let (s, ct) = seal_vec(&plain);
     for k in [0usize, 2, 3] {
@@ -89,10 +98,22 @@ fn a_changed_byte_in_a_chunk_is_reported_as_tampered_at_that_chunk() {
             other => panic!("chunk {k}: {other}"),
         }
         // Only the chunks before the tampered one were written.
-        assert_eq!(out.len(), k * CHUNK_SIZE as usize);
+        assert_eq!(out.len(), k * C);
         assert!(
-            format!("{}", open(bad.as_slice(), io::sink(), &s.data_key, &Expected::default()).unwrap_err())
-                .contains(&format!("chunk {k} (plaintext offset {})", k as u64 * CHUNK_SIZE))
+            format!(
+                "{}",
+                open(
+                    bad.as_slice(),
+                    io::sink(),
+                    &s.data_key,
+                    &Expected::default()
+                )
+                .unwrap_err()
+            )
+            .contains(&format!(
+                "chunk {k} (plaintext offset {})",
+                k as u64 * CHUNK_SIZE
+            ))
         );
     }
 }
@@ -103,13 +124,19 @@ fn a_changed_header_mac_is_reported_as_a_tampered_header() {
     let mac_at = ct.windows(4).position(|w| w == b"--- ").unwrap() + 4;
     let mut bad = ct.clone();
     bad[mac_at] = if bad[mac_at] == b'A' { b'B' } else { b'A' };
-    let err = open(bad.as_slice(), io::sink(), &s.data_key, &Expected::default()).unwrap_err();
+    let err = open(
+        bad.as_slice(),
+        io::sink(),
+        &s.data_key,
+        &Expected::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, SealError::TamperedHeader), "{err}");
 }
 
 #[test]
 fn a_file_cut_at_a_chunk_boundary_is_truncated_and_one_cut_inside_a_chunk_too_with_its_anchor() {
-    let n = 2 * CHUNK_SIZE as usize + 10;
+    let n = 2 * C + 10;
     let (s, ct) = seal_vec(&data(n));
     // Without its last chunk: age itself sees the missing last chunk.
     let cut = chunk_offset(ct.len(), n, 2);
@@ -118,7 +145,10 @@ fn a_file_cut_at_a_chunk_boundary_is_truncated_and_one_cut_inside_a_chunk_too_wi
     // Cut inside a chunk: without the anchored length it cannot be told from tampering...
     let mid = chunk_offset(ct.len(), n, 1) + 500;
     let err = open(&ct[..mid], io::sink(), &s.data_key, &Expected::default()).unwrap_err();
-    assert!(matches!(err, SealError::TamperedChunk { chunk: 1, .. }), "{err}");
+    assert!(
+        matches!(err, SealError::TamperedChunk { chunk: 1, .. }),
+        "{err}"
+    );
     // ...with it, it is reported as truncated, with both lengths.
     let anchored = Expected {
         ciphertext_size: Some(s.ciphertext_size),
@@ -188,17 +218,35 @@ impl Read for FailingReader {
 #[test]
 fn a_failing_input_is_an_io_error_naming_the_stream_not_tampering() {
     let err = seal(FailingReader(100_000), io::sink()).unwrap_err();
-    assert!(matches!(err, SealError::Io { stream: "plaintext input", .. }), "{err}");
-    let (s, ct) = seal_vec(&data(200_000));
-    let reader = ct.as_slice().chain(FailingReader(0));
-    let cut = &ct[..100_000];
-    let err = open(cut.chain(FailingReader(0)), io::sink(), &s.data_key, &Expected::default())
-        .unwrap_err();
     assert!(
-        matches!(err, SealError::Io { stream: "ciphertext input", .. }),
+        matches!(
+            err,
+            SealError::Io {
+                stream: "plaintext input",
+                ..
+            }
+        ),
         "{err}"
     );
-    drop(reader);
+    let (s, ct) = seal_vec(&data(200_000));
+    let cut = &ct[..100_000];
+    let err = open(
+        cut.chain(FailingReader(0)),
+        io::sink(),
+        &s.data_key,
+        &Expected::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SealError::Io {
+                stream: "ciphertext input",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 fn requester(seed: u8) -> ([u8; 32], [u8; 32]) {
@@ -254,7 +302,10 @@ fn a_requester_key_that_is_not_an_ed25519_point_is_refused() {
 fn twin_ids_that_could_name_other_files_are_refused() {
     for bad in ["", "../etc", "AB", "abc", "ab/cd", &"a".repeat(130)] {
         let err = VersionId::new(bad, 1).unwrap_err();
-        assert!(matches!(err, SealError::InvalidTwinId { .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(err, SealError::InvalidTwinId { .. }),
+            "{bad:?}: {err}"
+        );
     }
     assert_eq!(VersionId::new("0a1b", 9).unwrap().object_name(), "0a1b/9");
 }

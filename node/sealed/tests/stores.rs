@@ -13,7 +13,9 @@ fn id(v: u64) -> VersionId {
 /// What every store must do: write once, read back verified, refuse replacing, delete, report
 /// absence; and a sealed version read back opens.
 fn behaves_as_a_sealed_store(store: &dyn SealedStore) {
-    let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let plain: Vec<u8> = (0..300_000u32)
+        .map(|i| u8::try_from(i % 253).unwrap())
+        .collect();
     let mut ct = Vec::new();
     let sealed = seal(plain.as_slice(), &mut ct).unwrap();
     let a = id(1);
@@ -28,7 +30,13 @@ fn behaves_as_a_sealed_store(store: &dyn SealedStore) {
     assert_eq!(n, ct.len() as u64);
     assert_eq!(back, ct);
     let mut out = Vec::new();
-    open(back.as_slice(), &mut out, &sealed.data_key, &Expected::default()).unwrap();
+    open(
+        back.as_slice(),
+        &mut out,
+        &sealed.data_key,
+        &Expected::default(),
+    )
+    .unwrap();
     assert_eq!(out, plain);
 
     // Another anchor: the bytes are not the anchored ciphertext.
@@ -85,7 +93,10 @@ fn a_failed_write_leaves_no_object_and_no_temporary_file() {
     let store = LocalStore::new(dir.path()).unwrap();
     let err = store.put(&id(1), &mut FailsAfter(100_000)).unwrap_err();
     assert!(matches!(err, SealError::StoreIo { .. }), "{err}");
-    assert!(err.to_string().contains(dir.path().to_str().unwrap()), "{err}");
+    assert!(
+        err.to_string().contains(dir.path().to_str().unwrap()),
+        "{err}"
+    );
     assert!(!store.exists(&id(1)).unwrap());
     let twin_dir = dir.path().join("c3".repeat(32));
     assert_eq!(std::fs::read_dir(&twin_dir).unwrap().count(), 0);
@@ -167,7 +178,10 @@ mod s3 {
         let moto = Moto(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some((moto, port))
@@ -192,7 +206,9 @@ mod s3 {
         super::behaves_as_a_sealed_store(&store);
 
         // A multipart upload of several parts (over 8 MiB parts), read back whole.
-        let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..20 * 1024 * 1024u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
         let mut ct = Vec::new();
         let s = twinledger_sealed::seal(big.as_slice(), &mut ct).unwrap();
         store.put(&super::id(7), &mut ct.as_slice()).unwrap();
