@@ -29,6 +29,8 @@ pub mod domain {
     pub const CHAIN_ID: &str = "twinledger v1 chain-id";
     /// Salted commitments to off-chain data (twin resources, break-glass reasons).
     pub const COMMITMENT: &str = "twinledger v1 commitment";
+    /// Twin id (protocol 2.3, §5.6): over `organisation key (32 bytes) || custodian-local id`.
+    pub const TWIN_ID: &str = "twinledger v2 twin-id";
 }
 
 /// blake3 in key-derivation mode with `context` as the domain.
@@ -135,9 +137,38 @@ digest_type!(
 );
 
 digest_type!(
-    /// A pseudonymous twin identifier chosen by the hosting organisation (no health data).
+    /// The twin id the ledger records (protocol 2.3, §5.6): bound by construction to the
+    /// organisation that anchors it, `H_"twinledger v2 twin-id"(organisation || local id)`
+    /// ([`TwinId::bound`]). Another organisation anchoring the same local id gets another twin.
     TwinId
 );
+
+digest_type!(
+    /// A custodian-local twin id (the `twin` field of a twin anchor, §5.6): chosen by the hosting
+    /// organisation, either 32 random bytes or a label keyed with its secret twin salt
+    /// ([`LocalTwinId::from_label`]), so that labels such as record numbers cannot be recovered
+    /// by enumeration.
+    LocalTwinId
+);
+
+impl LocalTwinId {
+    /// The local id of `label` under the custodian's secret 32-byte twin salt:
+    /// `blake3::keyed_hash(salt, utf-8 bytes of label)` (§5.6).
+    pub fn from_label(salt: &[u8; 32], label: &str) -> Self {
+        Self(*blake3::keyed_hash(salt, label.as_bytes()).as_bytes())
+    }
+}
+
+impl TwinId {
+    /// The twin id of local id `local` anchored by an actor of `organisation`:
+    /// `H_"twinledger v2 twin-id"(organisation's 32 key bytes || local)` (§2, §5.6).
+    pub fn bound(organisation: &crate::keys::PublicKey, local: &LocalTwinId) -> Self {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(organisation.as_bytes());
+        bytes[32..].copy_from_slice(local.as_bytes());
+        Self(hash_in(domain::TWIN_ID, &bytes).0)
+    }
+}
 
 #[cfg(test)]
 mod tests {

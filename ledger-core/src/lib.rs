@@ -35,7 +35,7 @@ pub use checkpoint::{Checkpoint, CommitCertificate, CommitSig, CommitVote};
 pub use codes::{Action, DataCategory, Purpose, Role};
 pub use commitment::Commitment;
 pub use event::{Event, EventPayload, SignedEvent};
-pub use hash::{ChainId, EventId, Hash, TwinId};
+pub use hash::{ChainId, EventId, Hash, LocalTwinId, TwinId};
 pub use keys::{Keypair, PublicKey, Signature};
 pub use receipt::Receipt;
 pub use setproof::ValidatorSets;

@@ -557,36 +557,113 @@ fn rule_6_5_break_glass_and_review() {
     ));
 }
 
-/// §6.6 twin anchors: versions strictly increase, and only the hosting organisation anchors.
+/// §6.6 twin anchors: versions strictly increase, the patient is fixed, and the twin id is
+/// bound to the anchoring actor's organisation (§5.6: `TwinId::bound(organisation, local)`).
 #[test]
 fn rule_6_6_twin_anchor_history() {
     let mut w = world();
     let alice = w.alice.public();
     let phys = w.phys.clone();
-    let res = w.researcher.clone();
-    let anchor = |v: u64| {
+    let hospital = w.chain.hospital.public();
+    let anchor = |v: u64, patient: PublicKey| {
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([4; 32]),
-            patient: alice,
+            twin: LocalTwinId([4; 32]),
+            patient,
             version: v,
             state_hash: Hash([u8::try_from(v).unwrap(); 32]),
         })
     };
-    let ev = w.chain.event(&phys, anchor(1));
+    let ev = w.chain.event(&phys, anchor(1, alice));
     commit_one(&mut w.chain, ev);
-    let ev = w.chain.event(&phys, anchor(1));
+    let ev = w.chain.event(&phys, anchor(1, alice));
     assert!(matches!(
         refuse_one(&mut w.chain, ev),
-        RejectReason::TwinAnchor(_)
+        RejectReason::TwinAnchor("version is not after the last anchored version")
     ));
-    let ev = w.chain.event(&res, anchor(2));
+    let ev = w.chain.event(&phys, anchor(2, patient("bob").public()));
     assert!(matches!(
         refuse_one(&mut w.chain, ev),
-        RejectReason::TwinAnchor(_)
+        RejectReason::TwinAnchor("the twin belongs to another patient")
     ));
-    let ev = w.chain.event(&phys, anchor(2));
+    let ev = w.chain.event(&phys, anchor(2, alice));
     commit_one(&mut w.chain, ev);
-    assert_eq!(w.chain.state.twin(&TwinId([4; 32])).unwrap().version, 2);
+    let id = TwinId::bound(&hospital, &LocalTwinId([4; 32]));
+    assert_eq!(w.chain.state.twin(&id).unwrap().version, 2);
+    assert_eq!(w.chain.state.twin(&id).unwrap().organisation, hospital);
+    // The local id itself is not a twin id the ledger records.
+    assert!(w.chain.state.twin(&TwinId([4; 32])).is_none());
+}
+
+/// §6.6 no squatting: an actor of another organisation that anchors the hospital's local id
+/// first (in an earlier block) creates its own twin; the hospital's anchor is still applied,
+/// under a different id, and neither record touches the other.
+#[test]
+fn rule_6_6_twin_squatting_in_an_earlier_block_takes_nothing() {
+    let mut w = world();
+    let alice = w.alice.public();
+    let (phys, res) = (w.phys.clone(), w.researcher.clone());
+    let (hospital, institute) = (w.chain.hospital.public(), w.chain.institute.public());
+    let local = LocalTwinId::from_label(&[7; 32], "MRN-0001");
+    let anchor = |v: u64, h: u8| {
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: local,
+            patient: alice,
+            version: v,
+            state_hash: Hash([h; 32]),
+        })
+    };
+    // The squatter anchors version 5 first, to block the custodian's versions 1..=5.
+    let ev = w.chain.event(&res, anchor(5, 0xbb));
+    commit_one(&mut w.chain, ev);
+    let ev = w.chain.event(&phys, anchor(1, 0xaa));
+    let a_event = commit_one(&mut w.chain, ev);
+    let (a, b) = (
+        TwinId::bound(&hospital, &local),
+        TwinId::bound(&institute, &local),
+    );
+    assert_ne!(a, b);
+    let rec = *w.chain.state.twin(&a).unwrap();
+    assert_eq!(
+        (rec.organisation, rec.version, rec.state_hash, rec.event),
+        (hospital, 1, Hash([0xaa; 32]), a_event)
+    );
+    let squat = *w.chain.state.twin(&b).unwrap();
+    assert_eq!((squat.organisation, squat.version), (institute, 5));
+}
+
+/// §6.6 no squatting within a block: the squatter's anchor of the hospital's local id comes
+/// before the hospital's in the same block; both are applied, to distinct twins.
+#[test]
+fn rule_6_6_twin_squatting_in_the_same_block_takes_nothing() {
+    let mut w = world();
+    let alice = w.alice.public();
+    let (phys, res) = (w.phys.clone(), w.researcher.clone());
+    let (hospital, institute) = (w.chain.hospital.public(), w.chain.institute.public());
+    let local = LocalTwinId::from_label(&[7; 32], "MRN-0001");
+    let anchor = |v: u64, h: u8| {
+        EventPayload::TwinAnchor(TwinAnchor {
+            twin: local,
+            patient: alice,
+            version: v,
+            state_hash: Hash([h; 32]),
+        })
+    };
+    let squat = w.chain.event(&res, anchor(9, 0xbb));
+    let honest = w.chain.event(&phys, anchor(1, 0xaa));
+    let honest_id = honest.id();
+    let c = w.chain.commit(vec![squat, honest]);
+    assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+    assert_eq!(c.block.events.len(), 2);
+    let rec = *w.chain.state.twin(&TwinId::bound(&hospital, &local)).unwrap();
+    assert_eq!(
+        (rec.organisation, rec.patient, rec.version, rec.event),
+        (hospital, alice, 1, honest_id)
+    );
+    let other = *w.chain.state.twin(&TwinId::bound(&institute, &local)).unwrap();
+    assert_eq!((other.organisation, other.version), (institute, 9));
+    // The hospital's next version follows its own history, not the squatter's.
+    let ev = w.chain.event(&phys, anchor(2, 0xac));
+    commit_one(&mut w.chain, ev);
 }
 
 /// §6.7 actors: unknown actors are refused; a revoked actor (or an actor of a revoked
@@ -652,7 +729,7 @@ fn rule_6_7_membership() {
     let ev = w.chain.event(
         &stranger,
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([7; 32]),
+            twin: LocalTwinId([7; 32]),
             patient: alice,
             version: 1,
             state_hash: Hash([1; 32]),
@@ -722,7 +799,7 @@ fn rule_6_8_governance() {
     let ev = w.chain.event(
         &res,
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([8; 32]),
+            twin: LocalTwinId([8; 32]),
             patient: w.alice.public(),
             version: 1,
             state_hash: Hash([1; 32]),

@@ -5,7 +5,9 @@
 //! validator sets, an export stream, the genesis file, a signed request, a cosignature,
 //! commitments, BLAKE3 Merkle proofs, receipts and an evidence bundle (`golden/extra.rs`);
 //! since 2.1 signatures on the edges of the ZIP-215 rule (`golden/zip215.rs`); since 2.2 a chain
-//! in which a revoked actor's requests are recorded as denied (`golden/revoked_actor.rs`).
+//! in which a revoked actor's requests are recorded as denied (`golden/revoked_actor.rs`); since
+//! 2.3 twin ids: a label keyed with a twin salt and the local id bound to an organisation
+//! (`twin_ids`, §5.6).
 //! A change to any hashed or signed format fails here; such a change needs a version bump.
 //! After a deliberate format change (with a version bump), regenerate with
 //! `TWINLEDGER_BLESS=1 cargo test -p twinledger-core --test golden`.
@@ -103,7 +105,7 @@ fn build() -> (DevChain, BTreeMap<&'static str, SignedEvent>) {
     let anchor = chain.event(
         &phys,
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([0x42; 32]),
+            twin: LocalTwinId([0x42; 32]),
             patient: alice.public(),
             version: 1,
             state_hash: Hash(*blake3::hash(b"twin state v1").as_bytes()),
@@ -364,7 +366,61 @@ fn render() -> serde_json::Value {
         "state_map": extra::state_map(&chain),
         "zip215": zip215_vectors::vectors(),
         "revoked_actor": revoked_actor::vector(),
+        "twin_ids": twin_id_vectors(),
     })
+}
+
+/// §5.6 (protocol 2.3): labels keyed with a custodian's twin salt, and the local ids bound to
+/// an organisation, among them the reference chain's anchor (local id 0x42…, the hospital).
+fn twin_id_vectors() -> serde_json::Value {
+    let hospital = dev_key("org/st-mary-hospital").public();
+    let institute = dev_key("org/genome-institute").public();
+    let salt = [0x5a_u8; 32];
+    let mut out = Vec::new();
+    for (label, org) in [("MRN-0001", hospital), ("MRN-0001", institute), ("", hospital)] {
+        let local = LocalTwinId::from_label(&salt, label);
+        out.push(serde_json::json!({
+            "salt_hex": hex::encode(salt), "label": label, "local": local.to_hex(),
+            "organisation_hex": hex::encode(org.as_bytes()),
+            "twin_id": TwinId::bound(&org, &local).to_hex(),
+        }));
+    }
+    let local = LocalTwinId([0x42; 32]);
+    out.push(serde_json::json!({
+        "local": local.to_hex(),
+        "organisation_hex": hex::encode(hospital.as_bytes()),
+        "twin_id": TwinId::bound(&hospital, &local).to_hex(),
+    }));
+    serde_json::Value::Array(out)
+}
+
+/// §5.6: the pinned twin-id vectors recomputed with plain blake3 from their bytes alone
+/// (`keyed_hash(salt, label)`, then `derive_key("twinledger v2 twin-id", organisation || local)`).
+#[test]
+fn twin_id_vectors_derive_from_bytes_alone() {
+    let want = pinned();
+    let items = want["twin_ids"].as_array().expect("twin_ids vectors");
+    assert_eq!(items.len(), 4);
+    for v in items {
+        let hx = |k: &str| hex::decode(v[k].as_str().unwrap()).unwrap();
+        if let Some(salt) = v.get("salt_hex") {
+            let salt: [u8; 32] = hex::decode(salt.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let local = blake3::keyed_hash(&salt, v["label"].as_str().unwrap().as_bytes());
+            assert_eq!(local.as_bytes().to_vec(), hx("local"));
+        }
+        let mut input = hx("organisation_hex");
+        input.extend(hx("local"));
+        assert_eq!(
+            blake3::derive_key("twinledger v2 twin-id", &input).to_vec(),
+            hx("twin_id")
+        );
+    }
+    // Same label, two organisations: two twins.
+    assert_ne!(items[0]["twin_id"], items[1]["twin_id"]);
+    assert_eq!(items[0]["local"], items[1]["local"]);
 }
 
 #[test]

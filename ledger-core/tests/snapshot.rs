@@ -156,7 +156,7 @@ fn build(ops: &[Op]) -> DevChain {
                 chain.event(
                     &actors[0],
                     EventPayload::TwinAnchor(TwinAnchor {
-                        twin: TwinId([twin; 32]),
+                        twin: LocalTwinId([twin; 32]),
                         patient: patients[patient as usize].public(),
                         version: twins[twin as usize],
                         state_hash: Hash([twin ^ 0x5a; 32]),

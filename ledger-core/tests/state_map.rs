@@ -461,7 +461,7 @@ fn every_record_is_in_the_state_map_and_nothing_else() {
     let anchor = chain.event(
         &phys,
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([0x42; 32]),
+            twin: LocalTwinId([0x42; 32]),
             patient: a,
             version: 1,
             state_hash: Hash([7; 32]),
@@ -570,7 +570,7 @@ fn every_record_is_in_the_state_map_and_nothing_else() {
     let anchor2 = chain.event(
         &phys,
         EventPayload::TwinAnchor(TwinAnchor {
-            twin: TwinId([0x42; 32]),
+            twin: LocalTwinId([0x42; 32]),
             patient: a,
             version: 2,
             state_hash: Hash([8; 32]),
@@ -653,7 +653,11 @@ fn every_record_is_in_the_state_map_and_nothing_else() {
     has(st, Table::Grant, &grant_id);
     has(st, Table::Delegation, &delegation_id);
     has(st, Table::BreakGlass, &bg_id);
-    has(st, Table::Twin, &TwinId([0x42; 32]));
+    has(
+        st,
+        Table::Twin,
+        &TwinId::bound(&chain.hospital.public(), &LocalTwinId([0x42; 32])),
+    );
     has(st, Table::PendingValidators, &5u64);
     has(st, Table::GovernanceSeq, &());
     has(

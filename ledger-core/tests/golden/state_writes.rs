@@ -160,7 +160,10 @@ fn event_writes(before: &State, after: &State, ev: &SignedEvent, height: u64) ->
             ));
         }
         EventPayload::TwinAnchor(p) => {
-            w.push(Write::new("twin", &p.twin, after.twin(&p.twin).unwrap()));
+            // Keyed by the twin id bound to the author's organisation (§5.6, protocol 2.3).
+            let org = before.actor(&ev.event.author).unwrap().organisation;
+            let id = p.twin_id(&org);
+            w.push(Write::new("twin", &id, after.twin(&id).unwrap()));
         }
         EventPayload::ActorEnrol(p) => {
             w.push(Write::new(
