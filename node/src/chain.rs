@@ -825,8 +825,9 @@ fn block_write(block: &Block, executed: &Executed) -> BlockWrite {
             w.index.push((Index::Actor, a, leaf, id));
             w.index.push((Index::Organisation, org, leaf, id));
         }
-        if let EventPayload::TwinAnchor(t) = &ev.event.payload {
-            w.twins.push((t.twin, t.version, id));
+        // Indexed under the twin id bound to the author's organisation (PROTOCOL §5.6).
+        if let (EventPayload::TwinAnchor(t), Some((_, org))) = (&ev.event.payload, actor) {
+            w.twins.push((t.twin_id(&org), t.version, id));
         }
     }
     w

@@ -5,7 +5,9 @@
 //! starts it reuses them, so restarting continues the same chain. Keys are plain development
 //! key files (mode 0600) naming the dev chain's id, which `twinctl` opens without a passphrase
 //! against this chain only (ADR 0011); key files of earlier dev chains, written without that
-//! marker, are marked in place on the next start.
+//! marker, are marked in place on the next start. Beside the keys it keeps the hospital's twin
+//! salt, `keys/twin-salt.json` (PROTOCOL.md §5.6), written on the first start that lacks it, so
+//! that `twinctl twin anchor --twin-salt` works with labels with no setup.
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +31,33 @@ pub struct DevSetup {
     pub keys_dir: PathBuf,
     /// Every key of [`DEV_KEYS`], in that order.
     pub keys: Vec<DevKey>,
+    /// The dev hospital's twin salt file (`keys/twin-salt.json`, mode 0600).
+    pub twin_salt_path: PathBuf,
     /// Whether this start created the chain.
     pub created: bool,
+}
+
+/// Name of the dev twin salt file in the keys directory.
+pub const TWIN_SALT_FILE: &str = "twin-salt.json";
+
+/// Writes a random twin salt (`{"twin_salt": "<64 hex>"}`, mode 0600) at `path` unless a file
+/// is there already (an existing salt is kept: the dev twins' ids depend on it).
+fn ensure_twin_salt(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut salt = [0u8; 32];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let body = serde_json::json!({ "twin_salt": hex::encode(salt) }).to_string() + "\n";
+    std::io::Write::write_all(&mut f, body.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 const NOTE: &str = "DEV ONLY: unencrypted key of a local dev chain";
@@ -95,12 +122,15 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
             keyfile::mark_dev(&path, chain_id)?;
             keys.push(keyfile::read(&path)?);
         }
+        let twin_salt_path = keys_dir.join(TWIN_SALT_FILE);
+        ensure_twin_salt(&twin_salt_path)?;
         return Ok(DevSetup {
             genesis_path,
             genesis,
             validator: keys[0].clone(),
             keys: dev_keys(&keys_dir, &keys),
             keys_dir,
+            twin_salt_path,
             created: false,
         });
     }
@@ -133,6 +163,8 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     for (name, key) in DEV_KEYS.iter().zip(&keys) {
         keyfile::write_dev(&keys_dir.join(format!("{name}.key")), key, chain_id, NOTE)?;
     }
+    let twin_salt_path = keys_dir.join(TWIN_SALT_FILE);
+    ensure_twin_salt(&twin_salt_path)?;
     // The genesis last: its presence marks a complete setup.
     g.save(&genesis_path)?;
     Ok(DevSetup {
@@ -141,6 +173,7 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
         validator: validator.clone(),
         keys: dev_keys(&keys_dir, &keys),
         keys_dir,
+        twin_salt_path,
         created: true,
     })
 }
@@ -198,5 +231,26 @@ mod tests {
             keyfile::KeyKind::Dev { chain_id }
         );
         assert_eq!(again.keys[4].public, key.public());
+    }
+
+    #[test]
+    fn the_dev_chain_keeps_one_private_twin_salt_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = setup(dir.path()).unwrap();
+        let salt = std::fs::read(&first.twin_salt_path).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&salt).unwrap();
+        assert_eq!(v["twin_salt"].as_str().unwrap().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&first.twin_salt_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = setup(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&again.twin_salt_path).unwrap(), salt);
+        // A dev chain made before the salt gets one on its next start.
+        std::fs::remove_file(&first.twin_salt_path).unwrap();
+        let later = setup(dir.path()).unwrap();
+        assert!(later.twin_salt_path.exists());
     }
 }
