@@ -233,7 +233,9 @@ pub fn run(args: &TwinArgs, node: &str) -> Result<Output, CliError> {
                 .ok();
             if v.as_ref().and_then(|v| v["receipt"].get("event")).is_none()
                 || v.as_ref().map(|v| v["receipt"].clone()).and_then(|r| {
-                    serde_json::from_value::<Receipt>(r).ok().map(|r| r.event_id())
+                    serde_json::from_value::<Receipt>(r)
+                        .ok()
+                        .map(|r| r.event_id())
                 }) != Some(id)
             {
                 return Err(CliError::Mismatch(format!(
@@ -387,7 +389,11 @@ fn proven_author_organisation(
         )));
     }
     sets.verify_checkpoint(&header.checkpoint(), &cert)
-        .map_err(|e| mismatch(format!("the tip's certificate (block {tip}) does not verify: {e}")))?;
+        .map_err(|e| {
+            mismatch(format!(
+                "the tip's certificate (block {tip}) does not verify: {e}"
+            ))
+        })?;
     let author = receipt.event.event.author;
     if v["author"]["actor"] != json!(author) {
         return Err(mismatch(format!(
@@ -487,12 +493,17 @@ mod tests {
         let mut forged = answer.clone();
         forged["receipt"]["event"]["signature"] = json!("00".repeat(64));
         let e = verified_anchor(&g, &forged, None, twin, 1).unwrap_err();
-        assert!(matches!(e, CliError::Mismatch(_) | CliError::Invalid(_)), "{e}");
+        assert!(
+            matches!(e, CliError::Mismatch(_) | CliError::Invalid(_)),
+            "{e}"
+        );
         // A forged author record (the researcher's organisation claimed for the physician).
         let mut forged = answer.clone();
         forged["author"]["record"]["organisation"] = json!(dc.institute.public());
         forged["author"]["state_proof"] = json!(hex::encode(
-            dc.state.prove(Table::Actor, &dc.researcher.public()).to_bytes()
+            dc.state
+                .prove(Table::Actor, &dc.researcher.public())
+                .to_bytes()
         ));
         let e = verified_anchor(&g, &forged, None, twin, 1).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::MISMATCH, "{e}");

@@ -654,12 +654,20 @@ fn rule_6_6_twin_squatting_in_the_same_block_takes_nothing() {
     let c = w.chain.commit(vec![squat, honest]);
     assert!(c.rejected.is_empty(), "{:?}", c.rejected);
     assert_eq!(c.block.events.len(), 2);
-    let rec = *w.chain.state.twin(&TwinId::bound(&hospital, &local)).unwrap();
+    let rec = *w
+        .chain
+        .state
+        .twin(&TwinId::bound(&hospital, &local))
+        .unwrap();
     assert_eq!(
         (rec.organisation, rec.patient, rec.version, rec.event),
         (hospital, alice, 1, honest_id)
     );
-    let other = *w.chain.state.twin(&TwinId::bound(&institute, &local)).unwrap();
+    let other = *w
+        .chain
+        .state
+        .twin(&TwinId::bound(&institute, &local))
+        .unwrap();
     assert_eq!((other.organisation, other.version), (institute, 9));
     // The hospital's next version follows its own history, not the squatter's.
     let ev = w.chain.event(&phys, anchor(2, 0xac));

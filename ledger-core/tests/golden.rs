@@ -377,7 +377,11 @@ fn twin_id_vectors() -> serde_json::Value {
     let institute = dev_key("org/genome-institute").public();
     let salt = [0x5a_u8; 32];
     let mut out = Vec::new();
-    for (label, org) in [("MRN-0001", hospital), ("MRN-0001", institute), ("", hospital)] {
+    for (label, org) in [
+        ("MRN-0001", hospital),
+        ("MRN-0001", institute),
+        ("", hospital),
+    ] {
         let local = LocalTwinId::from_label(&salt, label);
         out.push(serde_json::json!({
             "salt_hex": hex::encode(salt), "label": label, "local": local.to_hex(),

@@ -243,7 +243,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&first.twin_salt_path).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&first.twin_salt_path)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = setup(dir.path()).unwrap();

@@ -62,7 +62,13 @@ async fn a_twin_that_is_not_yours_answers_exactly_like_one_that_does_not_exist()
         .signed_get(&k.physician, &format!("/v1/twins/{twin}/2"))
         .await;
     assert_eq!(s, 404);
-    assert!(v["error"]["message"].as_str().unwrap().contains("latest: 1"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("latest: 1"),
+        "{v}"
+    );
 
     // Not readers: a stranger, another patient, another organisation and its actor. Each gets
     // byte for byte the answer for a twin id nobody anchored.
@@ -79,7 +85,10 @@ async fn a_twin_that_is_not_yours_answers_exactly_like_one_that_does_not_exist()
         );
         assert_eq!(not_yours["error"]["code"], "not_found");
         let msg = not_yours["error"]["message"].as_str().unwrap();
-        assert!(!msg.contains(&twin.to_hex()) && !msg.contains("latest"), "{msg}");
+        assert!(
+            !msg.contains(&twin.to_hex()) && !msg.contains("latest"),
+            "{msg}"
+        );
         // Nor does a version hint tell them apart.
         let (_, v2) = node.signed_get(who, &format!("/v1/twins/{twin}/2")).await;
         assert_eq!(v2, no_such);
@@ -107,10 +116,16 @@ async fn another_organisation_anchoring_the_same_local_id_first_gets_its_own_twi
         .signed_get(&k.physician, &format!("/v1/twins/{ours}/1"))
         .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["organisation"], Value::String(k.hospital.public().to_string()));
+    assert_eq!(
+        v["organisation"],
+        Value::String(k.hospital.public().to_string())
+    );
     assert_eq!(v["latest_version"], 1);
     // The answer carries the anchoring actor's record, proving the organisation at the tip.
-    assert_eq!(v["author"]["actor"], Value::String(k.physician.public().to_string()));
+    assert_eq!(
+        v["author"]["actor"],
+        Value::String(k.physician.public().to_string())
+    );
     assert_eq!(
         v["author"]["record"]["organisation"],
         Value::String(k.hospital.public().to_string())

@@ -79,11 +79,10 @@ pub async fn twin(
     // The tip is taken after the anchor was read, so it is at or after the anchor's block.
     let state = api.chain.state();
     let height = state.height();
-    let tip = api
-        .chain
-        .store()
-        .block(height)?
-        .ok_or_else(|| ApiError::internal(format!("block {height} is committed but not stored")))?;
+    let tip =
+        api.chain.store().block(height)?.ok_or_else(|| {
+            ApiError::internal(format!("block {height} is committed but not stored"))
+        })?;
     if tip.block.header.state_hash != state.state_root() {
         return Err(ApiError::internal(format!(
             "block {height}'s state hash is not the state map's root"
