@@ -127,6 +127,9 @@ fn concerns(
             None => return Err(p.request),
         },
         EventPayload::TwinAnchor(p) => Some(p.patient),
+        EventPayload::TwinSeal(p) => Some(p.patient),
+        EventPayload::KeyRelease(p) => Some(p.patient),
+        EventPayload::TwinErase(p) => Some(p.patient),
         EventPayload::ActorEnrol(_)
         | EventPayload::ActorRevoke(_)
         | EventPayload::Governance(_)

@@ -227,6 +227,34 @@ pub struct AuditSummary {
     pub log_size: u64,
     /// Event log root at the end (hex).
     pub log_root: String,
+    /// Key releases of sealed twin versions (2.4) checked against the request they name.
+    pub key_releases: u64,
+    /// Key releases whose named request is not a permitted request of the receiving requester
+    /// for the sealed version's patient and category (PROTOCOL §6.12): what the ledger's rule
+    /// does not check and an auditor must. Only filled by [`Auditor::checking_releases`].
+    pub unmatched_releases: Vec<UnmatchedRelease>,
+}
+
+/// A key release that does not answer a permitted request for what it released (§6.12).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnmatchedRelease {
+    /// Height of the release's block.
+    pub height: u64,
+    /// The release event.
+    pub release: EventId,
+    /// The request it names.
+    pub access: EventId,
+    /// Why it does not match.
+    pub why: &'static str,
+}
+
+/// A permitted (or flagged break-glass) request, as a key release must match it.
+#[derive(Clone, Copy, Debug)]
+struct PermittedRequest {
+    author: PublicKey,
+    patient: PublicKey,
+    category: crate::codes::DataCategory,
+    action: crate::codes::Action,
 }
 
 /// Whether [`Auditor::check_with`] verifies a block's commit certificate.
@@ -244,6 +272,8 @@ pub enum CertificateCheck {
 pub struct Auditor {
     state: State,
     summary: AuditSummary,
+    /// Permitted requests by id, kept only when checking key releases.
+    permitted: Option<std::collections::HashMap<EventId, PermittedRequest>>,
 }
 
 impl Auditor {
@@ -256,6 +286,7 @@ impl Auditor {
                 ..AuditSummary::default()
             },
             state,
+            permitted: None,
         })
     }
 
@@ -269,7 +300,18 @@ impl Auditor {
                 ..AuditSummary::default()
             },
             state,
+            permitted: None,
         }
+    }
+
+    /// Also checks every key release (2.4) against the request it names: an earlier permitted
+    /// access request, or flagged break-glass request, by the release's requester, for the
+    /// sealed version's patient and category, action read (PROTOCOL §6.12). Mismatches are
+    /// listed in the summary (`unmatched_releases`), not failures of the chain: the ledger
+    /// accepted them, and the auditor reports the custodian. Costs memory per permitted request.
+    pub fn checking_releases(mut self) -> Self {
+        self.permitted = Some(std::collections::HashMap::new());
+        self
     }
 
     /// The state after the blocks checked so far.
@@ -324,6 +366,9 @@ impl Auditor {
                 });
             }
         }
+        if self.permitted.is_some() {
+            self.check_releases(cb, &results, &next);
+        }
         for o in &results.outcomes {
             match o {
                 Outcome::Access(Decision::Permit { .. }) => self.summary.permitted += 1,
@@ -336,6 +381,77 @@ impl Auditor {
         self.summary.events += cb.block.events.len() as u64;
         self.state = next;
         Ok(())
+    }
+
+    /// Records the block's permitted requests and checks its key releases against the sealed
+    /// records after the block (`after`: a release changes no sealed record, and an erasure only
+    /// its `erased_at`).
+    fn check_releases(&mut self, cb: &CommittedBlock, results: &BlockResults, after: &State) {
+        use crate::event::EventPayload;
+        let height = cb.block.header.height;
+        for (ev, outcome) in cb.block.events.iter().zip(&results.outcomes) {
+            let id = ev.id();
+            let permitted = matches!(
+                outcome,
+                Outcome::Access(Decision::Permit { .. } | Decision::BreakGlass)
+            );
+            let request = match &ev.event.payload {
+                EventPayload::AccessRequest(a) if permitted => {
+                    Some((a.patient, a.category, a.action))
+                }
+                EventPayload::BreakGlassRequest(b) if permitted => {
+                    Some((b.patient, b.category, b.action))
+                }
+                _ => None,
+            };
+            if let (Some((patient, category, action)), Some(map)) = (request, &mut self.permitted) {
+                map.insert(
+                    id,
+                    PermittedRequest {
+                        author: ev.event.author,
+                        patient,
+                        category,
+                        action,
+                    },
+                );
+            }
+            let (EventPayload::KeyRelease(r), Outcome::Applied) = (&ev.event.payload, outcome)
+            else {
+                continue;
+            };
+            self.summary.key_releases += 1;
+            let sealed = after.sealed(&r.twin, r.version).copied();
+            let req = self
+                .permitted
+                .as_ref()
+                .and_then(|m| m.get(&r.access))
+                .copied();
+            let why = match (req, sealed) {
+                (None, _) => Some("the named request is not an earlier permitted request"),
+                (_, None) => Some("the released version was not sealed before the release"),
+                (Some(q), Some(s)) => {
+                    if q.author != r.requester {
+                        Some("the request's author is not the release's requester")
+                    } else if q.patient != r.patient || s.patient != r.patient {
+                        Some("the request is for another patient")
+                    } else if q.category != s.category {
+                        Some("the request is for another category than the sealed version's")
+                    } else if q.action != crate::codes::Action::Read {
+                        Some("the request is not for reading")
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(why) = why {
+                self.summary.unmatched_releases.push(UnmatchedRelease {
+                    height,
+                    release: id,
+                    access: r.access,
+                    why,
+                });
+            }
+        }
     }
 
     /// The summary so far.

@@ -84,11 +84,15 @@ pub enum Table {
     /// 13: patient id → [`crate::state::records::PatientEvents`] (count and chain head of the
     /// events that concern the patient).
     PatientEvents,
+    /// 14 (2.4): (twin id, version) → [`crate::state::records::SealedRecord`].
+    Sealed,
+    /// 15 (2.4): access request id → the key release that answered it (its event id).
+    Release,
 }
 
 impl Table {
     /// Every table, by tag.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Nonce,
         Table::Patient,
         Table::PatientKey,
@@ -103,6 +107,8 @@ impl Table {
         Table::GovernanceSeq,
         Table::Misbehaviour,
         Table::PatientEvents,
+        Table::Sealed,
+        Table::Release,
     ];
 
     /// The one-byte tag.
@@ -132,6 +138,8 @@ impl Table {
             Table::GovernanceSeq => "governance-seq",
             Table::Misbehaviour => "misbehaviour",
             Table::PatientEvents => "patient-events",
+            Table::Sealed => "sealed",
+            Table::Release => "release",
         }
     }
 }

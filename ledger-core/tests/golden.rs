@@ -17,6 +17,8 @@ mod common;
 mod extra;
 #[path = "golden/revoked_actor.rs"]
 mod revoked_actor;
+#[path = "golden/sealed.rs"]
+mod sealed;
 #[path = "golden/state_map.rs"]
 mod state_map;
 #[path = "golden/state_writes.rs"]
@@ -367,6 +369,7 @@ fn render() -> serde_json::Value {
         "zip215": zip215_vectors::vectors(),
         "revoked_actor": revoked_actor::vector(),
         "twin_ids": twin_id_vectors(),
+        "sealed": sealed::vector(),
     })
 }
 
@@ -639,6 +642,12 @@ fn receipt_vectors_verify() {
 #[test]
 fn revoked_actor_vector_replays() {
     revoked_actor::check(&pinned());
+}
+
+/// 2.4 (§5.10, §6.12): the sealed-replica chain replays; its events decode and verify.
+#[test]
+fn sealed_vector_replays() {
+    sealed::check(&pinned());
 }
 
 #[test]

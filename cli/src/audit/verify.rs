@@ -59,12 +59,31 @@ impl Verify {
         bar.finish_and_clear();
         let secs = started.elapsed().as_secs_f64();
         match result {
+            Ok(summary) if !summary.unmatched_releases.is_empty() => {
+                let list: Vec<String> = summary
+                    .unmatched_releases
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "block {}: key release {} names request {}: {}",
+                            u.height, u.release, u.access, u.why
+                        )
+                    })
+                    .collect();
+                Err(CliError::Mismatch(format!(
+                    "the chain replays, but {} key release(s) do not answer a permitted request \
+                     for what they released (PROTOCOL.md §6.12):\n{}",
+                    list.len(),
+                    list.join("\n")
+                )))
+            }
             Ok(summary) => {
                 let rate = summary.events as f64 / secs.max(1e-9);
                 Ok(Output {
                     text: format!(
                         "chain verifies: {} blocks, {} events (height {}, log root {})\n\
                          decisions: {} permitted, {} denied, {} break-glass ({} unreviewed)\n\
+                         key releases: {}, each answering a permitted request\n\
                          {:.2} s, {:.0} events/s\n",
                         summary.blocks,
                         summary.events,
@@ -74,6 +93,7 @@ impl Verify {
                         summary.denied,
                         summary.break_glass,
                         summary.unreviewed_break_glass,
+                        summary.key_releases,
                         secs,
                         rate
                     ),

@@ -44,6 +44,13 @@ impl Scope {
         Ok(())
     }
 
+    /// Whether the scope holds every category, purpose and action (a guardian's).
+    pub fn is_whole(&self) -> bool {
+        self.categories == Categories::all()
+            && self.purposes == Purposes::all()
+            && self.actions == Actions::all()
+    }
+
     /// Whether every code of `self` is in `outer`.
     pub fn is_within(&self, outer: &Scope) -> bool {
         self.categories.is_subset(outer.categories)

@@ -14,6 +14,7 @@ pub mod integrity;
 pub mod membership;
 pub mod misbehaviour;
 pub mod rotation;
+pub mod sealing;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,12 @@ pub enum EventPayload {
     Governance(governance::Governance),
     /// Evidence that a validator double-signed, reported by a validator (tag 12, protocol 1.1).
     Misbehaviour(crate::consensus::DoubleSign),
+    /// A sealed twin version: the twin anchor extended (tag 13, protocol 2.4).
+    TwinSeal(sealing::TwinSeal),
+    /// A custodian released a sealed version's data key (tag 14, protocol 2.4).
+    KeyRelease(sealing::KeyRelease),
+    /// A sealed version's data key was destroyed (tag 15, protocol 2.4).
+    TwinErase(sealing::TwinErase),
 }
 
 /// Whom an event is about, as far as the event alone says (PROTOCOL.md §6.10, patient-events).
@@ -108,6 +115,9 @@ impl EventPayload {
             EventPayload::BreakGlassRequest(p) => Concerns::Patient(p.patient),
             EventPayload::BreakGlassReview(p) => Concerns::ReviewOf(p.request),
             EventPayload::TwinAnchor(p) => Concerns::Patient(p.patient),
+            EventPayload::TwinSeal(p) => Concerns::Patient(p.patient),
+            EventPayload::KeyRelease(p) => Concerns::Patient(p.patient),
+            EventPayload::TwinErase(p) => Concerns::Patient(p.patient),
             EventPayload::ActorEnrol(_)
             | EventPayload::ActorRevoke(_)
             | EventPayload::Governance(_)
@@ -131,6 +141,9 @@ impl EventPayload {
             Self::ActorRevoke(_) => "actor_revoke",
             Self::Governance(_) => "governance",
             Self::Misbehaviour(_) => "misbehaviour",
+            Self::TwinSeal(_) => "twin_seal",
+            Self::KeyRelease(_) => "key_release",
+            Self::TwinErase(_) => "twin_erase",
         }
     }
 }

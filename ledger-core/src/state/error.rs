@@ -133,6 +133,9 @@ pub enum RejectReason {
     /// A twin anchor that does not follow the twin's history.
     #[error("twin anchor refused: {0}")]
     TwinAnchor(&'static str),
+    /// A sealed-replica event (seal, key release, erasure) that breaks its rule (§6.12).
+    #[error("sealed twin event refused: {0}")]
+    Sealed(&'static str),
     /// A governance event without a valid quorum, or for the wrong governance sequence.
     #[error("governance refused: {0}")]
     Governance(String),

@@ -262,6 +262,10 @@ pub struct State {
     misbehaviour: Map<Slot, EventId>,
     /// Per patient: count and chain head of the events concerning them.
     patient_events: Map<PublicKey, PatientEvents>,
+    /// Sealed twin versions (2.4): (twin id, version) → record.
+    sealed: Map<(TwinId, u64), SealedRecord>,
+    /// Key releases (2.4): access request id → the release event.
+    releases: Map<EventId, EventId>,
 }
 
 impl State {
@@ -298,6 +302,8 @@ impl State {
             scheduled_validators: Map::new_sync(),
             misbehaviour: Map::new_sync(),
             patient_events: Map::new_sync(),
+            sealed: Map::new_sync(),
+            releases: Map::new_sync(),
         };
         // The genesis records are the map's first version (§6.10, §10.1); their keys are
         // distinct (validated), so the order of the writes does not matter.
@@ -495,7 +501,15 @@ impl State {
     pub fn review_queue(&self) -> impl Iterator<Item = &EventId> {
         self.review_queue.keys()
     }
-    /// The latest anchored version of a twin.
+    /// A sealed twin version (2.4), erased or not.
+    pub fn sealed(&self, twin: &TwinId, version: u64) -> Option<&SealedRecord> {
+        self.sealed.get(&(*twin, version))
+    }
+    /// The key release that answered an access request, if any (2.4).
+    pub fn release_of(&self, access: &EventId) -> Option<&EventId> {
+        self.releases.get(access)
+    }
+    /// A twin's latest anchored version.
     pub fn twin(&self, id: &TwinId) -> Option<&TwinRecord> {
         self.twins.get(id)
     }
@@ -547,6 +561,8 @@ impl State {
         }
         add(&mut out, Table::Misbehaviour, self.misbehaviour.iter());
         add(&mut out, Table::PatientEvents, self.patient_events.iter());
+        add(&mut out, Table::Sealed, self.sealed.iter());
+        add(&mut out, Table::Release, self.releases.iter());
         out
     }
 
@@ -747,6 +763,9 @@ impl State {
                 EventPayload::ActorRevoke(p) => p.apply(&mut tx, &cx)?,
                 EventPayload::Governance(p) => p.apply(&mut tx, &cx)?,
                 EventPayload::Misbehaviour(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::TwinSeal(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::KeyRelease(p) => p.apply(&mut tx, &cx)?,
+                EventPayload::TwinErase(p) => p.apply(&mut tx, &cx)?,
             };
             Ok::<_, RejectReason>(outcome)
         })();

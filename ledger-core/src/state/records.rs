@@ -145,6 +145,29 @@ pub struct TwinRecord {
     pub event: EventId,
 }
 
+/// A sealed twin version (PROTOCOL.md §6.12, table sealed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedRecord {
+    /// The hosting organisation.
+    pub organisation: PublicKey,
+    /// Whose twin.
+    pub patient: PublicKey,
+    /// What the version holds.
+    pub category: crate::codes::DataCategory,
+    /// blake3 of the plaintext.
+    pub state_hash: Hash,
+    /// blake3 of the sealed file.
+    pub ciphertext_hash: Hash,
+    /// Length of the sealed file, bytes.
+    pub ciphertext_size: u64,
+    /// The key-release service's key.
+    pub custodian: PublicKey,
+    /// The sealing event.
+    pub event: EventId,
+    /// Height of the block holding its erasure.
+    pub erased_at: Option<u64>,
+}
+
 /// Completeness record of a patient (PROTOCOL.md §6.10, table patient-events): how many
 /// accepted events concern the patient (`State::patient_concerned`) and the head of their hash
 /// chain, `head_n = H_"twinledger v2 patient-events"(head_(n−1) || event id)`, `head_0` = 32

@@ -25,7 +25,8 @@ use crate::time::Timestamp;
 use crate::validator::ValidatorSet;
 
 /// The snapshot format version.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// 2 (protocol 2.4): adds the sealed and release tables.
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// Everything a [`State`] holds that is not derivable, at one height: the chain position, the
 /// event log's frontier, the validator sets, the governance sequence and every record of every
@@ -80,6 +81,10 @@ pub struct Snapshot {
     pub misbehaviour: Vec<(Slot, EventId)>,
     /// Table patient-events.
     pub patient_events: Vec<(PublicKey, PatientEvents)>,
+    /// Table sealed (2.4).
+    pub sealed: Vec<((TwinId, u64), SealedRecord)>,
+    /// Table release (2.4).
+    pub releases: Vec<(EventId, EventId)>,
 }
 
 /// Why a snapshot is refused. Each names what differs.
@@ -228,6 +233,8 @@ impl State {
             scheduled_validators: to_vec(&self.scheduled_validators),
             misbehaviour: to_vec(&self.misbehaviour),
             patient_events: to_vec(&self.patient_events),
+            sealed: to_vec(&self.sealed),
+            releases: to_vec(&self.releases),
         }
     }
 
@@ -308,6 +315,8 @@ impl State {
             scheduled_validators,
             misbehaviour: to_map(Table::Misbehaviour, &snap.misbehaviour)?,
             patient_events: to_map(Table::PatientEvents, &snap.patient_events)?,
+            sealed: to_map(Table::Sealed, &snap.sealed)?,
+            releases: to_map(Table::Release, &snap.releases)?,
         };
         // The governance-seq record is written on every increment and never before the first:
         // a sequence above zero is the record, zero is its absence (`typed_records`).

@@ -227,6 +227,24 @@ impl Tx<'_> {
         self.st.twins.insert_mut(id, rec);
     }
 
+    /// `sealed[(twin, version)] = rec` (2.4).
+    pub fn put_sealed(&mut self, key: (TwinId, u64), rec: SealedRecord) {
+        self.undo
+            .push(Undo::Sealed(key, self.st.sealed.get(&key).copied()));
+        self.log(Table::Sealed, &key, &rec);
+        self.st.sealed.insert_mut(key, rec);
+    }
+
+    /// `release[access] = release event` (2.4).
+    pub fn put_release(&mut self, access: EventId, release: EventId) {
+        self.undo.push(Undo::Release(
+            access,
+            self.st.releases.get(&access).copied(),
+        ));
+        self.log(Table::Release, &access, &release);
+        self.st.releases.insert_mut(access, release);
+    }
+
     /// Schedules a validator set change: `pending-validators[h + 2]` = the set's hash, the set
     /// pending from then on. Refused while another change is pending.
     pub fn schedule_validators(&mut self, cx: &Ctx, set: ValidatorSet) -> Result<(), RejectReason> {
@@ -450,6 +468,8 @@ enum Undo {
     GovernanceSeq(u64),
     Misbehaviour(Slot, Option<EventId>),
     PatientEvents(PublicKey, Option<PatientEvents>),
+    Sealed((TwinId, u64), Option<SealedRecord>),
+    Release(EventId, Option<EventId>),
 }
 
 /// Puts `old` back as `map[key]` (removing the key if there was none).
@@ -501,6 +521,8 @@ impl Undo {
             Undo::GovernanceSeq(seq) => st.governance_seq = seq,
             Undo::Misbehaviour(slot, old) => put_back(&mut st.misbehaviour, slot, old),
             Undo::PatientEvents(p, old) => put_back(&mut st.patient_events, p, old),
+            Undo::Sealed(k, old) => put_back(&mut st.sealed, k, old),
+            Undo::Release(k, old) => put_back(&mut st.releases, k, old),
         }
     }
 }

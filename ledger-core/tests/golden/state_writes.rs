@@ -15,7 +15,7 @@ use twinledger_core::state::records::*;
 use twinledger_core::*;
 
 /// Table names of §6.10, by index.
-pub const TABLES: [&str; 14] = [
+pub const TABLES: [&str; 16] = [
     "nonce",
     "patient",
     "patient-key",
@@ -30,6 +30,8 @@ pub const TABLES: [&str; 14] = [
     "governance-seq",
     "misbehaviour",
     "patient-events",
+    "sealed",
+    "release",
 ];
 
 /// One write: `table[key] = value`, key and value canonically encoded.
@@ -164,6 +166,29 @@ fn event_writes(before: &State, after: &State, ev: &SignedEvent, height: u64) ->
             let org = before.actor(&ev.event.author).unwrap().organisation;
             let id = p.twin_id(&org);
             w.push(Write::new("twin", &id, after.twin(&id).unwrap()));
+        }
+        EventPayload::TwinSeal(p) => {
+            // The anchor's write, then the sealed record (§6.12, protocol 2.4).
+            let org = before.actor(&ev.event.author).unwrap().organisation;
+            let twin = p.anchor().twin_id(&org);
+            w.push(Write::new("twin", &twin, after.twin(&twin).unwrap()));
+            let key = (twin, p.version);
+            w.push(Write::new(
+                "sealed",
+                &key,
+                after.sealed(&twin, p.version).unwrap(),
+            ));
+        }
+        EventPayload::KeyRelease(p) => {
+            w.push(Write::new("release", &p.access, &id));
+        }
+        EventPayload::TwinErase(p) => {
+            register(&mut w, &p.patient);
+            w.push(Write::new(
+                "sealed",
+                &(p.twin, p.version),
+                after.sealed(&p.twin, p.version).unwrap(),
+            ));
         }
         EventPayload::ActorEnrol(p) => {
             w.push(Write::new(

@@ -97,6 +97,7 @@ fn reject_code(r: &RejectReason) -> &'static str {
         RejectReason::UnknownGrantee(_) => "unknown_grantee",
         RejectReason::LimitReached { .. } => "limit_reached",
         RejectReason::TwinAnchor(_) => "twin_anchor",
+        RejectReason::Sealed(_) => "sealed_twin",
         RejectReason::Governance(_) => "governance",
         RejectReason::Misbehaviour(_) => "misbehaviour",
         RejectReason::InvalidField(_) => "invalid_field",
