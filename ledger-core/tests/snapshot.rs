@@ -11,6 +11,7 @@ use twinledger_core::event::break_glass::{BreakGlassReview, Finding};
 use twinledger_core::event::delegation::{DelegateGrant, DelegateRevoke, Scope};
 use twinledger_core::event::governance::GovernanceAction;
 use twinledger_core::event::integrity::TwinAnchor;
+use twinledger_core::event::sealing::{KeyRelease, TwinErase, TwinSeal};
 use twinledger_core::state::{Snapshot, SnapshotError};
 use twinledger_core::*;
 
@@ -24,6 +25,9 @@ enum Op {
     Delegate { patient: u8 },
     Undelegate(u8),
     Anchor { patient: u8, twin: u8 },
+    Seal { patient: u8 },
+    Release(u8),
+    Erase(u8),
     EnrolAuditor(u8),
     ChangeValidators,
     EndBlock,
@@ -39,6 +43,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(|patient| Op::Delegate { patient }),
         1 => any::<u8>().prop_map(Op::Undelegate),
         1 => (0u8..4, 0u8..3).prop_map(|(patient, twin)| Op::Anchor { patient, twin }),
+        1 => (0u8..4).prop_map(|patient| Op::Seal { patient }),
+        1 => any::<u8>().prop_map(Op::Release),
+        1 => any::<u8>().prop_map(Op::Erase),
         1 => (0u8..3).prop_map(Op::EnrolAuditor),
         1 => Just(Op::ChangeValidators),
         3 => Just(Op::EndBlock),
@@ -75,6 +82,21 @@ fn build(ops: &[Op]) -> DevChain {
     let mut delegations: Vec<(usize, EventId)> = Vec::new();
     let mut glass: Vec<EventId> = Vec::new();
     let mut twins = [0u64; 3];
+    // A custodian (role service) of the hospital, for sealed versions (2.4), enrolled first.
+    let custodian = dev_key("actor/custodian-snap");
+    let hosp = chain.hospital.clone();
+    let enrol = chain.event(
+        &hosp,
+        EventPayload::ActorEnrol(twinledger_core::event::membership::ActorEnrol {
+            actor: custodian.public(),
+            role: Role::Service,
+        }),
+    );
+    chain.commit(vec![enrol]);
+    let mut sealed_versions: Vec<(usize, u64)> = Vec::new();
+    let mut seals = 0u64;
+    let mut releases = 0u8;
+    let sealed_twin = TwinId::bound(&hosp.public(), &LocalTwinId([0xee; 32]));
     let mut pending: Vec<SignedEvent> = Vec::new();
     let mut governance_in_block = false;
     let mut ops = ops.to_vec();
@@ -160,6 +182,50 @@ fn build(ops: &[Op]) -> DevChain {
                         patient: patients[patient as usize].public(),
                         version: twins[twin as usize],
                         state_hash: Hash([twin ^ 0x5a; 32]),
+                    }),
+                )
+            }
+            Op::Seal { patient } => {
+                // One twin whose versions are sealed in turn (its own local id).
+                seals += 1;
+                sealed_versions.push((patient as usize, seals));
+                chain.event(
+                    &actors[0],
+                    EventPayload::TwinSeal(TwinSeal {
+                        twin: LocalTwinId([0xee; 32]),
+                        patient: patients[patient as usize].public(),
+                        version: seals,
+                        state_hash: Hash([0x11; 32]),
+                        category: DataCategory::VitalSigns,
+                        ciphertext_hash: Hash([0x22; 32]),
+                        ciphertext_size: seals * 1000,
+                        custodian: custodian.public(),
+                    }),
+                )
+            }
+            Op::Release(i) if !sealed_versions.is_empty() => {
+                let (p, version) = sealed_versions[i as usize % sealed_versions.len()];
+                releases = releases.wrapping_add(1);
+                chain.event(
+                    &custodian,
+                    EventPayload::KeyRelease(KeyRelease {
+                        patient: patients[p].public(),
+                        twin: sealed_twin,
+                        version,
+                        access: EventId([releases; 32]),
+                        requester: actors[2].public(),
+                        request: Hash([releases; 32]),
+                    }),
+                )
+            }
+            Op::Erase(i) if !sealed_versions.is_empty() => {
+                let (p, version) = sealed_versions.remove(i as usize % sealed_versions.len());
+                chain.event(
+                    &actors[0],
+                    EventPayload::TwinErase(TwinErase {
+                        patient: patients[p].public(),
+                        twin: sealed_twin,
+                        version,
                     }),
                 )
             }
@@ -355,6 +421,8 @@ fn varied() -> DevChain {
             patient: 0,
             twin: 1,
         },
+        Seal { patient: 0 },
+        Seal { patient: 0 },
         EnrolAuditor(1),
         EndBlock,
         Access {
@@ -366,6 +434,8 @@ fn varied() -> DevChain {
         ChangeValidators,
         EndBlock,
         Undelegate(0),
+        Release(0),
+        Erase(1),
         EndBlock,
     ])
 }
@@ -381,6 +451,16 @@ fn a_snapshot_with_one_record_changed_is_refused_by_the_root_check() {
     let chain = varied();
     let g = &chain.genesis;
     let good = chain.state.to_snapshot();
+    // The varied chain writes the 2.4 tables too: a sealed version erased, one released.
+    assert_eq!(good.sealed.len(), 2);
+    assert_eq!(
+        good.sealed
+            .iter()
+            .filter(|(_, r)| r.erased_at.is_some())
+            .count(),
+        1
+    );
+    assert_eq!(good.releases.len(), 1);
     State::from_snapshot(g, good.clone()).unwrap();
     assert!(good.pending_validators.is_some() || !good.scheduled_validators.is_empty());
 
