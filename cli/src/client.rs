@@ -194,6 +194,39 @@ impl NodeClient {
         Ok(req)
     }
 
+    /// A POST of the JSON `body` signed by `key` (PROTOCOL.md §11.1: method POST, the path and
+    /// the blake3 of the exact body bytes sent). Returns the answer and the body bytes signed.
+    pub fn signed_post(
+        &self,
+        key: &Keypair,
+        path: &str,
+        body: &Value,
+    ) -> Result<(Value, Vec<u8>), CliError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CliError::Invalid(format!("encoding the request body: {e}")))?;
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| CliError::Invalid(format!("OS RNG: {e}")))?;
+        let auth = RequestAuth::sign(
+            key,
+            &self.chain_id,
+            "POST",
+            path,
+            &bytes,
+            Timestamp(now_ms()?),
+            nonce,
+        );
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(bytes.clone());
+        for (h, v) in auth.headers() {
+            req = req.header(h, v);
+        }
+        let r = req.send().map_err(|e| send_failed(&self.base, e))?;
+        self.answer(r).map(|(_, v)| (v, bytes))
+    }
+
     /// A GET signed by `key`.
     pub fn signed_get(&self, key: &Keypair, path: &str) -> Result<Value, CliError> {
         let r = self

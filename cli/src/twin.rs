@@ -1,10 +1,15 @@
-//! `twinctl twin`: anchor the hash of a twin version, and check a copy against the anchor.
+//! `twinctl twin`: anchor the hash of a twin version, and check a copy against the anchor;
+//! seal a version into a store, open it with a key the custodian releases, erase it
+//! ([`sealed`], protocol 2.4).
+
+mod sealed;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use twinledger_core::event::integrity::TwinAnchor;
+use twinledger_core::event::sealing::TwinSeal;
 use twinledger_core::state::records::ActorRecord;
 use twinledger_core::{
     BlockHeader, CommitCertificate, EventPayload, Genesis, Hash, LocalTwinId, Outcome, PublicKey,
@@ -108,6 +113,21 @@ pub enum TwinCommand {
         /// The copy to check.
         file: PathBuf,
     },
+    /// Seal a twin version: encrypt FILE into a store under a fresh data key, record the
+    /// TwinSeal (hashes, size, category, the node's custodian) and, once final, deposit the
+    /// data key with the custodian, wrapped to its key (PROTOCOL.md §5.10).
+    #[command(disable_version_flag = true)]
+    Seal(sealed::SealArgs),
+    /// Open a sealed twin version with an access receipt: the custodian releases the data key
+    /// (wrapped to your key, recorded on the ledger as a KeyRelease); the ciphertext and the
+    /// plaintext are checked against the sealed anchor, verified against the genesis, and the
+    /// file written only if everything matches (exit 6 if not; exit 4 if the custodian refuses).
+    #[command(disable_version_flag = true)]
+    Open(sealed::OpenArgs),
+    /// Erase a sealed twin version (TwinErase): once the erase is final the custodian destroys
+    /// its data key, and no one can open that version again.
+    #[command(disable_version_flag = true)]
+    Erase(sealed::EraseArgs),
 }
 
 /// Twin salt commands.
@@ -252,6 +272,9 @@ pub fn run(args: &TwinArgs, node: &str) -> Result<Output, CliError> {
                 json: json!({"id": id, "height": height, "twin": twin, "local": local, "organisation": org, "version": version, "state_hash": state_hash}),
             })
         }
+        TwinCommand::Seal(a) => sealed::seal(a, node),
+        TwinCommand::Open(a) => sealed::open(a, node),
+        TwinCommand::Erase(a) => sealed::erase(a, node),
         TwinCommand::Check {
             key,
             pass,
@@ -306,6 +329,19 @@ fn verified_anchor(
     twin: TwinId,
     version: u64,
 ) -> Result<TwinAnchor, CliError> {
+    verified_version(genesis, v, trusted, twin, version).map(|(anchor, _)| anchor)
+}
+
+/// As [`verified_anchor`], for a plain anchor or a sealed version (protocol 2.4, §5.10: a
+/// `TwinSeal` is the anchor extended with the ciphertext's hash and size, the category and the
+/// custodian); the `TwinSeal` itself when the version is sealed.
+fn verified_version(
+    genesis: &Genesis,
+    v: &Value,
+    trusted: Option<&Path>,
+    twin: TwinId,
+    version: u64,
+) -> Result<(TwinAnchor, Option<TwinSeal>), CliError> {
     let receipt: Receipt = crate::receipt::canonical(&v["receipt"], "receipt")?;
     let changes = crate::receipt::changes_in(v)?;
     let sets = crate::receipt::sets_for(genesis, &changes, "the node's answer", trusted)?;
@@ -313,11 +349,15 @@ fn verified_anchor(
     let outcome = sets
         .verify_receipt(&receipt)
         .map_err(|e| CliError::Mismatch(format!("the anchor's receipt does not verify: {e}")))?;
-    let EventPayload::TwinAnchor(anchor) = receipt.event.event.payload.clone() else {
-        return Err(CliError::Mismatch(format!(
-            "the node answered with a receipt for a {} event, not a twin anchor",
-            receipt.event.event.payload.kind()
-        )));
+    let (anchor, seal) = match receipt.event.event.payload.clone() {
+        EventPayload::TwinAnchor(anchor) => (anchor, None),
+        EventPayload::TwinSeal(seal) => (seal.anchor(), Some(seal)),
+        other => {
+            return Err(CliError::Mismatch(format!(
+                "the node answered with a receipt for a {} event, not a twin anchor or seal",
+                other.kind()
+            )));
+        }
     };
     if anchor.version != version {
         return Err(CliError::Mismatch(format!(
@@ -348,7 +388,7 @@ fn verified_anchor(
             v["state_hash"], anchor.state_hash
         )));
     }
-    Ok(anchor)
+    Ok((anchor, seal))
 }
 
 /// Largest state proof accepted in an answer.
