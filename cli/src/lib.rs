@@ -82,7 +82,8 @@ pub enum Command {
     Org(org::OrgArgs),
     /// The break-glass review queue.
     Review(review::ReviewArgs),
-    /// Anchor twin versions and check copies against their anchors.
+    /// Anchor twin versions and check copies against their anchors; seal, open and erase
+    /// sealed versions.
     Twin(twin::TwinArgs),
     /// Export consents and the access log as FHIR (R4 or R5).
     Fhir(fhir::FhirArgs),
