@@ -826,8 +826,15 @@ fn block_write(block: &Block, executed: &Executed) -> BlockWrite {
             w.index.push((Index::Organisation, org, leaf, id));
         }
         // Indexed under the twin id bound to the author's organisation (PROTOCOL §5.6).
-        if let (EventPayload::TwinAnchor(t), Some((_, org))) = (&ev.event.payload, actor) {
-            w.twins.push((t.twin_id(&org), t.version, id));
+        // A sealed version (TwinSeal, 2.4) is a twin anchor extended: indexed alike.
+        match (&ev.event.payload, actor) {
+            (EventPayload::TwinAnchor(t), Some((_, org))) => {
+                w.twins.push((t.twin_id(&org), t.version, id));
+            }
+            (EventPayload::TwinSeal(t), Some((_, org))) => {
+                w.twins.push((t.anchor().twin_id(&org), t.version, id));
+            }
+            _ => {}
         }
     }
     w

@@ -8,6 +8,12 @@
 //! marker, are marked in place on the next start. Beside the keys it keeps the hospital's twin
 //! salt, `keys/twin-salt.json` (PROTOCOL.md §5.6), written on the first start that lacks it, so
 //! that `twinctl twin anchor --twin-salt` works with labels with no setup.
+//!
+//! Custodian mode (ADR 0013): the dev genesis enrols `custodian`, a service actor of the dev
+//! hospital, whose key is `keys/custodian.key`; its master key is `keys/custodian-master.key`
+//! (age X25519, mode 0600, written on the first start that lacks it). `--dev` runs the node as
+//! the hospital's key custodian. A dev chain made before custodian mode has no custodian actor
+//! and runs without one.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +41,43 @@ pub struct DevSetup {
     pub twin_salt_path: PathBuf,
     /// Whether this start created the chain.
     pub created: bool,
+    /// The custodian's key and master key files, if this dev chain has a custodian.
+    pub custodian: Option<DevCustodian>,
+}
+
+/// The dev chain's key custodian.
+#[derive(Debug)]
+pub struct DevCustodian {
+    /// Its key (a service actor of the dev hospital).
+    pub key: Keypair,
+    /// `keys/custodian.key`.
+    pub key_path: PathBuf,
+    /// `keys/custodian-master.key` (age X25519, mode 0600).
+    pub master_path: PathBuf,
+}
+
+/// Name of the dev custodian's key file in the keys directory.
+pub const CUSTODIAN_KEY_FILE: &str = "custodian.key";
+/// Name of the dev custodian's master key file in the keys directory.
+pub const CUSTODIAN_MASTER_FILE: &str = "custodian-master.key";
+
+/// The dev custodian of `keys_dir` if its key exists, writing its master key if missing.
+fn dev_custodian(keys_dir: &Path) -> anyhow::Result<Option<DevCustodian>> {
+    let key_path = keys_dir.join(CUSTODIAN_KEY_FILE);
+    if !key_path.exists() {
+        return Ok(None);
+    }
+    let key = keyfile::read(&key_path)?;
+    let master_path = keys_dir.join(CUSTODIAN_MASTER_FILE);
+    if !master_path.exists() {
+        twinledger_sealed::custodian::MasterKey::generate_file(&master_path)
+            .with_context(|| format!("creating {}", master_path.display()))?;
+    }
+    Ok(Some(DevCustodian {
+        key,
+        key_path,
+        master_path,
+    }))
 }
 
 /// Name of the dev twin salt file in the keys directory.
@@ -124,6 +167,11 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
         }
         let twin_salt_path = keys_dir.join(TWIN_SALT_FILE);
         ensure_twin_salt(&twin_salt_path)?;
+        let custodian_key = keys_dir.join(CUSTODIAN_KEY_FILE);
+        if custodian_key.exists() {
+            keyfile::mark_dev(&custodian_key, chain_id)?;
+        }
+        let custodian = dev_custodian(&keys_dir)?;
         return Ok(DevSetup {
             genesis_path,
             genesis,
@@ -132,6 +180,7 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
             keys_dir,
             twin_salt_path,
             created: false,
+            custodian,
         });
     }
     std::fs::create_dir_all(&keys_dir)
@@ -157,6 +206,12 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
         organisation: hospital.public(),
         role: Role::Physician,
     })?;
+    let custodian = keyfile::generate()?;
+    g.add_actor(ActorEntry {
+        key: custodian.public(),
+        organisation: hospital.public(),
+        role: Role::Service,
+    })?;
     // Check everything before writing anything.
     g.validate()?;
     let chain_id = g.chain_id()?;
@@ -165,6 +220,13 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
     }
     let twin_salt_path = keys_dir.join(TWIN_SALT_FILE);
     ensure_twin_salt(&twin_salt_path)?;
+    keyfile::write_dev(
+        &keys_dir.join(CUSTODIAN_KEY_FILE),
+        &custodian,
+        chain_id,
+        NOTE,
+    )?;
+    let custodian = dev_custodian(&keys_dir)?;
     // The genesis last: its presence marks a complete setup.
     g.save(&genesis_path)?;
     Ok(DevSetup {
@@ -175,6 +237,7 @@ pub fn setup(data_dir: &Path) -> anyhow::Result<DevSetup> {
         keys_dir,
         twin_salt_path,
         created: true,
+        custodian,
     })
 }
 

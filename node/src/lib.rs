@@ -8,6 +8,7 @@
 pub mod api;
 pub mod chain;
 pub mod consensus;
+pub mod custodian;
 pub mod dev;
 pub mod devnet;
 pub mod keyfile;
@@ -182,6 +183,8 @@ pub struct ApiOptions {
     /// Peers (addresses or networks) whose `X-Forwarded-For` / `Forwarded` headers name the
     /// client address for the per-address limit; every other peer's are ignored.
     pub trusted_proxies: Vec<api::IpNet>,
+    /// Custodian mode: the key-release service (PROTOCOL.md §11.6), if this node runs one.
+    pub custodian: Option<Arc<custodian::Custodian>>,
 }
 
 impl Default for ApiOptions {
@@ -190,6 +193,7 @@ impl Default for ApiOptions {
             rate_limit_per_client: 5000,
             rate_limit_per_key: api::DEFAULT_RATE_PER_KEY,
             trusted_proxies: Vec::new(),
+            custodian: None,
         }
     }
 }
@@ -230,13 +234,23 @@ pub async fn serve(
     let api = Arc::new(Api::new(chain.clone(), &options));
     let app = api::router(api);
     tracing::info!(addr = %listener.local_addr()?, chain = %chain.chain_id(), "serving");
-    axum::serve(
+    // Custodian mode: erasures follow the committed chain while the API serves.
+    let follower = options.custodian.clone().map(|c| {
+        tracing::info!(custodian = %c.public(), organisation = %c.organisation(), "custodian mode");
+        tokio::spawn(custodian::follow(chain.clone(), c))
+    });
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("HTTP server")
+    .context("HTTP server");
+    if let Some(f) = follower {
+        f.abort();
+        let _ = f.await;
+    }
+    served
 }
 
 /// Serves the API on `listener` while this node, the chain's only validator (`key`), commits

@@ -69,6 +69,22 @@ struct Cli {
     /// genesis file (an observer: a loopback port the OS picks).
     #[arg(long, env = "TWINLEDGER_P2P_LISTEN")]
     p2p_listen: Option<String>,
+    /// Custodian mode (PROTOCOL.md §11.6): the key-release service's key file (a live actor
+    /// with role service of its organisation). Needs a master key.
+    #[arg(long, env = "TWINLEDGER_CUSTODIAN_KEY")]
+    custodian_key: Option<PathBuf>,
+    /// Custodian mode: the master key file (age X25519, mode 0600) the data keys are wrapped
+    /// under at rest; the environment variable TWINLEDGER_CUSTODIAN_MASTER_KEY (the file's
+    /// text) wins over it.
+    #[arg(long)]
+    custodian_master_key: Option<PathBuf>,
+    /// Custodian mode: the key store's directory (default: DATA_DIR/custodian-keys).
+    #[arg(long, env = "TWINLEDGER_CUSTODIAN_DIR")]
+    custodian_dir: Option<PathBuf>,
+    /// Custodian mode: how old (by its block's time) an access receipt may be for a release,
+    /// seconds (default 900).
+    #[arg(long, env = "TWINLEDGER_CUSTODIAN_RELEASE_WINDOW")]
+    custodian_release_window: Option<u64>,
     /// A TOML config file with the same keys as the long flags (data_dir, genesis, ...).
     #[arg(long, env = "TWINLEDGER_CONFIG")]
     config: Option<PathBuf>,
@@ -141,6 +157,10 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     observer: Option<bool>,
     p2p_listen: Option<String>,
+    custodian_key: Option<PathBuf>,
+    custodian_master_key: Option<PathBuf>,
+    custodian_dir: Option<PathBuf>,
+    custodian_release_window: Option<u64>,
 }
 
 #[tokio::main]
@@ -186,6 +206,21 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:7600".parse().expect("valid default"));
     let verify_all = cli.verify_all || file.verify_all.unwrap_or(false);
 
+    let custodian_key_path = cli.custodian_key.clone().or(file.custodian_key.clone());
+    let custodian_master_path = cli
+        .custodian_master_key
+        .clone()
+        .or(file.custodian_master_key.clone());
+    let custodian_dir = cli
+        .custodian_dir
+        .clone()
+        .or(file.custodian_dir.clone())
+        .unwrap_or_else(|| data_dir.join("custodian-keys"));
+    let release_window = std::time::Duration::from_secs(
+        cli.custodian_release_window
+            .or(file.custodian_release_window)
+            .unwrap_or(twinledger_node::custodian::DEFAULT_RELEASE_WINDOW.as_secs()),
+    );
     let (genesis, key, banner) = if cli.dev {
         let s = dev::setup(&data_dir)?;
         (s.genesis.clone(), s.validator.clone(), Some(s))
@@ -221,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    if let Some(s) = banner {
+    if let Some(s) = &banner {
         let st = chain.state();
         println!(
             "Twinledger dev chain {} ({})",
@@ -242,6 +277,19 @@ async fn main() -> anyhow::Result<()> {
                 k.public.to_did(),
                 k.path.display(),
                 k.role
+            );
+        }
+        if let Some(c) = &s.custodian {
+            println!(
+                "    {:<10} {}  {}  (key custodian, service actor of Dev Hospital)",
+                "custodian",
+                c.key.public().to_did(),
+                c.key_path.display()
+            );
+            println!(
+                "    {:<10} {}  (age master key of the custodian's key store)",
+                "master",
+                c.master_path.display()
             );
         }
         println!(
@@ -267,7 +315,53 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e: String| anyhow::anyhow!("trusted proxy {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Custodian mode: explicit flags, or the dev chain's custodian under --dev.
+    let dev_custodian = banner.as_ref().and_then(|s| {
+        s.custodian
+            .as_ref()
+            .map(|c| (c.key.clone(), c.master_path.clone()))
+    });
+    let custodian_cfg = match (custodian_key_path, dev_custodian) {
+        (Some(kpath), _) => {
+            let key = keyfile::read(&kpath)
+                .with_context(|| format!("custodian key {}", kpath.display()))?;
+            Some((key, custodian_master_path.clone()))
+        }
+        (None, Some((key, master))) => Some((key, custodian_master_path.clone().or(Some(master)))),
+        (None, None) => {
+            anyhow::ensure!(
+                custodian_master_path.is_none(),
+                "--custodian-master-key given without --custodian-key"
+            );
+            None
+        }
+    };
+    let custodian = match custodian_cfg {
+        Some((key, master)) => {
+            let master =
+                twinledger_sealed::custodian::MasterKey::from_env_or_file(master.as_deref())
+                    .context("custodian master key")?;
+            let c = twinledger_node::custodian::Custodian::open(
+                twinledger_node::custodian::CustodianConfig {
+                    key,
+                    master,
+                    dir: custodian_dir.clone(),
+                    release_window,
+                },
+                &chain.state(),
+            )?;
+            println!(
+                "  custodian  {} of {} (keys in {})",
+                c.public().to_did(),
+                c.organisation().to_did(),
+                custodian_dir.display()
+            );
+            Some(std::sync::Arc::new(c))
+        }
+        None => None,
+    };
     let options = ApiOptions {
+        custodian,
         rate_limit_per_client: cli
             .rate_limit
             .or(file.rate_limit)

@@ -43,6 +43,13 @@ pub struct LimitLabel {
     pub kind: &'static str,
 }
 
+/// Label of a refused custodian request: its error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The error code (`grant_revoked`, `already_released`, ...).
+    pub code: &'static str,
+}
+
 /// The node's metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -68,6 +75,14 @@ pub struct Metrics {
     pub rate_limited: Family<LimitLabel, Counter>,
     /// Request nonces remembered for replay protection (known keys only).
     pub nonces: Gauge,
+    /// Custodian mode: data keys released (each with its committed KeyRelease).
+    pub custodian_releases: Counter,
+    /// Custodian mode: data keys deposited.
+    pub custodian_deposits: Counter,
+    /// Custodian mode: data keys erased after a committed TwinErase.
+    pub custodian_erasures: Counter,
+    /// Custodian mode: refused deposits and releases, by error code.
+    pub custodian_refusals: Family<CodeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +107,30 @@ impl Metrics {
         let read_refusals = Family::<RefusalLabel, Counter>::default();
         let rate_limited = Family::<LimitLabel, Counter>::default();
         let nonces = Gauge::default();
+        let custodian_releases = Counter::default();
+        let custodian_deposits = Counter::default();
+        let custodian_erasures = Counter::default();
+        let custodian_refusals = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "custodian_releases",
+            "Data keys released by the custodian (each with a committed KeyRelease)",
+            custodian_releases.clone(),
+        );
+        registry.register(
+            "custodian_deposits",
+            "Data keys deposited with the custodian",
+            custodian_deposits.clone(),
+        );
+        registry.register(
+            "custodian_erasures",
+            "Data keys erased by the custodian after a committed TwinErase",
+            custodian_erasures.clone(),
+        );
+        registry.register(
+            "custodian_refusals",
+            "Custodian deposits and releases refused, by error code",
+            custodian_refusals.clone(),
+        );
         registry.register("height", "Height of the last final block", height.clone());
         registry.register("events_committed", "Events committed", events.clone());
         registry.register(
@@ -146,7 +185,18 @@ impl Metrics {
             read_refusals,
             rate_limited,
             nonces,
+            custodian_releases,
+            custodian_deposits,
+            custodian_erasures,
+            custodian_refusals,
         }
+    }
+
+    /// Counts a refused custodian request by its error code.
+    pub fn count_custodian_refusal(&self, code: &'static str) {
+        self.custodian_refusals
+            .get_or_create(&CodeLabel { code })
+            .inc();
     }
 
     /// Counts a refused read by status and code (and an unknown key's on its own counter).

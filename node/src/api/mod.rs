@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+pub(crate) use auth::authenticate;
 pub use auth::{
     FAIR_SHARE, MAX_NONCES, NonceCache, RETENTION_MS, WINDOW_MS, is_known_key, nonce_quota,
 };
@@ -60,6 +61,8 @@ pub struct Api {
     pub key_rate: RateLimiter<twinledger_core::PublicKey>,
     /// Peers whose forwarding headers name the client address.
     pub trusted_proxies: Vec<IpNet>,
+    /// The key custodian, in custodian mode.
+    pub custodian: Option<Arc<crate::custodian::Custodian>>,
 }
 
 impl Api {
@@ -72,6 +75,7 @@ impl Api {
             rate: RateLimiter::new(options.rate_limit_per_client),
             key_rate: RateLimiter::new(options.rate_limit_per_key),
             trusted_proxies: options.trusted_proxies.clone(),
+            custodian: options.custodian.clone(),
         }
     }
 }
@@ -294,6 +298,14 @@ impl ApiError {
     fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+    /// A 500 whose cause is logged, not answered.
+    pub(crate) fn internal_error(e: impl std::fmt::Display) -> Self {
+        Self::internal(e)
+    }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(
@@ -366,6 +378,15 @@ pub fn router(api: Arc<Api>) -> Router {
         .route(
             "/v1/twins/{twin}/{version}",
             axum::routing::get(twins::twin),
+        )
+        .route("/v1/custodian", axum::routing::get(crate::custodian::info))
+        .route(
+            "/v1/custodian/keys",
+            axum::routing::post(crate::custodian::deposit),
+        )
+        .route(
+            "/v1/custodian/release",
+            axum::routing::post(crate::custodian::release),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(api.clone(), guard))

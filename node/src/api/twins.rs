@@ -1,5 +1,6 @@
-//! `GET /v1/twins/{twin}/{version}`: the anchor of one version of a twin, with its receipt and
-//! what proves the twin id (PROTOCOL.md §5.6, §11).
+//! `GET /v1/twins/{twin}/{version}`: the anchor of one version of a twin (a TwinAnchor, or a
+//! TwinSeal with its sealed fields under `sealed`), with its receipt and what proves the twin id
+//! (PROTOCOL.md §5.6, §5.10, §11).
 
 use std::sync::Arc;
 
@@ -71,10 +72,26 @@ pub async fn twin(
         .chain
         .receipt(&id)?
         .ok_or_else(|| ApiError::internal(format!("anchor {id} indexed but not stored")))?;
-    let EventPayload::TwinAnchor(anchor) = &receipt.event.event.payload else {
-        return Err(ApiError::internal(format!(
-            "event {id} is not a twin anchor"
-        )));
+    // A twin anchor, or a sealed version (TwinSeal, 2.4: the anchor extended; its sealed
+    // fields are answered under `sealed`, with the erasure height if it was erased).
+    let (anchor, sealed) = match &receipt.event.event.payload {
+        EventPayload::TwinAnchor(a) => (a.clone(), Value::Null),
+        EventPayload::TwinSeal(s) => {
+            let erased_at = state.sealed(&twin, version).and_then(|r| r.erased_at);
+            (
+                s.anchor(),
+                json!({
+                    "category": s.category, "ciphertext_hash": s.ciphertext_hash,
+                    "ciphertext_size": s.ciphertext_size, "custodian": s.custodian,
+                    "erased_at": erased_at,
+                }),
+            )
+        }
+        _ => {
+            return Err(ApiError::internal(format!(
+                "event {id} is not a twin anchor"
+            )));
+        }
     };
     // The tip is taken after the anchor was read, so it is at or after the anchor's block.
     let state = api.chain.state();
@@ -93,6 +110,7 @@ pub async fn twin(
     Ok(Json(json!({
         "twin": twin, "local": anchor.twin, "version": version, "state_hash": anchor.state_hash,
         "patient": anchor.patient, "organisation": rec.organisation, "latest_version": rec.version,
+        "sealed": sealed,
         "receipt": receipt,
         "tip": { "header": tip.block.header, "certificate": tip.certificate },
         "author": {
