@@ -293,6 +293,57 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     assert!(stored.starts_with(b"age-encryption.org/v1"));
     assert!(!stored.windows(8).any(|w| w == &heart_bytes[..8]));
 
+    // Sealing a version the store already holds is refused before anything is recorded.
+    let salt = dev.data.join("keys").join("twin-salt.json");
+    let again = exit(
+        &api,
+        &[
+            "twin",
+            "seal",
+            "--key",
+            &dev.key("physician"),
+            "--patient",
+            &patient,
+            "--twin-id",
+            "alice-twin",
+            "--twin-salt",
+            salt.to_str().unwrap(),
+            "--version",
+            "1",
+            "--category",
+            "vital-signs",
+            "--store",
+            dev.store.to_str().unwrap(),
+            genome.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(stderr(&again).contains("never replaced"), "{}", err(&again));
+    assert_eq!(std::fs::read(&object).unwrap(), stored);
+
+    // A version anchored but not sealed has nothing to open (refused before any release).
+    exit(
+        &api,
+        &[
+            "twin",
+            "anchor",
+            "--key",
+            &dev.key("physician"),
+            "--organisation",
+            v1["organisation"].as_str().unwrap(),
+            "--patient",
+            &patient,
+            "--twin-id",
+            "alice-twin",
+            "--twin-salt",
+            salt.to_str().unwrap(),
+            "--version",
+            "3",
+            genome.to_str().unwrap(),
+        ],
+        0,
+    );
+
     // Another patient's twin, sealed too (for the receipt-for-another-twin check).
     let other = twinledger_cli::keystore::generate().unwrap();
     let other_twin = dev.seal(
@@ -311,6 +362,9 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     let permits: Vec<PathBuf> = (1..=6)
         .map(|i| dev.request(&res, "vital-signs", &format!("r{i}.json"), 0))
         .collect();
+
+    let o = dev.open(&res, &permits[0], &twin, 3, &dev.store, "plain.out", 2);
+    assert!(stderr(&o).contains("anchored, not sealed"), "{}", err(&o));
 
     // 1. The permitted researcher opens the heart data.
     let o = dev.open(&res, &permits[0], &twin, 1, &dev.store, "heart.out", 0);

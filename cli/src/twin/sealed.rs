@@ -278,17 +278,6 @@ pub fn open(a: &OpenArgs, node: &str) -> Result<Output, CliError> {
     })?;
     crate::files::check_output(&a.out)?;
     let store = LocalStore::new(&a.store).map_err(seal_error)?;
-    let object = store.path_of(&id);
-    if !object.is_file() {
-        return Err(CliError::Io {
-            doing: "read",
-            path: object,
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{id} is not in the store {}", a.store.display()),
-            ),
-        });
-    }
     let ledger = GenesisFile::load(&a.genesis)?.ledger_genesis()?;
     let key = open_key(&a.key, &a.pass, node)?;
     let client = NodeClient::connect(node)?;
@@ -302,6 +291,18 @@ pub fn open(a: &OpenArgs, node: &str) -> Result<Output, CliError> {
             a.version
         ))
     })?;
+    // The ciphertext must be at hand before a release is spent on it.
+    let object = store.path_of(&id);
+    if !object.is_file() {
+        return Err(CliError::Io {
+            doing: "read",
+            path: object,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{id} is not in the store {}", a.store.display()),
+            ),
+        });
+    }
     let body = json!({"twin": twin.to_hex(), "version": a.version, "receipt": receipt});
     let (ans, _) = client
         .signed_post(&key, "/v1/custodian/release", &body)
