@@ -297,6 +297,40 @@ mod tests {
     }
 
     #[test]
+    fn the_dev_chain_enrols_a_custodian_service_actor_with_a_private_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = setup(dir.path()).unwrap();
+        let c = first.custodian.as_ref().expect("a dev custodian");
+        let hospital = first.keys[1].public;
+        let actor = first
+            .genesis
+            .actors
+            .iter()
+            .find(|a| a.key == c.key.public())
+            .expect("enrolled in the genesis");
+        assert_eq!((actor.organisation, actor.role), (hospital, Role::Service));
+        let chain_id = first.genesis.chain_id().unwrap();
+        assert_eq!(
+            keyfile::read_file(&c.key_path).unwrap().kind,
+            keyfile::KeyKind::Dev { chain_id }
+        );
+        let master = twinledger_sealed::custodian::MasterKey::from_file(&c.master_path).unwrap();
+        let again = setup(dir.path()).unwrap();
+        let c2 = again.custodian.unwrap();
+        assert_eq!(c2.key.public(), c.key.public());
+        assert_eq!(
+            twinledger_sealed::custodian::MasterKey::from_file(&c2.master_path)
+                .unwrap()
+                .recipient(),
+            master.recipient(),
+            "the master key is kept across starts"
+        );
+        // A dev chain made before custodian mode runs without one.
+        std::fs::remove_file(&c.key_path).unwrap();
+        assert!(setup(dir.path()).unwrap().custodian.is_none());
+    }
+
+    #[test]
     fn the_dev_chain_keeps_one_private_twin_salt_across_starts() {
         let dir = tempfile::tempdir().unwrap();
         let first = setup(dir.path()).unwrap();

@@ -350,12 +350,14 @@ async fn main() -> anyhow::Result<()> {
                 },
                 &chain.state(),
             )?;
-            println!(
-                "  custodian  {} of {} (keys in {})",
-                c.public().to_did(),
-                c.organisation().to_did(),
-                custodian_dir.display()
-            );
+            if banner.is_none() {
+                println!(
+                    "  custodian  {} of {} (keys in {})",
+                    c.public().to_did(),
+                    c.organisation().to_did(),
+                    custodian_dir.display()
+                );
+            }
             Some(std::sync::Arc::new(c))
         }
         None => None,

@@ -872,7 +872,7 @@ async fn no_answer_log_line_or_file_of_the_custodian_holds_a_raw_data_key() {
     let mut raw_keys = Vec::new();
     // Property-style: several random plaintexts and versions; every answer and refusal kept.
     for version in 1..=6u64 {
-        let mut plain = vec![0u8; 64 + (version as usize) * 997];
+        let mut plain = vec![0u8; 64 + usize::try_from(version).unwrap() * 997];
         getrandom::fill(&mut plain).unwrap();
         let s = seal_and_deposit(
             &node,
@@ -937,6 +937,7 @@ async fn no_answer_log_line_or_file_of_the_custodian_holds_a_raw_data_key() {
 /// `cargo test -p twinledger-node --test custodian -- --ignored --nocapture release_latency`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: prints p50/p99"]
+#[allow(clippy::print_stdout)] // the figures are its output
 async fn release_latency() {
     let block_ms = std::env::var("TWINLEDGER_BENCH_BLOCK_MS")
         .ok()
@@ -965,11 +966,11 @@ async fn release_latency() {
         assert_eq!(st, 200, "{v}");
     }
     times.sort();
-    let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let p = |per: usize| times[(times.len() * per).div_ceil(100).saturating_sub(1)];
     println!(
         "key release latency over {n} sequential releases, block interval {block_ms} ms: p50 {:?} p99 {:?} max {:?}",
-        p(0.50),
-        p(0.99),
+        p(50),
+        p(99),
         times.last().unwrap()
     );
     node.stop().await;

@@ -167,6 +167,7 @@ async fn behind_a_trusted_proxy_limits_are_per_key() {
             rate_limit_per_client: 5,
             rate_limit_per_key: 2,
             trusted_proxies: vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            ..ApiOptions::default()
         },
     )
     .await

@@ -306,7 +306,7 @@ async fn release_inner(
         api.chain.chain_id(),
         me,
         seq,
-        now().plus_ms(RELEASE_WAIT.as_millis() as u64),
+        now().plus_ms(u64::try_from(RELEASE_WAIT.as_millis()).unwrap_or(u64::MAX)),
         payload,
     )
     .sign(&cust.key);
