@@ -583,9 +583,10 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         ],
         0,
     );
-    exit(
+    let o = exit(
         &api,
         &[
+            "--json",
             "audit",
             "verify",
             chain.to_str().unwrap(),
@@ -594,4 +595,8 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         ],
         0,
     );
+    // Four releases: the permitted open, the first of the twice-sent request, the tampered
+    // ciphertext's (the key is released, the open fails), the break-glass open.
+    let summary = json_of(&o);
+    assert_eq!(summary["summary"]["key_releases"], json!(4), "{summary}");
 }
