@@ -975,3 +975,16 @@ async fn release_latency() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_custodian_mode_says_so_on_every_custodian_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::TestNode::start(dir.path()).await.unwrap();
+    let (st, v) = node.get("/v1/custodian").await;
+    assert_eq!((st, code(&v)), (404, "no_custodian"), "{v}");
+    for path in ["/v1/custodian/keys", RELEASE] {
+        let (st, v) = node.post(path, json!({})).await;
+        assert_eq!((st, code(&v)), (404, "no_custodian"), "{path}: {v}");
+    }
+    node.stop().await;
+}
