@@ -137,13 +137,12 @@ impl Dev {
         out
     }
 
-    /// `twin open` as `key` with `receipt`, output `<dir>/<out>`; asserts exit `code`.
+    /// `twin open` of (twin, version) as `key` with `receipt`, output `<dir>/<out>`; asserts exit `code`.
     fn open(
         &self,
         key: &str,
         receipt: &Path,
-        twin: &str,
-        version: u64,
+        (twin, version): (&str, u64),
         store: &Path,
         out: &str,
         code: i32,
@@ -363,18 +362,18 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         .map(|i| dev.request(&res, "vital-signs", &format!("r{i}.json"), 0))
         .collect();
 
-    let o = dev.open(&res, &permits[0], &twin, 3, &dev.store, "plain.out", 2);
+    let o = dev.open(&res, &permits[0], (&twin, 3), &dev.store, "plain.out", 2);
     assert!(stderr(&o).contains("anchored, not sealed"), "{}", err(&o));
 
     // 1. The permitted researcher opens the heart data.
-    let o = dev.open(&res, &permits[0], &twin, 1, &dev.store, "heart.out", 0);
+    let o = dev.open(&res, &permits[0], (&twin, 1), &dev.store, "heart.out", 0);
     let opened = json_of(&o);
     assert_eq!(opened["break_glass"], json!(false));
     assert_eq!(opened["anchor_verified"], json!(true));
     assert_eq!(std::fs::read(dev.path("heart.out")).unwrap(), heart_bytes);
 
     // 2. The same permit again (a replayed key request): refused, its own code.
-    let o = dev.open(&res, &permits[0], &twin, 1, &dev.store, "again.out", 4);
+    let o = dev.open(&res, &permits[0], (&twin, 1), &dev.store, "again.out", 4);
     assert!(stderr(&o).contains("already_released"), "{}", err(&o));
     assert!(!dev.path("again.out").exists());
 
@@ -401,7 +400,7 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     let n = bytes.len();
     bytes[n / 2] ^= 0x40;
     std::fs::write(tampered.join(&twin).join("1.age"), &bytes).unwrap();
-    let o = dev.open(&res, &permits[1], &twin, 1, &tampered, "tampered.out", 6);
+    let o = dev.open(&res, &permits[1], (&twin, 1), &tampered, "tampered.out", 6);
     assert!(stderr(&o).contains("tampered ciphertext"), "{}", err(&o));
     assert!(!dev.path("tampered.out").exists());
 
@@ -409,8 +408,7 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     let o = dev.open(
         &res,
         &permits[2],
-        &other_twin,
-        1,
+        (&other_twin, 1),
         &dev.store,
         "other.out",
         4,
@@ -421,8 +419,7 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     let o = dev.open(
         &dev.key("physician"),
         &permits[3],
-        &twin,
-        1,
+        (&twin, 1),
         &dev.store,
         "stolen.out",
         4,
@@ -432,9 +429,9 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     // 7. The same researcher is refused the genome: its access is denied, and the custodian
     // refuses the deny receipt; a vital-signs permit does not open the genetic version.
     let denied = dev.request(&res, "GDIS", "genome.json", 4);
-    let o = dev.open(&res, &denied, &twin, 2, &dev.store, "genome.out", 4);
+    let o = dev.open(&res, &denied, (&twin, 2), &dev.store, "genome.out", 4);
     assert!(stderr(&o).contains("(denied)"), "{}", err(&o));
-    let o = dev.open(&res, &permits[4], &twin, 2, &dev.store, "genome.out", 4);
+    let o = dev.open(&res, &permits[4], (&twin, 2), &dev.store, "genome.out", 4);
     assert!(stderr(&o).contains("wrong_category"), "{}", err(&o));
     assert!(!dev.path("genome.out").exists());
 
@@ -445,7 +442,7 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         &["consent", "revoke", "--key", &dev.key("patient"), &grant_id],
         0,
     );
-    let o = dev.open(&res, &last, &twin, 1, &dev.store, "revoked.out", 4);
+    let o = dev.open(&res, &last, (&twin, 1), &dev.store, "revoked.out", 4);
     assert!(stderr(&o).contains("grant_revoked"), "{}", err(&o));
     exit(
         &api,
@@ -490,8 +487,7 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     let o = dev.open(
         &dev.key("physician"),
         &bg,
-        &twin,
-        2,
+        (&twin, 2),
         &dev.store,
         "genome.out",
         0,
