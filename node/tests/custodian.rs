@@ -715,6 +715,41 @@ async fn after_the_patient_revokes_the_grant_the_old_receipt_still_verifies_but_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_revoked_since_its_permit_gets_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 50, DEFAULT_RELEASE_WINDOW).await;
+    let k = keys();
+    let alice = patient("alice");
+    node.commit(&node.event(&alice, grant_to_institute(&alice, DataCategory::VitalSigns)))
+        .await;
+    let s = seal_and_deposit(&node, &alice, "MRN-1", 1, DataCategory::VitalSigns, b"v").await;
+    let receipt = node
+        .commit(&node.event(&k.researcher, access(&alice, DataCategory::VitalSigns)))
+        .await;
+    // The institute revokes its researcher after the permit.
+    node.commit(&node.event(
+        &k.institute,
+        EventPayload::ActorRevoke(twinledger_core::event::membership::ActorRevoke {
+            actor: k.researcher.public(),
+        }),
+    ))
+    .await;
+    let (st, v) = node
+        .signed_post(&k.researcher, RELEASE, &release_body(&s, &receipt))
+        .await;
+    // A revoked actor's key is no longer one the chain knows (§11.1): refused before the
+    // custodian looks at the receipt; had it been known, `requester_revoked`.
+    assert_eq!(st, 403, "{v}");
+    assert!(
+        matches!(code(&v), "unknown_key" | "requester_revoked"),
+        "{v}"
+    );
+    let r: Receipt = serde_json::from_value(receipt["receipt"].clone()).unwrap();
+    assert_eq!(node.chain.state().release_of(&r.event_id()), None);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_older_than_the_release_window_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), 50, Duration::ZERO).await;

@@ -212,8 +212,23 @@ async fn release_inner(
             format!("access request {access} is for {action:?}, a key is released for read only"),
         ));
     }
-    // 6. The permitting grant is still in force now (not revoked, in its window, its delegate's
-    //    delegation live).
+    // 6. The requester is still a live actor of a live organisation: an actor (or organisation)
+    //    revoked since its request gets no key, whatever its receipt says.
+    let requester_live = state
+        .actor(&requester)
+        .is_some_and(|a| a.live && state.organisation(&a.organisation).is_some_and(|o| o.live));
+    if !requester_live {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "requester_revoked",
+            format!(
+                "{requester} is no longer a live actor of a live member organisation; no key is \
+                 released for its earlier access request {access}"
+            ),
+        ));
+    }
+    // 6b. The permitting grant is still in force now (not revoked, in its window, its
+    //    delegate's delegation live).
     let t = now();
     if let Some(g) = grant {
         let live = state.grant(&g).is_some_and(|rec| {
