@@ -393,7 +393,8 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         "{answer}"
     );
 
-    // 4. A tampered ciphertext: the key is released, the open fails naming it, nothing written.
+    // 4. A tampered ciphertext: refused before any key is requested (the permit is not spent),
+    //    naming it; nothing written.
     let tampered = dev.path("tampered-store");
     std::fs::create_dir_all(tampered.join(&twin)).unwrap();
     let mut bytes = stored.clone();
@@ -591,8 +592,8 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
         ],
         0,
     );
-    // Four releases: the permitted open, the first of the twice-sent request, the tampered
-    // ciphertext's (the key is released, the open fails), the break-glass open.
+    // Three releases: the permitted open, the first of the twice-sent request, the break-glass
+    // open. The tampered ciphertext was refused before any key was requested.
     let summary = json_of(&o);
-    assert_eq!(summary["summary"]["key_releases"], json!(4), "{summary}");
+    assert_eq!(summary["summary"]["key_releases"], json!(3), "{summary}");
 }

@@ -303,6 +303,25 @@ pub fn open(a: &OpenArgs, node: &str) -> Result<Output, CliError> {
             ),
         });
     }
+    // ... and be the sealed file the ledger anchored: a changed or cut file is refused before
+    // the release, so it does not spend the permit (each permit releases a key once).
+    let size = store
+        .get(&id, &mut std::io::sink(), Some(&seal.ciphertext_hash.0))
+        .map_err(|e| {
+            CliError::Mismatch(format!(
+                "tampered ciphertext: {} is not the sealed file the ledger anchored for {id} \
+                 ({e}); no key was requested, nothing written",
+                object.display()
+            ))
+        })?;
+    if size != seal.ciphertext_size {
+        return Err(CliError::Mismatch(format!(
+            "tampered ciphertext: {} holds {size} bytes, the ledger anchored {}; no key was \
+             requested, nothing written",
+            object.display(),
+            seal.ciphertext_size
+        )));
+    }
     let body = json!({"twin": twin.to_hex(), "version": a.version, "receipt": receipt});
     let (ans, _) = client
         .signed_post(&key, "/v1/custodian/release", &body)
