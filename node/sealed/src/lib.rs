@@ -162,16 +162,33 @@ pub struct Sealed {
     pub ciphertext_hash: [u8; 32],
     /// Length of the ciphertext in bytes.
     pub ciphertext_size: u64,
-    /// BLAKE3 of the plaintext.
+    /// The salted commitment to the plaintext, [`commit`]: `H_"twinledger v1 commitment"(salt
+    /// || plaintext)`, the 32-byte salt drawn fresh and sealed inside the file (the first bytes
+    /// of the age payload). Once the data key is erased the salt is gone with it, so the
+    /// commitment on the ledger can no longer be opened, nor a guess of the data confirmed.
     pub plaintext_hash: [u8; 32],
-    /// Length of the plaintext in bytes.
+    /// Length of the plaintext in bytes (without the salt).
     pub size: u64,
+}
+
+/// Length of the salt that opens a sealed version's plaintext commitment.
+pub const SALT_LEN: usize = 32;
+
+/// The BLAKE3 key-derivation context of the plaintext commitment (PROTOCOL.md §2.3).
+pub const COMMITMENT_CONTEXT: &str = "twinledger v1 commitment";
+
+/// `H_"twinledger v1 commitment"(salt || data)`: the commitment of PROTOCOL.md §2.3.
+pub fn commit(salt: &[u8; SALT_LEN], data: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(COMMITMENT_CONTEXT);
+    h.update(salt);
+    h.update(data);
+    *h.finalize().as_bytes()
 }
 
 /// What [`open`] checked and wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
-    /// BLAKE3 of the plaintext written.
+    /// The salted commitment to the plaintext written (see [`Sealed::plaintext_hash`]).
     pub plaintext_hash: [u8; 32],
     /// Length of the plaintext written.
     pub size: u64,
@@ -188,7 +205,7 @@ pub struct Expected {
     pub ciphertext_hash: Option<[u8; 32]>,
     /// The ciphertext's length: with it, a cut file is reported as truncated wherever it is cut.
     pub ciphertext_size: Option<u64>,
-    /// The plaintext's BLAKE3.
+    /// The plaintext's salted commitment (what the ledger anchored).
     pub plaintext_hash: Option<[u8; 32]>,
 }
 
@@ -261,8 +278,14 @@ pub fn seal<R: Read, W: Write>(reader: R, writer: W) -> Result<Sealed, SealError
         stream: "ciphertext output",
         source,
     };
+    // The salt of the plaintext commitment, sealed first, inside the payload.
+    let mut salt = Zeroizing::new([0u8; SALT_LEN]);
+    getrandom::fill(salt.as_mut()).map_err(|e| SealError::Rng(e.to_string()))?;
+    let mut commitment = blake3::Hasher::new_derive_key(COMMITMENT_CONTEXT);
+    commitment.update(salt.as_ref());
     {
         let mut stream = encryptor.wrap_output(&mut out).map_err(write_err)?;
+        stream.write_all(salt.as_ref()).map_err(write_err)?;
         let mut buf = Zeroizing::new(vec![0u8; BUF_SIZE]);
         loop {
             let n = match input.read(&mut buf) {
@@ -276,6 +299,7 @@ pub fn seal<R: Read, W: Write>(reader: R, writer: W) -> Result<Sealed, SealError
                     });
                 }
             };
+            commitment.update(&buf[..n]);
             stream.write_all(&buf[..n]).map_err(write_err)?;
         }
         stream.finish().map_err(write_err)?;
@@ -285,7 +309,7 @@ pub fn seal<R: Read, W: Write>(reader: R, writer: W) -> Result<Sealed, SealError
         data_key,
         ciphertext_hash: *out.hasher.finalize().as_bytes(),
         ciphertext_size: out.count,
-        plaintext_hash: *input.hasher.finalize().as_bytes(),
+        plaintext_hash: *commitment.finalize().as_bytes(),
         size: input.count,
     })
 }
@@ -317,6 +341,10 @@ pub fn open<R: Read, W: Write>(
     let mut out = Hashing::new(writer);
     let mut buf = Zeroizing::new(vec![0u8; BUF_SIZE]);
     let mut plain: u64 = 0;
+    // The first SALT_LEN bytes of the payload are the commitment's salt, not the data.
+    let mut salt = Zeroizing::new([0u8; SALT_LEN]);
+    let mut salt_len = 0usize;
+    let mut commitment = blake3::Hasher::new_derive_key(COMMITMENT_CONTEXT);
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
@@ -328,10 +356,27 @@ pub fn open<R: Read, W: Write>(
             }
         };
         plain += n as u64;
-        out.write_all(&buf[..n]).map_err(|source| SealError::Io {
+        let mut data = &buf[..n];
+        if salt_len < SALT_LEN {
+            let take = (SALT_LEN - salt_len).min(data.len());
+            salt[salt_len..salt_len + take].copy_from_slice(&data[..take]);
+            salt_len += take;
+            data = &data[take..];
+            if salt_len == SALT_LEN {
+                commitment.update(salt.as_ref());
+            }
+        }
+        commitment.update(data);
+        out.write_all(data).map_err(|source| SealError::Io {
             stream: "plaintext output",
             source,
         })?;
+    }
+    if salt_len < SALT_LEN {
+        // An authenticated payload shorter than its salt was not made by `seal`.
+        return Err(SealError::NotSealed(format!(
+            "its payload is {salt_len} bytes, shorter than the {SALT_LEN}-byte commitment salt"
+        )));
     }
     drop(stream);
     out.flush().map_err(|source| SealError::Io {
@@ -341,7 +386,7 @@ pub fn open<R: Read, W: Write>(
     buf.zeroize();
     let inner = input.into_inner();
     let opened = Opened {
-        plaintext_hash: *out.hasher.finalize().as_bytes(),
+        plaintext_hash: *commitment.finalize().as_bytes(),
         size: out.count,
         ciphertext_hash: *inner.hasher.finalize().as_bytes(),
         ciphertext_size: inner.count,
@@ -424,10 +469,11 @@ fn payload_error<R: Read>(
             };
         }
     }
+    // `plain` counts the payload (the salt, then the data): the offset reported is the data's.
     let chunk = plain / CHUNK_SIZE;
     SealError::TamperedChunk {
         chunk,
-        plaintext_offset: chunk * CHUNK_SIZE,
+        plaintext_offset: (chunk * CHUNK_SIZE).saturating_sub(SALT_LEN as u64),
     }
 }
 

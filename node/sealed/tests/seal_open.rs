@@ -24,6 +24,8 @@ fn seal_vec(plain: &[u8]) -> (twinledger_sealed::Sealed, Vec<u8>) {
 /// Offset in the age file of the first byte of payload chunk `k` (header, 16-byte nonce, then
 /// chunks of 64 KiB + 16-byte tag).
 fn chunk_offset(ct_len: usize, plain_len: usize, k: usize) -> usize {
+    // The payload is the 32-byte commitment salt, then the data.
+    let plain_len = plain_len + twinledger_sealed::SALT_LEN;
     let chunks = plain_len.div_ceil(C).max(1);
     let header = ct_len - (16 + plain_len + 16 * chunks);
     header + 16 + k * (C + 16)
@@ -38,7 +40,8 @@ fn sealed_versions_open_to_the_same_bytes_across_chunk_boundaries() {
         let (s, ct) = seal_vec(&plain);
         assert_eq!(s.size, n as u64);
         assert_eq!(s.ciphertext_size, ct.len() as u64);
-        assert_eq!(s.plaintext_hash, *blake3::hash(&plain).as_bytes());
+        // A salted commitment (the salt is sealed inside), never the plain hash of the data.
+        assert_ne!(s.plaintext_hash, *blake3::hash(&plain).as_bytes());
         assert_eq!(s.ciphertext_hash, *blake3::hash(&ct).as_bytes());
         assert!(
             !ct.windows(16.min(n.max(1)))
@@ -93,12 +96,12 @@ fn a_changed_byte_in_a_chunk_is_reported_as_tampered_at_that_chunk() {
                 plaintext_offset,
             } => {
                 assert_eq!(chunk, k as u64);
-                assert_eq!(plaintext_offset, k as u64 * CHUNK_SIZE);
+                assert_eq!(plaintext_offset, (k as u64 * CHUNK_SIZE).saturating_sub(32));
             }
             other => panic!("chunk {k}: {other}"),
         }
-        // Only the chunks before the tampered one were written.
-        assert_eq!(out.len(), k * C);
+        // Only the data of the chunks before the tampered one was written (not the salt).
+        assert_eq!(out.len(), (k * C).saturating_sub(32));
         assert!(
             format!(
                 "{}",
@@ -112,7 +115,7 @@ fn a_changed_byte_in_a_chunk_is_reported_as_tampered_at_that_chunk() {
             )
             .contains(&format!(
                 "chunk {k} (plaintext offset {})",
-                k as u64 * CHUNK_SIZE
+                (k as u64 * CHUNK_SIZE).saturating_sub(32)
             ))
         );
     }
@@ -308,4 +311,45 @@ fn twin_ids_that_could_name_other_files_are_refused() {
         );
     }
     assert_eq!(VersionId::new("0a1b", 9).unwrap().object_name(), "0a1b/9");
+}
+
+/// PROTOCOL §5.10 (2.4): the plaintext commitment is salted with 32 fresh bytes sealed inside the
+/// file. Sealing the same data twice gives two commitments, neither the data's plain hash, so a
+/// guess of an erased version's data cannot be confirmed from the ledger; the holder of the key
+/// opens it (the salt is the payload's first 32 bytes) and gets the anchored commitment back.
+#[test]
+fn the_plaintext_commitment_is_salted_inside_the_sealed_file() {
+    let data = b"blood group A+".to_vec();
+    let mut c1 = Vec::new();
+    let s1 = seal(&data[..], &mut c1).unwrap();
+    let mut c2 = Vec::new();
+    let s2 = seal(&data[..], &mut c2).unwrap();
+    assert_ne!(s1.plaintext_hash, s2.plaintext_hash);
+    assert_ne!(s1.plaintext_hash, *blake3::hash(&data).as_bytes());
+    assert_eq!(s1.size, data.len() as u64);
+    let mut out = Vec::new();
+    let o = open(
+        &c1[..],
+        &mut out,
+        &s1.data_key,
+        &Expected {
+            plaintext_hash: Some(s1.plaintext_hash),
+            ..Expected::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(out, data, "the salt is not part of the opened data");
+    assert_eq!(o.plaintext_hash, s1.plaintext_hash);
+    // Another plaintext commitment anchored: refused as a plaintext mismatch.
+    let e = open(
+        &c1[..],
+        &mut Vec::new(),
+        &s1.data_key,
+        &Expected {
+            plaintext_hash: Some(s2.plaintext_hash),
+            ..Expected::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("plaintext"), "{e}");
 }
