@@ -246,6 +246,8 @@ pub struct AccessRow {
     pub review: String,
     /// The access event's id.
     pub event: String,
+    /// The key release (2.4) that answered it: the requester decrypted a sealed version.
+    pub key_release: String,
 }
 
 pub(crate) fn rows(accesses: &[Value]) -> Vec<AccessRow> {
@@ -274,6 +276,7 @@ pub(crate) fn rows(accesses: &[Value]) -> Vec<AccessRow> {
                 consent,
                 review: s(&a["break_glass_review"]["finding"]),
                 event: s(&a["id"]),
+                key_release: s(&a["key_release"]["id"]),
             }
         })
         .collect()
@@ -303,6 +306,11 @@ fn decision_words(r: &AccessRow) -> String {
             },
             None => d.to_string(),
         },
+    };
+    let base = if r.key_release.is_empty() {
+        base
+    } else {
+        format!("{base}, key released")
     };
     if r.review.is_empty() {
         base
@@ -353,7 +361,7 @@ pub(crate) fn csv(rows: &[AccessRow]) -> String {
         }
     };
     let mut t = String::from(
-        "date,recipient,organisation,category,action,purpose,decision,consent,review,event\n",
+        "date,recipient,organisation,category,action,purpose,decision,consent,review,event,key_release\n",
     );
     for r in rows {
         let fields = [
@@ -367,6 +375,7 @@ pub(crate) fn csv(rows: &[AccessRow]) -> String {
             &r.consent,
             &r.review,
             &r.event,
+            &r.key_release,
         ];
         t.push_str(&fields.iter().map(|x| esc(x)).collect::<Vec<_>>().join(","));
         t.push('\n');

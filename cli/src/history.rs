@@ -520,12 +520,20 @@ impl VerifiedHistory {
     /// patient's events); otherwise `null`.
     pub fn accesses(&self, genesis: &Genesis) -> Vec<Value> {
         let mut reviews: BTreeMap<EventId, Value> = BTreeMap::new();
+        // The key release that answered each request (2.4): who actually decrypted, and when.
+        let mut releases: BTreeMap<EventId, Value> = BTreeMap::new();
         for e in &self.events {
-            if let EventPayload::BreakGlassReview(r) = &e.event.event.payload {
-                reviews.insert(
-                    r.request,
-                    json!({"reviewer": e.event.event.author, "finding": r.finding, "event": e.id}),
-                );
+            match &e.event.event.payload {
+                EventPayload::BreakGlassReview(r) => {
+                    reviews.insert(
+                        r.request,
+                        json!({"reviewer": e.event.event.author, "finding": r.finding, "event": e.id}),
+                    );
+                }
+                EventPayload::KeyRelease(r) => {
+                    releases.insert(r.access, json!({"id": e.id, "at_ms": e.time}));
+                }
+                _ => {}
             }
         }
         self.events
@@ -560,6 +568,7 @@ impl VerifiedHistory {
                     "kind": kind, "category": category, "purpose": purpose, "action": action,
                     "outcome": e.outcome,
                     "break_glass_review": reviews.get(&e.id),
+                    "key_release": releases.get(&e.id),
                 }))
             })
             .collect()

@@ -596,4 +596,37 @@ fn sealed_twin_opens_for_the_permitted_researcher_only_until_revoke_and_erase_an
     // open. The tampered ciphertext was refused before any key was requested.
     let summary = json_of(&o);
     assert_eq!(summary["summary"]["key_releases"], json!(3), "{summary}");
+
+    // The patient's verified access report shows who actually decrypted: each released request
+    // names its key release (json), says "key released" (table), and carries it in the CSV.
+    let o = exit(
+        &api,
+        &[
+            "--json",
+            "access",
+            "report",
+            "--key",
+            &dev.key("patient"),
+            "--genesis",
+            &dev.genesis(),
+        ],
+        0,
+    );
+    let report = json_of(&o);
+    let released: Vec<&Value> = report["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["key_release"].as_str().unwrap_or("").is_empty())
+        .collect();
+    assert_eq!(released.len(), 3, "{report}");
+    let o = exit(&api, &["access", "report", "--key", &dev.key("patient")], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches("key released")
+            .count(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

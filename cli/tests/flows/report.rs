@@ -36,7 +36,7 @@ async fn the_access_report_shows_who_what_when_why_and_under_which_consent() {
     let csv = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         csv.starts_with(
-            "date,recipient,organisation,category,action,purpose,decision,consent,review,event\n"
+            "date,recipient,organisation,category,action,purpose,decision,consent,review,event,key_release\n"
         ),
         "{csv}"
     );

@@ -203,6 +203,18 @@ pub async fn accesses(
             "kind": kind, "category": category, "purpose": purpose, "action": action,
             "outcome": sb.results.outcomes[loc.index as usize],
             "break_glass_review": state.break_glass(&id).and_then(|b| b.review),
+            // Who actually decrypted (2.4): the key release that answered this request, if any.
+            "key_release": match state.release_of(&id) {
+                Some(r) => {
+                    let at = store.event(r)?.map(|l| l.height);
+                    let at_ms = match at {
+                        Some(h) => store.block(h)?.map(|b| b.block.header.time.0),
+                        None => None,
+                    };
+                    json!({"id": r, "at_ms": at_ms})
+                }
+                None => Value::Null,
+            },
         }));
     }
     Ok(Json(
