@@ -293,6 +293,11 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         println!(
+            "    {:<10} {}  (the dev hospital's secret twin salt: twinctl twin ... --twin-salt)",
+            "twin salt",
+            s.twin_salt_path.display()
+        );
+        println!(
             "    Show a key again: twinctl key show <file>  (or twinledger-node key show <file>)"
         );
         println!("  height     {} ({} events)", st.height(), st.log_size());
