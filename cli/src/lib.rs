@@ -8,8 +8,9 @@
 //! The commands, by who uses them: patients and delegates (`consent`, `delegate`, `access
 //! report`), clinician systems (`access request`, `access break-glass`, `receipt`, `twin`),
 //! organisations (`org`, `review`), auditors (`audit`, `fhir`), operators (`genesis`), and
-//! everyone (`key`, `codes`). Commands that talk to a node use [`client::NodeClient`]; the
-//! offline ones (`receipt verify`, `audit verify`, `genesis`) trust only the genesis file.
+//! everyone (`key`, `codes`, `completions`, `man`). Commands that talk to a node use
+//! [`client::NodeClient`]; the offline ones (`receipt verify`, `audit verify`, `genesis`) trust
+//! only the genesis file.
 
 pub mod access;
 pub mod audit;
@@ -28,6 +29,7 @@ pub mod keystore;
 pub mod org;
 pub mod receipt;
 pub mod review;
+pub mod shell;
 pub mod submit;
 pub mod table;
 pub mod time;
@@ -91,6 +93,10 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// List the categories, purposes, actions and roles, with their standard code systems.
     Codes(codes::CodesArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(shell::CompletionsArgs),
+    /// Write man pages (one per command and subcommand) into an existing directory.
+    Man(shell::ManArgs),
 }
 
 /// What a command prints on success.
@@ -235,6 +241,8 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Fhir(args) => fhir::run(args, &cli.node),
         Command::Audit(args) => audit::run(args, &cli.node, cli.json),
         Command::Codes(args) => Ok(codes::run(args)),
+        Command::Completions(args) => Ok(shell::run_completions(args)),
+        Command::Man(args) => shell::run_man(args),
     }
 }
 

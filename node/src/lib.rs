@@ -16,6 +16,7 @@ mod layout;
 pub mod metrics;
 pub mod net;
 pub mod snapshot;
+pub mod shell;
 pub mod store;
 pub mod verify;
 

@@ -7,6 +7,8 @@
 //!
 //! `twinledger-node key new --out FILE` makes a node key (a plain file, mode 0600, ADR 0011) and
 //! `twinledger-node key show FILE` shows one: its did:key and libp2p peer id.
+//! `twinledger-node completions <SHELL>` prints a completion script, `twinledger-node man --out
+//! DIR` writes the man pages.
 #![allow(clippy::print_stdout)] // the startup banner is the dev mode's interface
 
 use std::io::IsTerminal as _;
@@ -14,13 +16,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use serde::Deserialize;
 use twinledger_genesis::{GenesisFile, peer_id_from_ed25519};
 use twinledger_node::consensus::replica::Replica;
 use twinledger_node::{
     ApiOptions, Role, dev, keyfile, open_chain_as, open_store, replica_config, role_of,
-    run_replicated, run_with,
+    run_replicated, run_with, shell,
 };
 
 #[derive(Debug, Parser)]
@@ -98,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// Write man pages (one per command and subcommand) into an existing directory.
+    Man {
+        /// The existing directory to write the pages into (twinledger-node.1, ...).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,8 +180,19 @@ struct FileConfig {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Key { command }) = &cli.command {
-        return key_command(command);
+    match &cli.command {
+        Some(Command::Key { command }) => return key_command(command),
+        Some(Command::Completions { shell }) => {
+            print!("{}", shell::completions(Cli::command(), *shell));
+            return Ok(());
+        }
+        Some(Command::Man { out }) => {
+            let written = shell::write_man_pages(Cli::command(), out)
+                .with_context(|| format!("cannot write man pages to {}", out.display()))?;
+            println!("wrote {} man pages to {}", written.len(), out.display());
+            return Ok(());
+        }
+        None => {}
     }
     let file: FileConfig = match &cli.config {
         Some(p) => toml::from_str(

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
-use twinledger_node::{devnet, keyfile};
+use clap::{CommandFactory as _, Parser, Subcommand};
+use twinledger_node::{devnet, keyfile, shell};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +52,18 @@ enum Cmd {
     Down,
     /// Show every node's API address and height.
     Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: shell::Shell,
+    },
+    /// Write man pages (one per command and subcommand) into an existing directory.
+    Man {
+        /// The existing directory to write the pages into (twinledger-devnet.1, ...).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +75,16 @@ fn main() -> anyhow::Result<()> {
         } => up(&cli.dir, validators, observers),
         Cmd::Down => down(&cli.dir),
         Cmd::Status => status(&cli.dir),
+        Cmd::Completions { shell } => {
+            print!("{}", shell::completions(Cli::command(), shell));
+            Ok(())
+        }
+        Cmd::Man { out } => {
+            let written = shell::write_man_pages(Cli::command(), &out)
+                .with_context(|| format!("cannot write man pages to {}", out.display()))?;
+            println!("wrote {} man pages to {}", written.len(), out.display());
+            Ok(())
+        }
     }
 }
 

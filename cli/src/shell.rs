@@ -1,0 +1,118 @@
+//! `twinctl completions <SHELL>` and `twinctl man --out DIR`: shell completion scripts and man
+//! pages, generated from the clap command (see [`crate::command`]), so they always match the
+//! commands and flags `twinctl` accepts.
+
+use std::path::PathBuf;
+
+use crate::{CliError, Output};
+
+/// `twinctl completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for (printed on stdout).
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `twinctl man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The existing directory to write the pages into (twinctl.1, twinctl-consent-grant.1, ...).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `twinctl completions`.
+pub fn run_completions(args: &CompletionsArgs) -> Output {
+    let script = completions(crate::command(), args.shell);
+    Output {
+        json: serde_json::json!({ "shell": args.shell.to_string(), "script": script }),
+        text: script,
+    }
+}
+
+/// Runs `twinctl man`: a missing (or non-directory) `--out` is an I/O error and writes nothing.
+pub fn run_man(args: &ManArgs) -> Result<Output, CliError> {
+    let written = write_man_pages(crate::command(), &args.out)
+        .map_err(CliError::io("write man pages to", &args.out))?;
+    let mut text = format!(
+        "wrote {} man pages to {}\n",
+        written.len(),
+        args.out.display()
+    );
+    for p in &written {
+        text.push_str(&format!("  {}\n", p.display()));
+    }
+    Ok(Output {
+        json: serde_json::json!({
+            "dir": args.out.display().to_string(),
+            "pages": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }),
+        text,
+    })
+}
+
+/// The shells `completions` writes a script for.
+pub use clap_complete::Shell;
+
+/// The completion script of `cmd` for `shell`, as text.
+pub fn completions(mut cmd: clap::Command, shell: Shell) -> String {
+    let name = cmd.get_name().to_owned();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One man page (section 1) per command and subcommand of `cmd`, rendered in memory: the file
+/// name (`twinctl.1`, `twinctl-consent-grant.1`, ...) and its roff text. Hidden subcommands and
+/// clap's `help` subcommand have no page.
+pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
+    fn render(
+        cmd: clap::Command,
+        pages: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), std::io::Error> {
+        let subs: Vec<clap::Command> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .cloned()
+            .collect();
+        let man = clap_mangen::Man::new(cmd);
+        let mut text = Vec::new();
+        man.render(&mut text)?;
+        pages.push((man.get_filename(), text));
+        for sub in subs {
+            render(sub, pages)?;
+        }
+        Ok(())
+    }
+    let mut cmd = cmd.disable_help_subcommand(true);
+    // Building names every subcommand after its path (`twinctl-consent-grant`).
+    cmd.build();
+    let mut pages = Vec::new();
+    render(cmd, &mut pages)?;
+    Ok(pages)
+}
+
+/// Writes [`man_pages`] of `cmd` into the existing directory `dir` (existing pages of the same
+/// name are replaced) and returns the files written. A missing `dir`, or one that is not a
+/// directory, is refused before anything is written.
+pub fn write_man_pages(
+    cmd: clap::Command,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, std::io::Error> {
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    let pages = man_pages(cmd)?;
+    let mut written = Vec::with_capacity(pages.len());
+    for (name, text) in pages {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}

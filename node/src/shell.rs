@@ -1,0 +1,68 @@
+//! Shell completions and man pages for `twinledger-node` and `twinledger-devnet` (their
+//! `completions <SHELL>` and `man --out DIR` subcommands): generated from the clap command, so
+//! they always match the flags the binary accepts.
+
+/// The shells `completions` writes a script for.
+pub use clap_complete::Shell;
+
+/// The completion script of `cmd` for `shell`, as text.
+pub fn completions(mut cmd: clap::Command, shell: Shell) -> String {
+    let name = cmd.get_name().to_owned();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One man page (section 1) per command and subcommand of `cmd`, rendered in memory: the file
+/// name (`twinctl.1`, `twinctl-consent-grant.1`, ...) and its roff text. Hidden subcommands and
+/// clap's `help` subcommand have no page.
+pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
+    fn render(
+        cmd: clap::Command,
+        pages: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), std::io::Error> {
+        let subs: Vec<clap::Command> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .cloned()
+            .collect();
+        let man = clap_mangen::Man::new(cmd);
+        let mut text = Vec::new();
+        man.render(&mut text)?;
+        pages.push((man.get_filename(), text));
+        for sub in subs {
+            render(sub, pages)?;
+        }
+        Ok(())
+    }
+    let mut cmd = cmd.disable_help_subcommand(true);
+    // Building names every subcommand after its path (`twinctl-consent-grant`).
+    cmd.build();
+    let mut pages = Vec::new();
+    render(cmd, &mut pages)?;
+    Ok(pages)
+}
+
+/// Writes [`man_pages`] of `cmd` into the existing directory `dir` (existing pages of the same
+/// name are replaced) and returns the files written. A missing `dir`, or one that is not a
+/// directory, is refused before anything is written.
+pub fn write_man_pages(
+    cmd: clap::Command,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, std::io::Error> {
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    let pages = man_pages(cmd)?;
+    let mut written = Vec::with_capacity(pages.len());
+    for (name, text) in pages {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        written.push(path);
+    }
+    Ok(written)
+}
