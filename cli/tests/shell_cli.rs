@@ -31,7 +31,14 @@ fn top_level() -> Vec<String> {
         .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name().to_owned())
         .collect();
-    for known in ["genesis", "consent", "access", "audit", "completions", "man"] {
+    for known in [
+        "genesis",
+        "consent",
+        "access",
+        "audit",
+        "completions",
+        "man",
+    ] {
         assert!(names.iter().any(|n| n == known), "{known} in {names:?}");
     }
     names
@@ -81,7 +88,10 @@ fn zsh_fish_elvish_powershell_completions_name_every_command() {
         let script = stdout(&o);
         assert!(!script.trim().is_empty(), "{shell}: empty script");
         for name in &names {
-            assert!(script.contains(name.as_str()), "{shell} completion lacks {name}");
+            assert!(
+                script.contains(name.as_str()),
+                "{shell} completion lacks {name}"
+            );
         }
     }
 }
@@ -106,7 +116,11 @@ fn man_writes_a_page_for_every_command_and_subcommand() {
     assert_eq!(files_in(dir.path()), expected);
     for name in &expected {
         let page = std::fs::read_to_string(dir.path().join(name)).unwrap();
-        assert!(page.starts_with(".TH"), "{name}: {}", &page[..page.len().min(80)]);
+        assert!(
+            page.starts_with(".TH"),
+            "{name}: {}",
+            &page[..page.len().min(80)]
+        );
     }
     let grant = std::fs::read_to_string(dir.path().join("twinctl-consent-grant.1")).unwrap();
     assert!(grant.contains("twinctl\\-consent\\-grant"), "{grant}");
@@ -119,7 +133,12 @@ fn man_refuses_a_missing_directory_and_writes_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("no-such-dir");
     let o = twinctl(&["man", "--out", missing.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(i32::from(exit::IO_ERROR)), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(i32::from(exit::IO_ERROR)),
+        "{}",
+        stderr(&o)
+    );
     let err = stderr(&o);
     assert!(err.starts_with("error: cannot write man pages to"), "{err}");
     assert!(err.contains("no-such-dir"), "{err}");
@@ -134,8 +153,16 @@ fn man_refuses_a_file_as_the_directory() {
     let file = parent.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let o = twinctl(&["man", "--out", file.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(i32::from(exit::IO_ERROR)), "{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(i32::from(exit::IO_ERROR)),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
-    assert_eq!(files_in(parent.path()), BTreeSet::from(["not-a-dir".to_owned()]));
+    assert_eq!(
+        files_in(parent.path()),
+        BTreeSet::from(["not-a-dir".to_owned()])
+    );
 }

@@ -15,8 +15,8 @@ pub mod keyfile;
 mod layout;
 pub mod metrics;
 pub mod net;
-pub mod snapshot;
 pub mod shell;
+pub mod snapshot;
 pub mod store;
 pub mod verify;
 

@@ -14,11 +14,13 @@ pub fn completions(mut cmd: clap::Command, shell: Shell) -> String {
 }
 
 /// One man page (section 1) per command and subcommand of `cmd`, rendered in memory: the file
-/// name (`twinctl.1`, `twinctl-consent-grant.1`, ...) and its roff text. Hidden subcommands and
-/// clap's `help` subcommand have no page.
+/// name (`twinctl.1`, `twinctl-consent-grant.1`, ...) and its roff text, which starts with its
+/// `.TH` line. Every page names the root command and its version as its source. Hidden
+/// subcommands and clap's `help` subcommand have no page.
 pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
     fn render(
         cmd: clap::Command,
+        source: &str,
         pages: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), std::io::Error> {
         let subs: Vec<clap::Command> = cmd
@@ -26,21 +28,48 @@ pub fn man_pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>, std::io::
             .filter(|s| !s.is_hide_set())
             .cloned()
             .collect();
-        let man = clap_mangen::Man::new(cmd);
+        let man = clap_mangen::Man::new(cmd).source(source);
         let mut text = Vec::new();
         man.render(&mut text)?;
-        pages.push((man.get_filename(), text));
+        pages.push((man.get_filename(), title_first(text)));
         for sub in subs {
-            render(sub, pages)?;
+            render(sub, source, pages)?;
         }
         Ok(())
     }
     let mut cmd = cmd.disable_help_subcommand(true);
     // Building names every subcommand after its path (`twinctl-consent-grant`).
     cmd.build();
+    let source = format!(
+        "{} {}",
+        cmd.get_name(),
+        cmd.get_version().unwrap_or_default()
+    );
     let mut pages = Vec::new();
-    render(cmd, &mut pages)?;
+    render(cmd, source.trim_end(), &mut pages)?;
     Ok(pages)
+}
+
+/// `page` with its `.TH` line first: the roff crate puts the definition of its apostrophe
+/// string (`.ie \n(.g .ds Aq ...`) before it, which is valid roff but not where man(7) and
+/// `man -l` readers expect the title. The other lines keep their order (the definition still
+/// comes before any use).
+fn title_first(page: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&page);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    match lines.iter().position(|l| l.starts_with(".TH ")) {
+        Some(i) if i > 0 => {
+            let mut out = String::with_capacity(text.len());
+            out.push_str(lines[i]);
+            for (j, l) in lines.iter().enumerate() {
+                if j != i {
+                    out.push_str(l);
+                }
+            }
+            out.into_bytes()
+        }
+        _ => page,
+    }
 }
 
 /// Writes [`man_pages`] of `cmd` into the existing directory `dir` (existing pages of the same

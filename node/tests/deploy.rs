@@ -31,7 +31,9 @@ fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
             continue;
         }
         assert!(!line.ends_with('\\'), "keep directives on one line: {line}");
-        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not a directive: {line}"));
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not a directive: {line}"));
         assert!(!section.is_empty(), "directive outside a section: {line}");
         out.entry(section.clone())
             .or_default()
@@ -104,7 +106,10 @@ fn a_weakened_unit_is_caught_by_the_parser() {
     // commented out, or set twice (the last one wins in systemd), is seen.
     let text = unit_text()
         .replace("NoNewPrivileges=yes", "#NoNewPrivileges=yes")
-        .replace("ProtectSystem=strict", "ProtectSystem=strict\nProtectSystem=no");
+        .replace(
+            "ProtectSystem=strict",
+            "ProtectSystem=strict\nProtectSystem=no",
+        );
     let unit = parse_unit(&text);
     assert!(!unit["Service"].contains_key("NoNewPrivileges"));
     assert_eq!(unit["Service"]["ProtectSystem"], ["strict", "no"]);
@@ -118,10 +123,17 @@ fn exec_start_uses_only_flags_the_node_lists() {
     let words: Vec<&str> = exec[0].split_whitespace().collect();
     assert_eq!(words[0], INSTALLED_BINARY);
     let known = node_flags();
-    let used: Vec<&str> = words.iter().copied().filter(|w| w.starts_with("--")).collect();
+    let used: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| w.starts_with("--"))
+        .collect();
     for flag in &used {
         let name = flag.split('=').next().unwrap();
-        assert!(known.iter().any(|k| k == name), "{name} is not a flag of twinledger-node");
+        assert!(
+            known.iter().any(|k| k == name),
+            "{name} is not a flag of twinledger-node"
+        );
     }
     for needed in ["--data-dir", "--config", "--genesis", "--validator-key"] {
         assert!(used.contains(&needed), "ExecStart lacks {needed}");

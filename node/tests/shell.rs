@@ -90,7 +90,11 @@ fn check_completions(bin: &str, expected_top: &[&str]) {
         }
     }
     let o = run(bin, &["completions", "tcsh"]);
-    assert_eq!(o.status.code(), Some(2), "an unknown shell is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
     assert!(o.stdout.is_empty());
 }
 
@@ -127,7 +131,10 @@ fn check_man_refusals(bin: &str) {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
-    assert_eq!(files_in(parent.path()), BTreeSet::from(["a-file".to_owned()]));
+    assert_eq!(
+        files_in(parent.path()),
+        BTreeSet::from(["a-file".to_owned()])
+    );
 }
 
 #[test]
@@ -145,7 +152,11 @@ fn node_man_writes_a_page_for_every_command_and_subcommand() {
     check_man(
         NODE,
         "twinledger-node",
-        &["twinledger-node.1", "twinledger-node-key-new.1", "twinledger-node-key-show.1"],
+        &[
+            "twinledger-node.1",
+            "twinledger-node-key-new.1",
+            "twinledger-node-key-show.1",
+        ],
     );
 }
 
@@ -154,7 +165,11 @@ fn devnet_man_writes_a_page_for_every_command_and_subcommand() {
     check_man(
         DEVNET,
         "twinledger-devnet",
-        &["twinledger-devnet.1", "twinledger-devnet-up.1", "twinledger-devnet-status.1"],
+        &[
+            "twinledger-devnet.1",
+            "twinledger-devnet-up.1",
+            "twinledger-devnet-status.1",
+        ],
     );
 }
 
