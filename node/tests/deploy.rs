@@ -167,11 +167,11 @@ fn the_sysusers_snippet_makes_the_units_user() {
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
     let Ok(o) = Command::new("systemd-analyze").arg("--version").output() else {
-        println!("skipped: systemd-analyze is not installed");
+        eprintln!("skipped: systemd-analyze is not installed");
         return;
     };
     if !o.status.success() {
-        println!("skipped: systemd-analyze --version failed");
+        eprintln!("skipped: systemd-analyze --version failed");
         return;
     }
     // verify checks that ExecStart's program exists: point it at the binary just built.
