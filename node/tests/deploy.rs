@@ -164,20 +164,20 @@ fn the_sysusers_snippet_makes_the_units_user() {
     assert_eq!(fields.last(), Some(&"/usr/sbin/nologin"));
 }
 
-#[test]
-fn systemd_analyze_verify_accepts_the_unit() {
+/// `systemd-analyze verify` of `text` (ExecStart pointed at the binary just built, since verify
+/// checks that the program exists): its success and its stderr, or None (with a message) when
+/// the tool is missing.
+fn systemd_analyze_verify(text: &str) -> Option<(bool, String)> {
     let Ok(o) = Command::new("systemd-analyze").arg("--version").output() else {
         eprintln!("skipped: systemd-analyze is not installed");
-        return;
+        return None;
     };
     if !o.status.success() {
         eprintln!("skipped: systemd-analyze --version failed");
-        return;
+        return None;
     }
-    // verify checks that ExecStart's program exists: point it at the binary just built.
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("twinledger-node.service");
-    let text = unit_text();
     assert!(text.contains(INSTALLED_BINARY));
     std::fs::write(&unit, text.replace(INSTALLED_BINARY, NODE)).unwrap();
     let o = Command::new("systemd-analyze")
@@ -185,10 +185,34 @@ fn systemd_analyze_verify_accepts_the_unit() {
         .arg(&unit)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "systemd-analyze verify: {err}");
+    Some((
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_the_unit() {
+    let Some((ok, err)) = systemd_analyze_verify(&unit_text()) else {
+        return;
+    };
+    assert!(ok, "systemd-analyze verify: {err}");
+    // verify exits 0 on directives it ignores, but names the file and line: none may appear.
     assert!(
         !err.contains("twinledger-node.service:"),
         "systemd-analyze warns about the unit: {err}"
     );
+}
+
+#[test]
+fn systemd_analyze_verify_reports_a_misspelt_or_invalid_directive() {
+    // What the test above relies on: a unit systemd would silently weaken is reported.
+    let bad = unit_text()
+        .replace("NoNewPrivileges=yes", "NoNewPrivilege=yes")
+        .replace("ProtectSystem=strict", "ProtectSystem=bogus");
+    let Some((_, err)) = systemd_analyze_verify(&bad) else {
+        return;
+    };
+    assert!(err.contains("NoNewPrivilege"), "{err}");
+    assert!(err.contains("bogus"), "{err}");
 }
