@@ -547,6 +547,11 @@ impl Chain {
         }
     }
 
+    /// Whether the node is committing old, certified blocks from a peer (not caught up).
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How many times the scratch state was re-derived from the whole mempool.
     pub fn pending_rebuilds(&self) -> u64 {
         self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)

@@ -669,6 +669,23 @@ async fn health_reports_a_node_that_cannot_make_progress() {
     let node = TestNode::start(dir.path()).await.unwrap();
     let (s, v) = node.get("/health").await;
     assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    for path in ["/ready", "/live"] {
+        let (s, _) = node.get(path).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    // Catching up (committing old blocks from a peer): not ready, still live.
+    node.chain.set_catching_up(true);
+    for path in ["/health", "/ready"] {
+        let (s, v) = node.get(path).await;
+        assert_eq!(
+            (s, v["status"].as_str()),
+            (503, Some("catching_up")),
+            "{path}: {v}"
+        );
+    }
+    let (s, v) = node.get("/live").await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("live")), "{v}");
+    node.chain.set_catching_up(false);
     node.chain
         .set_stall_after(std::time::Duration::from_millis(1));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -677,6 +694,11 @@ async fn health_reports_a_node_that_cannot_make_progress() {
         if s == 503 {
             assert_eq!(v["status"].as_str(), Some("stalled"), "{v}");
             assert!(v["ms_since_commit"].as_u64().unwrap() >= 1, "{v}");
+            // Stalled: not ready, but live (a restart would not bring a quorum back).
+            let (s, _) = node.get("/ready").await;
+            assert_eq!(s, 503);
+            let (s, _) = node.get("/live").await;
+            assert_eq!(s, 200);
             break;
         }
         assert!(

@@ -341,6 +341,8 @@ impl From<crate::store::StoreError> for ApiError {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", axum::routing::get(health::health))
+        .route("/ready", axum::routing::get(health::health))
+        .route("/live", axum::routing::get(health::live))
         .route("/metrics", axum::routing::get(health::metrics))
         .route("/v1/events", axum::routing::post(events::submit))
         .route(
