@@ -6,7 +6,7 @@ use crate::block::{Decision, DenyReason, Outcome};
 use crate::codes::{Action, DataCategory, Purpose};
 use crate::commitment::Commitment;
 use crate::keys::PublicKey;
-use crate::state::records::{ActorRecord, GrantedBy};
+use crate::state::records::ActorRecord;
 use crate::state::{Ctx, RejectReason, State, Tx};
 use crate::time::Timestamp;
 
@@ -38,17 +38,9 @@ pub fn decide(
     time: Timestamp,
 ) -> Decision {
     for (id, g) in state.patient_grants(&req.patient) {
-        let covers = g.active_at(time)
-            && g.grant.grantee.covers(actor_key, actor)
+        let covers = g.grant.grantee.covers(actor_key, actor)
             && g.grant.scope.covers(req.category, req.purpose, req.action);
-        if !covers {
-            continue;
-        }
-        let by_live_party = match g.granted_by {
-            GrantedBy::Patient => true,
-            GrantedBy::Delegate(d) => state.delegation(&d).is_some_and(|d| d.live_at(time)),
-        };
-        if by_live_party {
+        if covers && state.grant_in_force(g, time) {
             return Decision::Permit { grant: *id };
         }
     }

@@ -44,11 +44,18 @@ impl Scope {
         Ok(())
     }
 
+    /// The scope of every category, purpose and action (a guardian's).
+    pub fn whole() -> Self {
+        Self {
+            categories: Categories::all(),
+            purposes: Purposes::all(),
+            actions: Actions::all(),
+        }
+    }
+
     /// Whether the scope holds every category, purpose and action (a guardian's).
     pub fn is_whole(&self) -> bool {
-        self.categories == Categories::all()
-            && self.purposes == Purposes::all()
-            && self.actions == Actions::all()
+        *self == Self::whole()
     }
 
     /// Whether every code of `self` is in `outer`.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::Outcome;
-use crate::codes::{Actions, Categories, DataCategory, Purposes, Role};
+use crate::codes::{DataCategory, Role};
 use crate::event::delegation::Scope;
 use crate::hash::{EventId, Hash, LocalTwinId, TwinId};
 use crate::keys::PublicKey;
@@ -146,11 +146,7 @@ impl TwinErase {
         if !by_custodian_org {
             // The patient (registered by this event if it is their first) or a live delegate
             // of the whole scope (§6.3).
-            let whole = Scope {
-                categories: Categories::all(),
-                purposes: Purposes::all(),
-                actions: Actions::all(),
-            };
+            let whole = Scope::whole();
             tx.acting_for(cx, &self.patient, Some(&whole))
                 .map_err(|_| {
                     RejectReason::Sealed(

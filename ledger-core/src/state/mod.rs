@@ -410,6 +410,15 @@ impl State {
     pub fn grant(&self, id: &EventId) -> Option<&GrantRecord> {
         self.grants.get(id)
     }
+    /// Whether a grant counts at `time` (PROTOCOL §6.1 condition 4): not revoked, inside its
+    /// window, and made by the patient or by a delegate whose delegation is live at `time`.
+    pub fn grant_in_force(&self, g: &GrantRecord, time: Timestamp) -> bool {
+        g.active_at(time)
+            && match g.granted_by {
+                GrantedBy::Patient => true,
+                GrantedBy::Delegate(d) => self.delegation(&d).is_some_and(|d| d.live_at(time)),
+            }
+    }
     /// Grants of a patient that are not revoked (active, future or expired), by id.
     pub fn patient_grants(
         &self,

@@ -125,15 +125,6 @@ impl PatientView {
     }
 }
 
-/// A scope of every category, purpose and action.
-fn whole_scope() -> Scope {
-    Scope {
-        categories: twinledger_core::codes::Categories::all(),
-        purposes: twinledger_core::codes::Purposes::all(),
-        actions: twinledger_core::codes::Actions::all(),
-    }
-}
-
 /// Whether two scopes share a category, a purpose and an action.
 fn overlaps(a: &Scope, b: &Scope) -> bool {
     a.categories.bits() & b.categories.bits() != 0
@@ -180,7 +171,7 @@ pub fn patient_view(
         .map(|(_, d)| d.scope)
         .collect();
     // A delegate of the whole scope (a guardian) reads as the patient.
-    if scopes.contains(&whole_scope()) {
+    if scopes.iter().any(Scope::is_whole) {
         return Some(PatientView::Whole);
     }
     if !scopes.is_empty() {

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use twinledger_core::event::sealing::KeyRelease;
-use twinledger_core::state::records::GrantedBy;
 use twinledger_core::{Action, Decision, Event, EventPayload, Hash, Outcome, Receipt, TwinId};
 use twinledger_sealed::SealError;
 use twinledger_sealed::custodian::KeyState;
@@ -231,13 +230,9 @@ async fn release_inner(
     //    delegate's delegation live).
     let t = now();
     if let Some(g) = grant {
-        let live = state.grant(&g).is_some_and(|rec| {
-            rec.active_at(t)
-                && match rec.granted_by {
-                    GrantedBy::Patient => true,
-                    GrantedBy::Delegate(d) => state.delegation(&d).is_some_and(|d| d.live_at(t)),
-                }
-        });
+        let live = state
+            .grant(&g)
+            .is_some_and(|rec| state.grant_in_force(rec, t));
         if !live {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
