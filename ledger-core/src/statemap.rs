@@ -88,11 +88,13 @@ pub enum Table {
     Sealed,
     /// 15 (2.4): access request id → the key release that answered it (its event id).
     Release,
+    /// 16 (2.5): observer key → [`crate::state::records::ObserverRecord`].
+    Observer,
 }
 
 impl Table {
     /// Every table, by tag.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 17] = [
         Table::Nonce,
         Table::Patient,
         Table::PatientKey,
@@ -109,6 +111,7 @@ impl Table {
         Table::PatientEvents,
         Table::Sealed,
         Table::Release,
+        Table::Observer,
     ];
 
     /// The one-byte tag.
@@ -140,6 +143,7 @@ impl Table {
             Table::PatientEvents => "patient-events",
             Table::Sealed => "sealed",
             Table::Release => "release",
+            Table::Observer => "observer",
         }
     }
 }

@@ -15,6 +15,8 @@
 mod common;
 #[path = "golden/extra.rs"]
 mod extra;
+#[path = "golden/observers.rs"]
+mod observers;
 #[path = "golden/revoked_actor.rs"]
 mod revoked_actor;
 #[path = "golden/sealed.rs"]
@@ -370,6 +372,7 @@ fn render() -> serde_json::Value {
         "revoked_actor": revoked_actor::vector(),
         "twin_ids": twin_id_vectors(),
         "sealed": sealed::vector(),
+        "observers": observers::vector(),
     })
 }
 
@@ -648,6 +651,12 @@ fn revoked_actor_vector_replays() {
 #[test]
 fn sealed_vector_replays() {
     sealed::check(&pinned());
+}
+
+/// 2.5 (§5.8, §6.8, §6.10 table 16): the observer chain replays; its records are as pinned.
+#[test]
+fn observers_vector_replays() {
+    observers::check(&pinned());
 }
 
 #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::block::Outcome;
 use crate::codec;
 use crate::keys::{Keypair, PublicKey, Signature, sig_domain};
-use crate::state::records::OrgRecord;
+use crate::state::records::{ObserverRecord, OrgRecord};
 use crate::state::{Ctx, RejectReason, Tx, check_name};
 use crate::validator::{MAX_VALIDATORS, ValidatorSet};
 
@@ -46,6 +46,19 @@ pub enum GovernanceAction {
     ValidatorSetChange {
         /// The new set.
         validators: ValidatorSet,
+    },
+    /// (2.5) Allow an observer node, run by a live organisation, to connect and follow.
+    ObserverAdd {
+        /// The observer node's key (its peer id is derived from it).
+        observer: PublicKey,
+        /// The organisation that runs it.
+        organisation: PublicKey,
+    },
+    /// (2.5) Withdraw an observer's right to connect (one added by governance or one listed in
+    /// a genesis file).
+    ObserverRemove {
+        /// The observer node's key.
+        observer: PublicKey,
     },
 }
 
@@ -190,6 +203,48 @@ impl Governance {
                     }
                 }
                 tx.schedule_validators(cx, validators.clone())?;
+            }
+            GovernanceAction::ObserverAdd {
+                observer,
+                organisation,
+            } => {
+                if !tx.st().organisation(organisation).is_some_and(|o| o.live) {
+                    return Err(RejectReason::Governance(format!(
+                        "observer {observer} names {organisation} which is not a live organisation"
+                    )));
+                }
+                if tx.st().observer(observer).is_some_and(|o| o.live) {
+                    return Err(RejectReason::Governance(format!(
+                        "{observer} is already a live observer"
+                    )));
+                }
+                if tx.validators().get(observer).is_some() {
+                    return Err(RejectReason::Governance(format!(
+                        "{observer} is a validator of the set in force; a validator needs no observer entry"
+                    )));
+                }
+                tx.put_observer(
+                    *observer,
+                    ObserverRecord {
+                        organisation: Some(*organisation),
+                        live: true,
+                    },
+                );
+            }
+            GovernanceAction::ObserverRemove { observer } => {
+                let prev = tx.st().observer(observer).copied();
+                if prev.is_some_and(|o| !o.live) {
+                    return Err(RejectReason::Governance(format!(
+                        "{observer} is already removed"
+                    )));
+                }
+                tx.put_observer(
+                    *observer,
+                    ObserverRecord {
+                        organisation: prev.and_then(|o| o.organisation),
+                        live: false,
+                    },
+                );
             }
         }
         tx.bump_governance_seq();

@@ -266,6 +266,8 @@ pub struct State {
     sealed: Map<(TwinId, u64), SealedRecord>,
     /// Key releases (2.4): access request id → the release event.
     releases: Map<EventId, EventId>,
+    /// Observers added or removed by governance (2.5).
+    observers: Map<PublicKey, ObserverRecord>,
 }
 
 impl State {
@@ -304,6 +306,7 @@ impl State {
             patient_events: Map::new_sync(),
             sealed: Map::new_sync(),
             releases: Map::new_sync(),
+            observers: Map::new_sync(),
         };
         // The genesis records are the map's first version (§6.10, §10.1); their keys are
         // distinct (validated), so the order of the writes does not matter.
@@ -514,6 +517,14 @@ impl State {
     pub fn sealed(&self, twin: &TwinId, version: u64) -> Option<&SealedRecord> {
         self.sealed.get(&(*twin, version))
     }
+    /// An observer's record (2.5): added or removed by governance.
+    pub fn observer(&self, key: &PublicKey) -> Option<&ObserverRecord> {
+        self.observers.get(key)
+    }
+    /// Every observer record (2.5), by key.
+    pub fn observers(&self) -> impl Iterator<Item = (&PublicKey, &ObserverRecord)> {
+        self.observers.iter()
+    }
     /// The key release that answered an access request, if any (2.4).
     pub fn release_of(&self, access: &EventId) -> Option<&EventId> {
         self.releases.get(access)
@@ -572,6 +583,7 @@ impl State {
         add(&mut out, Table::PatientEvents, self.patient_events.iter());
         add(&mut out, Table::Sealed, self.sealed.iter());
         add(&mut out, Table::Release, self.releases.iter());
+        add(&mut out, Table::Observer, self.observers.iter());
         out
     }
 

@@ -36,6 +36,17 @@ pub struct OrgRecord {
     pub live: bool,
 }
 
+/// An observer node added or removed by governance (2.5, table 16): a non-validator node allowed
+/// to connect to the validators and follow the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserverRecord {
+    /// The organisation that runs it (none for an observer of the genesis file removed by
+    /// governance: the genesis file names observers by peer id only).
+    pub organisation: Option<PublicKey>,
+    /// Not removed.
+    pub live: bool,
+}
+
 /// An actor (clinician, service, device) enrolled by an organisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorRecord {

@@ -26,7 +26,8 @@ use crate::validator::ValidatorSet;
 
 /// The snapshot format version.
 /// 2 (protocol 2.4): adds the sealed and release tables.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// 3 (protocol 2.5): adds the observer table.
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// Everything a [`State`] holds that is not derivable, at one height: the chain position, the
 /// event log's frontier, the validator sets, the governance sequence and every record of every
@@ -85,6 +86,8 @@ pub struct Snapshot {
     pub sealed: Vec<((TwinId, u64), SealedRecord)>,
     /// Table release (2.4).
     pub releases: Vec<(EventId, EventId)>,
+    /// Table observer (2.5).
+    pub observers: Vec<(PublicKey, ObserverRecord)>,
 }
 
 /// Why a snapshot is refused. Each names what differs.
@@ -235,6 +238,7 @@ impl State {
             patient_events: to_vec(&self.patient_events),
             sealed: to_vec(&self.sealed),
             releases: to_vec(&self.releases),
+            observers: to_vec(&self.observers),
         }
     }
 
@@ -317,6 +321,7 @@ impl State {
             patient_events: to_map(Table::PatientEvents, &snap.patient_events)?,
             sealed: to_map(Table::Sealed, &snap.sealed)?,
             releases: to_map(Table::Release, &snap.releases)?,
+            observers: to_map(Table::Observer, &snap.observers)?,
         };
         // The governance-seq record is written on every increment and never before the first:
         // a sequence above zero is the record, zero is its absence (`typed_records`).

@@ -161,6 +161,14 @@ impl Tx<'_> {
         self.st.auditors.insert_mut(key, live);
     }
 
+    /// `observer[key] = rec` (2.5).
+    pub fn put_observer(&mut self, key: PublicKey, rec: ObserverRecord) {
+        self.undo
+            .push(Undo::Observer(key, self.st.observers.get(&key).copied()));
+        self.log(Table::Observer, &key, &rec);
+        self.st.observers.insert_mut(key, rec);
+    }
+
     /// `grant[id] = rec`; the grant is in its patient's index of unrevoked grants exactly
     /// while `revoked_at` is none.
     pub fn put_grant(&mut self, id: EventId, rec: GrantRecord) {
@@ -451,6 +459,7 @@ enum Undo {
     Org(PublicKey, Option<OrgRecord>),
     Actor(PublicKey, Option<ActorRecord>),
     Auditor(PublicKey, Option<bool>),
+    Observer(PublicKey, Option<ObserverRecord>),
     /// The grant, and whether it was in its patient's index.
     Grant(EventId, Option<GrantRecord>, (PublicKey, EventId), bool),
     /// The delegation, and whether it was in the (patient, delegate) index.
@@ -495,6 +504,7 @@ impl Undo {
             Undo::Org(k, old) => put_back(&mut st.orgs, k, old),
             Undo::Actor(k, old) => put_back(&mut st.actors, k, old),
             Undo::Auditor(k, old) => put_back(&mut st.auditors, k, old),
+            Undo::Observer(k, old) => put_back(&mut st.observers, k, old),
             Undo::Grant(id, old, index, indexed) => {
                 put_back(&mut st.patient_grants, index, indexed.then_some(()));
                 put_back(&mut st.grants, id, old);

@@ -15,7 +15,7 @@ use twinledger_core::state::records::*;
 use twinledger_core::*;
 
 /// Table names of §6.10, by index.
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 17] = [
     "nonce",
     "patient",
     "patient-key",
@@ -32,6 +32,7 @@ pub const TABLES: [&str; 16] = [
     "patient-events",
     "sealed",
     "release",
+    "observer",
 ];
 
 /// One write: `table[key] = value`, key and value canonically encoded.
@@ -223,6 +224,23 @@ fn event_writes(before: &State, after: &State, ev: &SignedEvent, height: u64) ->
                     let at = height + 2;
                     assert_eq!(after.validators_for(at), validators);
                     w.push(Write::new("pending-validators", &at, &validators.hash()));
+                }
+                // 2.5: the observer record, organisation kept by a removal.
+                GovernanceAction::ObserverAdd {
+                    observer,
+                    organisation,
+                } => {
+                    let rec = ObserverRecord {
+                        organisation: Some(*organisation),
+                        live: true,
+                    };
+                    assert_eq!(after.observer(observer), Some(&rec));
+                    w.push(Write::new("observer", observer, &rec));
+                }
+                GovernanceAction::ObserverRemove { observer } => {
+                    let rec = after.observer(observer).copied().unwrap();
+                    assert!(!rec.live);
+                    w.push(Write::new("observer", observer, &rec));
                 }
             }
             w.push(Write::new("governance-seq", &(), &after.governance_seq()));
