@@ -84,6 +84,25 @@ pub enum GenesisCommand {
         #[arg(long, value_name = "MULTIADDR")]
         listen_addr: String,
     },
+    /// Add an observer node (a hospital's read replica, an auditor's follower) allowed to
+    /// connect from block 1. On a running network, use `twinctl governance propose
+    /// add-observer` instead.
+    AddObserver {
+        /// Who runs it: free text for people.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The observer node's key (its peer id is derived from it).
+        #[arg(
+            long,
+            value_name = "DID",
+            conflicts_with = "peer_id",
+            required_unless_present = "peer_id"
+        )]
+        key: Option<PublicKey>,
+        /// Or its libp2p peer id.
+        #[arg(long, value_name = "ID")]
+        peer_id: Option<String>,
+    },
     /// Add an auditor.
     AddAuditor {
         /// Its name (1..=128 bytes, no control characters, distinct).
@@ -153,6 +172,18 @@ pub fn run(args: &GenesisArgs) -> Result<Output, CliError> {
             );
             f.add_validator(entry)?;
             Ok(shown)
+        }),
+        GenesisCommand::AddObserver { name, key, peer_id } => change(path, "observer", |f| {
+            let peer = match (key, peer_id) {
+                (Some(k), _) => twinledger_genesis::peer_id_from_ed25519(k),
+                (None, Some(p)) => p.clone(),
+                (None, None) => unreachable!("clap requires --key or --peer-id"),
+            };
+            f.add_observer(name, &peer)?;
+            Ok((
+                json!({ "name": name, "peer_id": peer }),
+                format!("{name:?} peer {peer}"),
+            ))
         }),
         GenesisCommand::AddAuditor { name, key } => change(path, "auditor", |f| {
             f.add_auditor(name, *key)?;

@@ -22,6 +22,7 @@ pub mod exit;
 pub mod fhir;
 pub mod files;
 pub mod genesis;
+pub mod governance;
 pub mod history;
 pub mod ids;
 pub mod key;
@@ -82,6 +83,8 @@ pub enum Command {
     Delegate(delegate::DelegateArgs),
     /// Enrol and revoke an organisation's actors.
     Org(org::OrgArgs),
+    /// Membership changes on a running network: propose, approve (validators), submit, show.
+    Governance(governance::GovernanceArgs),
     /// The break-glass review queue.
     Review(review::ReviewArgs),
     /// Anchor twin versions and check copies against their anchors; seal, open and erase
@@ -236,6 +239,7 @@ pub fn run(cli: &Cli) -> Result<Output, CliError> {
         Command::Receipt(args) => receipt::run(args),
         Command::Delegate(args) => delegate::run(args, &cli.node),
         Command::Org(args) => org::run(args, &cli.node),
+        Command::Governance(args) => governance::run(args, &cli.node),
         Command::Review(args) => review::run(args, &cli.node),
         Command::Twin(args) => twin::run(args, &cli.node),
         Command::Fhir(args) => fhir::run(args, &cli.node),

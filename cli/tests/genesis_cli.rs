@@ -622,8 +622,8 @@ async fn validators_listed_by_dns_name_connect_and_commit_together() {
         let data = d.join(name);
         let store = twinledger_node::open_store(&data).unwrap();
         let chain = twinledger_node::open_chain(&genesis, store, key.clone(), false).unwrap();
-        let cfg = twinledger_node::replica_config(&genesis, &key, None, &data).unwrap();
-        let replica = Replica::start(chain.clone(), key, true, cfg).await.unwrap();
+        let cfg = twinledger_node::replica_config(&genesis, &key, None, &[], &data).unwrap();
+        let replica = Replica::start(chain.clone(), key, cfg).await.unwrap();
         // It listens where its name resolves on this host: loopback, the genesis port.
         assert_eq!(
             replica.p2p_addr.to_string(),

@@ -402,6 +402,18 @@ impl GenesisFile {
         })
     }
 
+    /// Adds an observer node by peer id; refused (and nothing changed) if the result breaks a
+    /// rule (a malformed peer id, one already listed).
+    pub fn add_observer(&mut self, name: &str, peer_id: &str) -> Result<(), GenesisFileError> {
+        self.observers.push(ObserverEntry {
+            name: name.to_owned(),
+            peer_id: peer_id.to_owned(),
+        });
+        self.keep_if_valid(|f| {
+            f.observers.pop();
+        })
+    }
+
     /// Adds an auditor; refused (and nothing changed) if the result breaks a rule.
     pub fn add_auditor(&mut self, name: &str, key: PublicKey) -> Result<(), GenesisFileError> {
         self.auditors.push(AuditorEntry {

@@ -72,10 +72,11 @@ async fn main() -> anyhow::Result<()> {
             &g,
             &vals[i],
             Some("/ip4/127.0.0.1/tcp/0".parse()?),
+            &[],
             dirs[i].path(),
         )?;
         cfg.net.dial.clear();
-        let r = Replica::start(chain.clone(), vals[i].clone(), true, cfg).await?;
+        let r = Replica::start(chain.clone(), vals[i].clone(), cfg).await?;
         chains.push(chain);
         replicas.push(r);
     }
@@ -280,11 +281,12 @@ async fn main() -> anyhow::Result<()> {
         &g,
         &late,
         Some("/ip4/127.0.0.1/tcp/0".parse()?),
+        &[],
         late_dir.path(),
     )?;
     cfg.net.dial = addrs.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     let started = Instant::now();
-    let late_replica = Replica::start(late_chain.clone(), late.clone(), false, cfg).await?;
+    let late_replica = Replica::start(late_chain.clone(), late.clone(), cfg).await?;
     while late_chain.height() < target {
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),

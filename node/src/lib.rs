@@ -13,6 +13,7 @@ pub mod dev;
 pub mod devnet;
 pub mod keyfile;
 mod layout;
+pub mod membership;
 pub mod metrics;
 pub mod net;
 pub mod shell;
@@ -46,40 +47,63 @@ pub enum Role {
     Observer,
 }
 
-/// The role of the node holding `key` (`observer`: the operator asked for observer mode).
-pub fn role_of(genesis: &GenesisFile, key: &Keypair, observer: bool) -> anyhow::Result<Role> {
-    let is_validator = genesis
-        .validators
-        .iter()
-        .any(|v| v.consensus_key == key.public());
+/// The role of the node holding `key` (`observer`: the operator asked for observer mode), from
+/// the genesis file and, once the node has a store, the committed state: a key that governance
+/// made a validator (PROTOCOL.md §7.1) is one, a key it removed is not.
+///
+/// A replicated node's role is only where it starts: whether it signs is decided height by
+/// height by the set in force, so a node started with `--observer` whose key governance adds
+/// signs from the height the new set is in force, and a validator whose key is removed or
+/// rotated away goes on following without signing. A chain of one genesis validator runs solo
+/// (no network) and keeps that set.
+pub fn role_of(
+    genesis: &GenesisFile,
+    state: Option<&twinledger_core::State>,
+    key: &Keypair,
+    observer: bool,
+) -> anyhow::Result<Role> {
+    let public = key.public();
+    let in_genesis = genesis.validators.iter().any(|v| v.consensus_key == public);
+    let solo = genesis.validators.len() == 1;
+    let (is_validator, where_) = match state.filter(|s| s.height() > 0) {
+        Some(st) => (
+            membership::is_validator(st, &public),
+            format!("of this chain at height {}", st.height()),
+        ),
+        None => (in_genesis, "of this genesis".to_string()),
+    };
     match (observer, is_validator) {
         (true, true) => anyhow::bail!(
-            "--observer given, but {} is a validator of this genesis",
-            key.public()
+            "--observer given, but {public} is a validator {where_}: two nodes signing with one \
+             key would double-sign; run the validator without --observer"
         ),
         (true, false) => Ok(Role::Observer),
         (false, false) => anyhow::bail!(
-            "the validator key {} is not a validator of this genesis (use --observer to follow)",
-            key.public()
+            "the key {public} is not a validator {where_}. To follow the chain, start with \
+             --observer; a node whose key governance is adding as a validator also starts with \
+             --observer and begins signing at the height its set comes into force"
         ),
-        (false, true) if genesis.validators.len() == 1 => Ok(Role::Solo),
+        (false, true) if solo && in_genesis => Ok(Role::Solo),
         (false, true) => Ok(Role::Validator),
     }
 }
 
-/// The replica settings for this node from the genesis file: dial every other validator at its
-/// listen address, allow exactly the validators' and observers' peer ids, listen on `listen`
-/// (default: this validator's own listen address; an observer's: a loopback port the OS picks).
+/// The replica settings for this node from the genesis file: dial every other genesis validator
+/// at its listen address and every `peers` address (validators added by governance are not in
+/// the genesis file), keep the genesis observers' peer ids for the allow-list (the rest of it
+/// comes from the committed state, PROTOCOL.md §7.1), listen on `listen` (default: this
+/// validator's own listen address in the genesis file; any other node's: a loopback port the OS
+/// picks).
 pub fn replica_config(
     genesis: &GenesisFile,
     key: &Keypair,
     listen: Option<libp2p::Multiaddr>,
+    peers: &[libp2p::Multiaddr],
     data_dir: &Path,
 ) -> anyhow::Result<consensus::replica::ReplicaConfig> {
     use libp2p::multiaddr::Protocol;
     let me = net::peer_id(&key.public());
     let mut dial = Vec::new();
-    let mut allowed = Vec::new();
     let mut own_addr = None;
     for v in &genesis.validators {
         let peer: libp2p::PeerId = v
@@ -101,16 +125,21 @@ pub fn replica_config(
             addr.push(Protocol::P2p(peer));
         }
         dial.push(addr);
-        allowed.push(peer);
     }
+    for p in peers {
+        anyhow::ensure!(
+            matches!(p.iter().last(), Some(Protocol::P2p(_))),
+            "--peer {p} must end in /p2p/<peer id> (the peer's identity is checked at the handshake)"
+        );
+        dial.push(p.clone());
+    }
+    let mut genesis_observers = Vec::new();
     for o in &genesis.observers {
         let peer: libp2p::PeerId = o
             .peer_id
             .parse()
             .with_context(|| format!("observer peer id {}", o.peer_id))?;
-        if peer != me {
-            allowed.push(peer);
-        }
+        genesis_observers.push(peer);
     }
     let listen = match (listen, own_addr) {
         (Some(l), _) => l,
@@ -122,13 +151,15 @@ pub fn replica_config(
         net: net::NetConfig {
             listen,
             dial,
-            allowed,
+            // Set by `Replica::start` from the committed state.
+            allowed: Vec::new(),
             chain_id: ledger.chain_id(),
             max_message_bytes: twinledger_core::block::MAX_BLOCK_BYTES + 64 * 1024,
         },
         engine: consensus::EngineConfig::default(),
         idle: Duration::from_millis(genesis.node_limits().block_interval_ms.max(1000)),
         wal: data_dir.join("consensus.wal"),
+        genesis_observers,
     })
 }
 
@@ -154,14 +185,15 @@ pub fn open_chain_as(
     let ledger = genesis
         .ledger_genesis()
         .context("genesis does not verify")?;
-    // Refuses a key that is neither a validator nor (with `observer`) an observer.
-    role_of(genesis, &key, observer)?;
     let limits = genesis.node_limits();
     let policy = NodePolicy {
         block_interval: Duration::from_millis(limits.block_interval_ms),
         mempool_size: limits.mempool_size as usize,
     };
     let chain = Chain::open(ledger, store, policy, verify_all, Metrics::new())?;
+    // Refuses a key that is neither a validator (of the genesis, or of the committed state)
+    // nor, with `observer`, an observer.
+    role_of(genesis, Some(&chain.state()), &key, observer)?;
     Ok(Arc::new(chain))
 }
 

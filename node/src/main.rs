@@ -71,6 +71,16 @@ struct Cli {
     /// genesis file (an observer: a loopback port the OS picks).
     #[arg(long, env = "TWINLEDGER_P2P_LISTEN")]
     p2p_listen: Option<String>,
+    /// Another node to dial and keep dialling (multiaddr ending in /p2p/<peer id>); repeatable.
+    /// The genesis validators are dialled anyway; this reaches nodes the genesis file does not
+    /// list (a validator added by governance).
+    #[arg(
+        long = "peer",
+        value_name = "MULTIADDR",
+        env = "TWINLEDGER_PEERS",
+        value_delimiter = ','
+    )]
+    peer: Vec<String>,
     /// Custodian mode (PROTOCOL.md §11.6): the key-release service's key file (a live actor
     /// with role service of its organisation). Needs a master key.
     #[arg(long, env = "TWINLEDGER_CUSTODIAN_KEY")]
@@ -171,6 +181,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     observer: Option<bool>,
     p2p_listen: Option<String>,
+    peers: Option<Vec<String>>,
     custodian_key: Option<PathBuf>,
     custodian_master_key: Option<PathBuf>,
     custodian_dir: Option<PathBuf>,
@@ -274,9 +285,9 @@ async fn main() -> anyhow::Result<()> {
         (genesis, key.key, None)
     };
     let observer = cli.observer || file.observer.unwrap_or(false);
-    let role = role_of(&genesis, &key, observer)?;
     let store = open_store(&data_dir)?;
     let chain = open_chain_as(&genesis, store, key.clone(), verify_all, observer)?;
+    let role = role_of(&genesis, Some(&chain.state()), &key, observer)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -418,8 +429,17 @@ async fn main() -> anyhow::Result<()> {
         Some(a) => Some(a.parse().with_context(|| format!("--p2p-listen {a}"))?),
         None => None,
     };
-    let cfg = replica_config(&genesis, &key, p2p_listen, &data_dir)?;
-    let replica = Replica::start(chain.clone(), key, role == Role::Validator, cfg).await?;
+    let peers = if cli.peer.is_empty() {
+        file.peers.clone().unwrap_or_default()
+    } else {
+        cli.peer.clone()
+    };
+    let peers = peers
+        .iter()
+        .map(|p| p.parse().with_context(|| format!("--peer {p}")))
+        .collect::<anyhow::Result<Vec<libp2p::Multiaddr>>>()?;
+    let cfg = replica_config(&genesis, &key, p2p_listen, &peers, &data_dir)?;
+    let replica = Replica::start(chain.clone(), key, cfg).await?;
     println!(
         "Twinledger node ({}) chain {} height {}",
         if role == Role::Validator {

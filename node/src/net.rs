@@ -103,6 +103,9 @@ pub enum ToNet {
     Disconnect(PeerId, String),
     /// Dial an address (with `/p2p/<peer id>`).
     Dial(Multiaddr),
+    /// The allow-list changed with the committed state (PROTOCOL.md §7.1): admit exactly these
+    /// peers from now on; peers no longer listed are disconnected at once.
+    Allow(std::collections::BTreeSet<PeerId>),
 }
 
 /// What the network hands the replica.
@@ -244,7 +247,8 @@ pub struct NetConfig {
     pub listen: Multiaddr,
     /// Peers to dial and keep dialling (each with `/p2p/<peer id>`).
     pub dial: Vec<Multiaddr>,
-    /// Every peer id allowed to connect (validators and observers from genesis, minus us).
+    /// Every peer id allowed to connect at start (PROTOCOL.md §7.1, minus us); the replica
+    /// replaces it as blocks commit ([`ToNet::Allow`]).
     pub allowed: Vec<PeerId>,
     /// The chain (topics are per chain).
     pub chain_id: ChainId,
@@ -388,7 +392,7 @@ pub async fn run(
     for a in &dial {
         let _ = swarm.dial(a.clone());
     }
-    let allowed: HashSet<PeerId> = cfg.allowed.iter().copied().collect();
+    let mut allowed: HashSet<PeerId> = cfg.allowed.iter().copied().collect();
     let mut redial = tokio::time::interval(Duration::from_secs(2));
     redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let max_event = chain.max_event_bytes();
@@ -399,8 +403,12 @@ pub async fn run(
             _ = shutdown.changed() => break,
             _ = redial.tick() => {
                 for a in &dial {
-                    let connected = peer_of(a).is_some_and(|p| swarm.is_connected(&p));
-                    if !connected {
+                    let peer = peer_of(a);
+                    let connected = peer.is_some_and(|p| swarm.is_connected(&p));
+                    // Only listed peers are dialled (a removed validator's address stays in the
+                    // genesis file).
+                    let listed = peer.is_none_or(|p| allowed.contains(&p));
+                    if !connected && listed {
                         let _ = swarm.dial(a.clone());
                     }
                 }
@@ -421,6 +429,17 @@ pub async fn run(
                 Some(ToNet::Disconnect(peer, why)) => {
                     tracing::warn!(%peer, %why, "disconnecting peer");
                     let _ = swarm.disconnect_peer_id(peer);
+                }
+                Some(ToNet::Allow(next)) => {
+                    for p in allowed.iter().filter(|p| !next.contains(p)) {
+                        tracing::info!(peer = %p, "peer no longer allowed by the committed state; disconnecting");
+                        swarm.behaviour_mut().allow.disallow_peer(*p);
+                    }
+                    for p in next.iter().filter(|p| !allowed.contains(p)) {
+                        tracing::info!(peer = %p, "peer allowed by the committed state");
+                        swarm.behaviour_mut().allow.allow_peer(*p);
+                    }
+                    allowed = next.into_iter().collect();
                 }
                 Some(ToNet::Dial(addr)) => {
                     let _ = swarm.dial(addr.clone());
@@ -465,7 +484,7 @@ pub async fn run(
                 }
                 SwarmEvent::IncomingConnectionError { send_back_addr, peer_id, error, .. } => {
                     if peer_id.is_some_and(|p| !allowed.contains(&p)) || error.to_string().contains("denied") {
-                        tracing::warn!(peer = ?peer_id, addr = %send_back_addr, %error, "refused connection from a peer not in genesis");
+                        tracing::warn!(peer = ?peer_id, addr = %send_back_addr, %error, "refused connection from a peer the committed state does not allow");
                     } else {
                         tracing::debug!(addr = %send_back_addr, %error, "incoming connection failed");
                     }

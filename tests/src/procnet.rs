@@ -50,6 +50,9 @@ pub struct ProcNet {
     pub submitted: u64,
     /// The patients' keys, by submission number.
     patients: Vec<(EventId, Keypair)>,
+    /// Data directories of nodes started outside the devnet ([`ProcNet::start_extra_in`]):
+    /// verified with the devnet's stores.
+    pub extra_dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 impl ProcNet {
@@ -72,6 +75,7 @@ impl ProcNet {
             genesis,
             submitted: 0,
             patients: Vec::new(),
+            extra_dirs: Vec::new(),
         };
         for i in 0..n {
             net.start(i);
@@ -102,6 +106,14 @@ impl ProcNet {
         self.procs.push(Some(p));
         self.stopped.push(false);
         self.procs.len() - 1
+    }
+
+    /// Adopts a process started outside the devnet whose store is in `data_dir`; returns its
+    /// index. [`ProcNet::stop_and_verify`] verifies its store with the devnet's.
+    pub fn start_extra_in(&mut self, name: &str, p: NodeProcess, data_dir: &Path) -> usize {
+        self.extra_dirs
+            .push((name.to_owned(), data_dir.to_path_buf()));
+        self.start_extra(p)
     }
 
     /// kill -9 of node `i`.
@@ -282,8 +294,15 @@ impl ProcNet {
         let mut tips = Vec::new();
         let mut stores = Vec::new();
         let mut ids = Vec::new();
-        for node in &self.devnet.nodes {
-            let store = Store::open_sled(&node.data_dir.join("db")).expect("store opens");
+        let dirs: Vec<(String, std::path::PathBuf)> = self
+            .devnet
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.data_dir.clone()))
+            .chain(self.extra_dirs.iter().cloned())
+            .collect();
+        for (name, data_dir) in &dirs {
+            let store = Store::open_sled(&data_dir.join("db")).expect("store opens");
             let chain = Chain::open(
                 self.genesis.clone(),
                 store.clone(),
@@ -294,12 +313,11 @@ impl ProcNet {
                 true,
                 Metrics::new(),
             )
-            .unwrap_or_else(|e| panic!("{} store does not verify: {e}", node.name));
+            .unwrap_or_else(|e| panic!("{name} store does not verify: {e}"));
             assert_eq!(
                 chain.state().misbehaviours().count(),
                 0,
-                "{}: a validator was recorded double-signing",
-                node.name
+                "{name}: a validator was recorded double-signing"
             );
             tips.push(chain.height());
             // The node's export, as `GET /v1/export` streams it, through the auditor's replay
@@ -319,10 +337,10 @@ impl ProcNet {
             }
             let mut auditor = Auditor::new(&self.genesis).expect("genesis");
             for cb in read_export(&export).expect("export header") {
-                let cb = cb.unwrap_or_else(|e| panic!("{}: export: {e}", node.name));
+                let cb = cb.unwrap_or_else(|e| panic!("{name}: export: {e}"));
                 auditor
                     .check(&cb, SignatureCheck::Verify)
-                    .unwrap_or_else(|e| panic!("{}: audit verify: {e}", node.name));
+                    .unwrap_or_else(|e| panic!("{name}: audit verify: {e}"));
             }
             ids.push(set);
             stores.push(store);

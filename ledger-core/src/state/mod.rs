@@ -398,6 +398,10 @@ impl State {
     pub fn log_frontier(&self) -> &Frontier {
         &self.log
     }
+    /// The validator set that signed the last applied block (the genesis set before block 1).
+    pub fn validators_in_force(&self) -> &ValidatorSet {
+        &self.validators
+    }
     /// The validator set that signs the block at `height` (`height` > current height).
     pub fn validators_for(&self, height: u64) -> &ValidatorSet {
         match &self.pending_validators {
@@ -516,6 +520,10 @@ impl State {
     /// A sealed twin version (2.4), erased or not.
     pub fn sealed(&self, twin: &TwinId, version: u64) -> Option<&SealedRecord> {
         self.sealed.get(&(*twin, version))
+    }
+    /// Every organisation record, by key.
+    pub fn organisations(&self) -> impl Iterator<Item = (&PublicKey, &OrgRecord)> {
+        self.orgs.iter()
     }
     /// An observer's record (2.5): added or removed by governance.
     pub fn observer(&self, key: &PublicKey) -> Option<&ObserverRecord> {

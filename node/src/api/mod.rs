@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod blocks;
 mod events;
+mod governance;
 mod health;
 mod history;
 mod patients;
@@ -377,6 +378,7 @@ pub fn router(api: Arc<Api>) -> Router {
             axum::routing::get(blocks::validator_sets),
         )
         .route("/v1/reviews", axum::routing::get(blocks::reviews))
+        .route("/v1/governance", axum::routing::get(governance::governance))
         .route(
             "/v1/twins/{twin}/{version}",
             axum::routing::get(twins::twin),

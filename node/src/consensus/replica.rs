@@ -15,7 +15,7 @@ use twinledger_core::{Keypair, Timestamp};
 
 use super::app::ChainApp;
 use super::engine::{Effect, Engine, EngineConfig, Msg};
-use super::wal::{FileWal, MemWal, Wal};
+use super::wal::{FileWal, Wal};
 use crate::chain::{Chain, now};
 use crate::net::{self, FromNet, NetConfig, ToNet};
 
@@ -33,9 +33,12 @@ pub struct ReplicaConfig {
     pub engine: EngineConfig,
     /// Propose an empty block after this long without events (keeps time moving).
     pub idle: Duration,
-    /// The consensus write-ahead log (a validator's; an observer signs nothing and keeps its
-    /// inputs in memory).
+    /// The consensus write-ahead log (every replica keeps one: whether it signs is decided
+    /// height by height by the set in force, PROTOCOL.md §7.1).
     pub wal: std::path::PathBuf,
+    /// The genesis file's observers (network policy, not in the state): allowed unless the
+    /// state records them removed.
+    pub genesis_observers: Vec<PeerId>,
 }
 
 /// A running replica.
@@ -54,14 +57,20 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts the network and the engine. `key` is this node's identity: a validator's
-    /// consensus key (it signs if it is in the set) or an observer's key (it never signs).
+    /// Starts the network and the engine. `key` is this node's identity: it signs at the
+    /// heights whose validator set names it (a validator, one added by governance from the
+    /// height its set is in force, one rotated in) and never otherwise (an observer, a removed
+    /// or rotated-away validator). The allow-list starts from the committed state and follows
+    /// it block by block (PROTOCOL.md §7.1).
     pub async fn start(
         chain: Arc<Chain>,
         key: Keypair,
-        validator: bool,
         cfg: ReplicaConfig,
     ) -> anyhow::Result<Self> {
+        let me = net::peer_id(&key.public());
+        let mut cfg = cfg;
+        let allowed = crate::membership::allowed_peers(&chain.state(), &cfg.genesis_observers, &me);
+        cfg.net.allowed = allowed.iter().copied().collect();
         let swarm = net::build_swarm(&key, &cfg.net)?;
         let peer_id = *swarm.local_peer_id();
         let (to_net_tx, to_net_rx) = mpsc::channel(4096);
@@ -88,15 +97,11 @@ impl Replica {
             .map_err(|_| anyhow::anyhow!("the p2p network did not start"))?;
         let h = chain.height() + 1;
         let set = chain.state().validators_for(h).clone();
-        let app = ChainApp::new(chain.clone(), validator.then(|| key.public()), cfg.idle);
-        let wal: Box<dyn Wal> = if validator {
-            Box::new(FileWal::open(&cfg.wal)?)
-        } else {
-            Box::new(MemWal::default())
-        };
+        let app = ChainApp::new(chain.clone(), Some(key.public()), cfg.idle);
+        let wal: Box<dyn Wal> = Box::new(FileWal::open(&cfg.wal)?);
         let engine = Engine::new(
             chain.chain_id(),
-            validator.then(|| key.clone()),
+            Some(key.clone()),
             cfg.engine,
             app,
             wal,
@@ -104,9 +109,10 @@ impl Replica {
             set,
         );
         let out = to_net_tx.clone();
+        let genesis_observers = cfg.genesis_observers.clone();
         let thread = std::thread::Builder::new()
             .name("consensus".into())
-            .spawn(move || drive(engine, key, validator, from_rx, out))?;
+            .spawn(move || drive(engine, key, genesis_observers, allowed, from_rx, out))?;
         Ok(Self {
             p2p_addr,
             peer_id,
@@ -153,7 +159,12 @@ struct Driver {
     seq: u64,
     out: mpsc::Sender<ToNet>,
     key: Keypair,
-    validator: bool,
+    /// The genesis file's observers (for the allow-list).
+    genesis_observers: Vec<PeerId>,
+    /// The allow-list last handed to the network.
+    allowed: std::collections::BTreeSet<PeerId>,
+    /// Whether this node signed at the last height it worked on (logged when it changes).
+    signing: Option<bool>,
     /// Highest height seen in any message, and who sent it.
     best: Option<(u64, PeerId)>,
     syncing: Option<(PeerId, Instant)>,
@@ -162,7 +173,8 @@ struct Driver {
 fn drive(
     mut engine: Engine<ChainApp>,
     key: Keypair,
-    validator: bool,
+    genesis_observers: Vec<PeerId>,
+    allowed: std::collections::BTreeSet<PeerId>,
     rx: std::sync::mpsc::Receiver<FromNet>,
     out: mpsc::Sender<ToNet>,
 ) {
@@ -171,10 +183,13 @@ fn drive(
         seq: 0,
         out,
         key,
-        validator,
+        genesis_observers,
+        allowed,
+        signing: None,
         best: None,
         syncing: None,
     };
+    d.membership(&engine);
     let fx = engine.start(ms_now());
     if !d.apply(&mut engine, fx) {
         return;
@@ -282,6 +297,30 @@ fn drive(
 }
 
 impl Driver {
+    /// After a commit (and at start): the allow-list from the committed state, handed to the
+    /// network when it changed, and a log line when this node starts or stops signing.
+    fn membership(&mut self, engine: &Engine<ChainApp>) {
+        let st = engine.app().chain().state();
+        let me = net::peer_id(&self.key.public());
+        let next = crate::membership::allowed_peers(&st, &self.genesis_observers, &me);
+        if next != self.allowed {
+            self.allowed.clone_from(&next);
+            if self.out.blocking_send(ToNet::Allow(next)).is_err() {
+                tracing::debug!("network stopped");
+            }
+        }
+        let h = st.height() + 1;
+        let signs = crate::membership::signs_at(&st, &self.key.public(), h);
+        if self.signing != Some(signs) {
+            if signs {
+                tracing::info!(height = h, key = %self.key.public(), "this node's key is in the validator set in force: signing");
+            } else {
+                tracing::info!(height = h, key = %self.key.public(), "this node's key is not in the validator set in force: following without signing");
+            }
+            self.signing = Some(signs);
+        }
+    }
+
     /// A peer proved a height at or past ours decided: ask it for blocks (one request at a
     /// time; each block is verified and re-executed by the engine as a decision).
     fn maybe_sync(&mut self, engine: &Engine<ChainApp>) {
@@ -325,13 +364,17 @@ impl Driver {
                         self.timers.pop_first();
                     }
                 }
-                Effect::Committed(h) => tracing::debug!(height = h, "committed"),
+                Effect::Committed(h) => {
+                    tracing::debug!(height = h, "committed");
+                    self.membership(engine);
+                }
                 Effect::SyncTarget(_) => {}
                 Effect::Evidence(ev) => {
-                    if !self.validator {
+                    let chain = engine.app().chain().clone();
+                    // Evidence is a validator's event (§6.11): only while this key is one.
+                    if !crate::membership::is_validator(&chain.state(), &self.key.public()) {
                         continue;
                     }
-                    let chain = engine.app().chain().clone();
                     let author = self.key.public();
                     let (_, seq) = chain.next_seq(&author);
                     let event = Event::new(
