@@ -91,6 +91,20 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// Creates a devnet of `validators` validators and `observers` observers in `dir` (which must
 /// not hold one already).
 pub fn create(dir: &Path, validators: usize, observers: usize) -> anyhow::Result<Devnet> {
+    create_with(dir, validators, observers, |_| {
+        Ok(format!("/ip4/127.0.0.1/tcp/{}", free_port()?))
+    })
+}
+
+/// [`create`], with validator `i`'s genesis p2p address given by `p2p_addr(i)` instead of a
+/// free loopback port: e.g. `/dns4/hospital-{i}/tcp/7700` for a network of containers, each
+/// reached by its name (`twinledger-devnet init --p2p-addr`).
+pub fn create_with(
+    dir: &Path,
+    validators: usize,
+    observers: usize,
+    p2p_addr: impl Fn(usize) -> anyhow::Result<String>,
+) -> anyhow::Result<Devnet> {
     anyhow::ensure!(
         (1..=MAX_DEVNET_VALIDATORS).contains(&validators),
         "a devnet has 1 to {MAX_DEVNET_VALIDATORS} validators, not {validators}"
@@ -115,7 +129,7 @@ pub fn create(dir: &Path, validators: usize, observers: usize) -> anyhow::Result
             consensus_key: val.public(),
             power: 1,
             peer_id: peer_id_from_ed25519(&val.public()),
-            listen_addr: format!("/ip4/127.0.0.1/tcp/{}", free_port()?),
+            listen_addr: p2p_addr(i)?,
         })?;
         let name = format!("validator-{i}");
         keys.push((dir.join("keys").join(format!("hospital-{i}.key")), org));

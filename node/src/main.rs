@@ -7,7 +7,8 @@
 //!
 //! `twinledger-node key new --out FILE` makes a node key (a plain file, mode 0600, ADR 0011) and
 //! `twinledger-node key show FILE` shows one: its did:key and libp2p peer id.
-//! `twinledger-node completions <SHELL>` prints a completion script, `twinledger-node man --out
+//! `twinledger-node health --url URL` exits 0 when the URL answers 200 (a container's health
+//! check). `twinledger-node completions <SHELL>` prints a completion script, `twinledger-node man --out
 //! DIR` writes the man pages.
 #![allow(clippy::print_stdout)] // the startup banner is the dev mode's interface
 
@@ -122,6 +123,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Ask a node's health endpoint: exit 0 on HTTP 200, 1 otherwise (the container
+    /// HEALTHCHECK: a minimal image has no curl). Prints the answer's body.
+    Health {
+        /// The plain-HTTP URL to ask.
+        #[arg(long, default_value = "http://127.0.0.1:7600/health")]
+        url: String,
+        /// Give up after this many seconds (connect, send and read).
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +212,14 @@ async fn main() -> anyhow::Result<()> {
             let written = shell::write_man_pages(Cli::command(), out)
                 .with_context(|| format!("cannot write man pages to {}", out.display()))?;
             println!("wrote {} man pages to {}", written.len(), out.display());
+            return Ok(());
+        }
+        Some(Command::Health { url, timeout }) => {
+            let (code, body) = health_probe(url, std::time::Duration::from_secs(*timeout))?;
+            println!("{code} {}", body.trim());
+            if code != 200 {
+                std::process::exit(1);
+            }
             return Ok(());
         }
         None => {}
@@ -453,6 +472,51 @@ async fn main() -> anyhow::Result<()> {
     println!("  API        http://{addr}");
     println!("  P2P        {}/p2p/{}", replica.p2p_addr, replica.peer_id);
     run_replicated(listener, chain, replica, options, shutdown_signal()).await
+}
+
+/// `GET url` over plain HTTP/1.0 with std only (the health subcommand): the status code and body.
+fn health_probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    use std::net::ToSocketAddrs as _;
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("health URL {url:?}: only plain http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    anyhow::ensure!(!authority.is_empty(), "health URL {url:?} names no host");
+    let target = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = target
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {target}"))?
+        .next()
+        .with_context(|| format!("{target} resolves to no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer of {url}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .with_context(|| format!("{url} answered no HTTP status line"))?;
+    Ok((code, body.to_owned()))
 }
 
 /// Resolves on SIGINT or SIGTERM.

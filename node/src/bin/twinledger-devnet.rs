@@ -48,6 +48,20 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         observers: usize,
     },
+    /// Create the files of a devnet (genesis, keys) without starting it: e.g. for containers,
+    /// with `--p2p-addr '/dns4/hospital-{i}/tcp/7700'` (node/deploy/container/).
+    Init {
+        /// Number of validators (one hospital each), 1..=16.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Number of observers.
+        #[arg(long, default_value_t = 1)]
+        observers: usize,
+        /// Validator i's p2p address in the genesis, `{i}` standing for i (0, 1, ...); default:
+        /// a free loopback port each.
+        #[arg(long, value_name = "TEMPLATE")]
+        p2p_addr: Option<String>,
+    },
     /// Stop every node.
     Down,
     /// Show every node's API address and height.
@@ -73,6 +87,11 @@ fn main() -> anyhow::Result<()> {
             validators,
             observers,
         } => up(&cli.dir, validators, observers),
+        Cmd::Init {
+            validators,
+            observers,
+            p2p_addr,
+        } => init(&cli.dir, validators, observers, p2p_addr.as_deref()),
         Cmd::Down => down(&cli.dir),
         Cmd::Status => status(&cli.dir),
         Cmd::Completions { shell } => {
@@ -225,6 +244,38 @@ fn up(dir: &Path, validators: usize, observers: usize) -> anyhow::Result<()> {
     }
     println!("show a key again: twinctl key show <file>  (or twinledger-node key show <file>)");
     println!("stop with: twinledger-devnet down --dir {}", dir.display());
+    Ok(())
+}
+
+fn init(
+    dir: &Path,
+    validators: usize,
+    observers: usize,
+    p2p_addr: Option<&str>,
+) -> anyhow::Result<()> {
+    let net = match p2p_addr {
+        None => devnet::create(dir, validators, observers)?,
+        Some(t) => {
+            anyhow::ensure!(
+                t.contains("{i}"),
+                "--p2p-addr {t:?} has no {{i}}: every validator needs its own address"
+            );
+            devnet::create_with(dir, validators, observers, |i| {
+                Ok(t.replace("{i}", &i.to_string()))
+            })?
+        }
+    };
+    println!(
+        "created a devnet of {validators} validators and {observers} observers in {}",
+        dir.display()
+    );
+    println!("genesis: {}", net.genesis_path.display());
+    for node in &net.nodes {
+        println!("  {:<12} key {}", node.name, node.key_path.display());
+    }
+    for k in &net.user_keys {
+        println!("  {:<12} {}  ({})", "", k.path.display(), k.role);
+    }
     Ok(())
 }
 
