@@ -114,6 +114,62 @@ fn health_subcommand_exits_0_on_200_and_1_otherwise() {
     );
 }
 
+#[test]
+fn devnet_init_names_validators_by_the_template_and_refuses_one_without_i() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet = twinledger_tests::devnet_binary().unwrap();
+    let init = |net: &Path, template: &str| {
+        Command::new(&devnet)
+            .args(["init", "--dir"])
+            .arg(net)
+            .args([
+                "--validators",
+                "4",
+                "--observers",
+                "1",
+                "--p2p-addr",
+                template,
+            ])
+            .output()
+            .unwrap()
+    };
+    // One address for every validator would be no network: refused, nothing written.
+    let bad = dir.path().join("bad");
+    let out = init(&bad, "/dns4/hospital/tcp/7700");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no {i}"),
+        "{out:?}"
+    );
+    assert!(!bad.join("genesis.json").exists());
+    // The compose network's names.
+    let good = dir.path().join("good");
+    let out = init(&good, "/dns4/hospital-{i}/tcp/7700");
+    assert!(out.status.success(), "{out:?}");
+    let g = twinledger_genesis::GenesisFile::load(&good.join("genesis.json")).unwrap();
+    let addrs: Vec<&str> = g
+        .validators
+        .iter()
+        .map(|v| v.listen_addr.as_str())
+        .collect();
+    assert_eq!(
+        addrs,
+        [
+            "/dns4/hospital-0/tcp/7700",
+            "/dns4/hospital-1/tcp/7700",
+            "/dns4/hospital-2/tcp/7700",
+            "/dns4/hospital-3/tcp/7700"
+        ]
+    );
+    assert_eq!(g.observers.len(), 1);
+    for n in ["validator-0", "validator-3", "observer-0"] {
+        assert!(good.join(n).join("node.key").exists(), "{n}");
+    }
+    // Not twice in the same directory.
+    let again = init(&good, "/dns4/hospital-{i}/tcp/7700");
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+}
+
 /// The services of compose.yaml, in order: validators 0..4, then the observer.
 const SERVICES: [&str; 5] = [
     "hospital-0",

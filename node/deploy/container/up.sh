@@ -7,15 +7,26 @@
 #   4. starts them: docker-compose -p twinledger up -d (compose.yaml).
 # APIs: http://127.0.0.1:7600 (hospital-0) ... 7603 (hospital-3), 7604 (observer).
 # Stop with down.sh (add -v to delete the stores as well).
+# `up.sh --debug` builds and runs the debug binary instead (quicker to build, slower to run).
 set -euo pipefail
+profile=release
+case "${1:-}" in
+  --debug) profile=debug ;;
+  "") ;;
+  *) echo "usage: $0 [--debug]" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 project=${COMPOSE_PROJECT_NAME:-twinledger}
 export TWINLEDGER_IMAGE=${TWINLEDGER_IMAGE:-twinledger-node:local}
 export TWINLEDGER_NET_DIR=${TWINLEDGER_NET_DIR:-$here/net}
 
-(cd "$repo" && cargo build --release --locked -p twinledger-node --bins)
-bin=${CARGO_TARGET_DIR:-$repo/target}/release
+if [ "$profile" = release ]; then
+  (cd "$repo" && cargo build --release --locked -p twinledger-node --bins)
+else
+  (cd "$repo" && cargo build --locked -p twinledger-node --bins)
+fi
+bin=${CARGO_TARGET_DIR:-$repo/target}/$profile
 "$here/build-image.sh" "$bin/twinledger-node" "$TWINLEDGER_IMAGE"
 
 net=$TWINLEDGER_NET_DIR
