@@ -524,10 +524,12 @@ async fn compose_network_survives_kill_pause_partition_and_refuses_a_stranger() 
         env,
         extra: Vec::new(),
     };
+    let image_start = Instant::now();
     run(Command::new(container_dir().join("build-image.sh"))
         .arg(&bin)
         .arg(&image))
     .unwrap();
+    let image_took = image_start.elapsed();
     let built = started.elapsed();
     project.compose(&["up", "-d"]).unwrap();
     let apis = SERVICES.iter().map(|s| project.api(s)).collect();
@@ -754,7 +756,7 @@ async fn compose_network_survives_kill_pause_partition_and_refuses_a_stranger() 
     let tips = verify_stores(&genesis, &dirs);
     assert!(tips.iter().all(|t| *t >= common), "{tips:?}");
     eprintln!(
-        "containers: image built {:.1?}, all healthy {:.1?}, kill+restart done {:.1?}, pause done \
+        "containers: image built {:.1?} (build-image.sh {image_took:.1?}), all healthy {:.1?}, kill+restart done {:.1?}, pause done \
          {:.1?}, partition done {:.1?}, verified {:.1?}; {expected} events, tips {tips:?}",
         built,
         up,
