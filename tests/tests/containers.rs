@@ -247,6 +247,8 @@ impl Drop for Project {
         for c in &self.extra {
             let _ = Command::new("docker").args(["rm", "-f", "-v", c]).output();
         }
+        // A paused container cannot be stopped: a failure mid-pause must not leave it behind.
+        let _ = self.compose(&["unpause"]);
         let _ = self.compose(&["down", "-v", "--remove-orphans", "--timeout", "5"]);
         let _ = Command::new("docker")
             .args(["rmi", "-f", &self.image])
