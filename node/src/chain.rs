@@ -458,6 +458,15 @@ impl Chain {
             .lock()
             .expect("set changes lock")
             .extend(set_changes_in(&stored));
+        // Membership moved (a governance event, or a scheduled set in force from this block):
+        // the scratch state's view of who may do what, and of the pending set, is stale.
+        let membership_moved = inner.committed.validators_in_force().hash()
+            != state.validators_in_force().hash()
+            || stored
+                .block
+                .events
+                .iter()
+                .any(|e| matches!(e.event.payload, EventPayload::Governance(_)));
         inner.committed = state;
         let events = &stored.block.events;
         let first_leaf = stored.block.header.log_size - events.len() as u64;
@@ -498,7 +507,9 @@ impl Chain {
         // old, their events unknown here, and re-admitting a mempool of live events after each
         // of them made a far-behind node slower than the chain it was chasing.
         let catching_up = self.catching_up.load(std::sync::atomic::Ordering::SeqCst);
-        if !catching_up && (!all_known || height.is_multiple_of(PENDING_REBUILD_EVERY)) {
+        if membership_moved
+            || (!catching_up && (!all_known || height.is_multiple_of(PENDING_REBUILD_EVERY)))
+        {
             self.rebuild_pending(&mut inner);
         }
         self.metrics

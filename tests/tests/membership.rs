@@ -112,7 +112,9 @@ async fn advances(net: &ProcNet, i: usize, blocks: u64, what: &str) -> u64 {
     net.height(i).await
 }
 
-/// Submits `n` events round-robin to the live validators among `to`.
+/// Submits `n` events round-robin to the nodes `to` (0 and 1, which stay up: a node killed
+/// with -9 loses the events it admitted but had not yet gossiped, which is not what this test
+/// is about; `tests/crash.rs` is).
 async fn load(net: &mut ProcNet, to: &[usize], n: usize, accepted: &mut Vec<usize>) {
     for k in 0..n {
         let i = to[k % to.len()];
@@ -138,7 +140,7 @@ async fn a_network_grows_shrinks_rotates_and_admits_observers_by_governance_with
     let (v0, v1, v2, v3) = (vkey(0), vkey(1), vkey(2), vkey(3));
     let hospital0 = net.genesis.organisations[0].key;
     let mut accepted = Vec::new();
-    load(&mut net, &[0, 1, 2, 3], 20, &mut accepted).await;
+    load(&mut net, &[0, 1], 20, &mut accepted).await;
 
     // 1. An outsider (key in no set) is refused at the handshake and follows nothing.
     let (k4, k4_path) = new_key(&tmp.path().join("validator-new"), &net);
@@ -175,7 +177,7 @@ async fn a_network_grows_shrinks_rotates_and_admits_observers_by_governance_with
         async |n| n.height(n4).await >= grown + 2,
     )
     .await;
-    load(&mut net, &[0, 1, 2], 20, &mut accepted).await;
+    load(&mut net, &[0, 1], 20, &mut accepted).await;
     // With validator 3 down, 4 of the 5 are up: a quorum only if the new one signs.
     net.kill9(3);
     advances(
@@ -186,7 +188,7 @@ async fn a_network_grows_shrinks_rotates_and_admits_observers_by_governance_with
     )
     .await;
     net.start(3);
-    load(&mut net, &[0, 1, 2, 3], 10, &mut accepted).await;
+    load(&mut net, &[0, 1], 10, &mut accepted).await;
 
     // 3. Shrink back to 4: the removed validator is disconnected.
     let shrunk = govern(
@@ -250,7 +252,7 @@ async fn a_network_grows_shrinks_rotates_and_admits_observers_by_governance_with
         async |n| n.height(n2b).await >= rotated + 2,
     )
     .await;
-    load(&mut net, &[0, 1, 3], 10, &mut accepted).await;
+    load(&mut net, &[0, 1], 10, &mut accepted).await;
     // The old key's node and validator 3 down: 0, 1 and the new key are 3 of 4.
     net.kill9(2);
     net.kill9(3);
@@ -320,7 +322,7 @@ async fn a_network_grows_shrinks_rotates_and_admits_observers_by_governance_with
         cut_at,
         "the removed observer still receives blocks"
     );
-    load(&mut net, &[0, 1, 3], 10, &mut accepted).await;
+    load(&mut net, &[0, 1], 10, &mut accepted).await;
     let last = net.height(0).await + 2;
     net.wait(
         "the last events committed",
