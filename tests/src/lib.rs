@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 
 pub mod procnet;
 pub mod sim;
+pub mod wan;
 
 /// The `twinledger-node` binary of this build profile, built once per test process.
 pub fn node_binary() -> anyhow::Result<PathBuf> {
