@@ -883,6 +883,26 @@ impl WanBed {
         self.add_rules(i, rules)
     }
 
+    /// Node `i`'s TCP connections (`ss -tin` in its namespace): how many, the highest
+    /// retransmission backoff, the highest RTO in ms. Zeros if `ss` fails.
+    pub fn tcp_stats(&self, i: usize) -> (usize, u64, f64) {
+        let Ok(out) = run_in(&self.net.node(i), &["ss", "-tin", "state", "established"]) else {
+            return (0, 0, 0.0);
+        };
+        let field = |line: &str, name: &str| -> Option<f64> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+        };
+        let (mut n, mut backoff, mut rto) = (0, 0u64, 0f64);
+        for line in out.lines().filter(|l| l.contains("rto:")) {
+            n += 1;
+            backoff = backoff.max(field(line, "backoff:").unwrap_or(0.0) as u64);
+            rto = rto.max(field(line, "rto:").unwrap_or(0.0));
+        }
+        (n, backoff, rto)
+    }
+
     /// `/health` of node `i` (None: down or unreachable).
     pub async fn health(&self, i: usize) -> Option<serde_json::Value> {
         if !self.is_live(i) {
@@ -1357,6 +1377,12 @@ pub struct PartitionReport {
     pub isolated_blocks: u64,
     /// From the heal until the isolated node reached the others' height at the heal.
     pub catch_up: Duration,
+    /// From the heal until the isolated node was within one height of the others (who keep
+    /// committing meanwhile).
+    pub in_step: Duration,
+    /// The isolated node's TCP connections just before the heal (`ss -tin` in its namespace):
+    /// how many there were, the highest retransmission backoff and the highest RTO (ms).
+    pub tcp_at_heal: (usize, u64, f64),
     /// The height at which every node was checked to hold the same block.
     pub agreed_at: u64,
 }
@@ -1365,14 +1391,18 @@ impl std::fmt::Display for PartitionReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "node {} isolated for {:.0} s: the others committed {} blocks ({} events) meanwhile, the isolated node {}; after the heal it caught up in {:.2} s; every node holds the same block at height {}",
+            "node {} isolated for {:.0} s: the others committed {} blocks ({} events) meanwhile, the isolated node {}; after the heal it reached the others' height at the heal in {:.2} s and was within one height of them after {:.2} s; every node holds the same block at height {}; at the heal its {} TCP connections had retransmission backoff up to {} and RTO up to {:.0} ms",
             self.isolated,
             self.hold.as_secs_f64(),
             self.majority_blocks,
             self.majority_events,
             self.isolated_blocks,
             self.catch_up.as_secs_f64(),
-            self.agreed_at
+            self.in_step.as_secs_f64(),
+            self.agreed_at,
+            self.tcp_at_heal.0,
+            self.tcp_at_heal.1,
+            self.tcp_at_heal.2,
         )
     }
 }
@@ -1416,10 +1446,20 @@ pub async fn partition(
         "the {} connected validators made no progress while node {isolated} was isolated (height {maj0} → {maj1})",
         others.len()
     );
+    let tcp_at_heal = bed.tcp_stats(isolated);
     bed.heal(isolated)?;
+    let healed = Instant::now();
     let catch_up = bed
         .wait_at(&[isolated], maj1, Duration::from_secs(300))
         .await?;
+    let o = others[0];
+    bed.wait_for(
+        "the isolated node within one height of the others",
+        Duration::from_secs(300),
+        async |b| b.height(isolated).await + 1 >= b.height(o).await,
+    )
+    .await?;
+    let in_step = healed.elapsed();
     let top = bed.height(isolated).await.min(bed.height(others[0]).await);
     bed.wait_at(&all, top, Duration::from_secs(60)).await?;
     bed.agree_at(&all, top).await?;
@@ -1430,6 +1470,8 @@ pub async fn partition(
         majority_events: log1 - log0,
         isolated_blocks: iso1.saturating_sub(iso0),
         catch_up,
+        in_step,
+        tcp_at_heal,
         agreed_at: top,
     })
 }
@@ -1523,4 +1565,53 @@ pub fn percentile(sorted: &[Duration], pct: usize) -> Duration {
     }
     let idx = ((sorted.len() - 1) * pct + 50) / 100;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relay's delay stage (used where the kernel has no netem): every byte arrives no
+    /// sooner than the one-way delay minus the jitter after it was sent, and in order.
+    #[tokio::test]
+    async fn the_relay_stage_delays_every_chunk_and_keeps_order() {
+        let delay = Duration::from_millis(40);
+        let jitter = Duration::from_millis(10);
+        let stage = Stage { delay, jitter };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = l.local_addr().unwrap();
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let via = relay.local_addr().unwrap();
+        let server = tokio::spawn(serve_link(
+            relay,
+            to,
+            Ipv4Addr::LOCALHOST,
+            stage,
+            stage,
+            7,
+        ));
+        let mut client = tokio::net::TcpStream::connect(via).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        let (mut peer, _) = l.accept().await.unwrap();
+        let mut sent = Vec::new();
+        let mut got = Vec::new();
+        for k in 0..20u8 {
+            sent.push(Instant::now());
+            client.write_all(&[k]).await.unwrap();
+            let mut b = [0u8; 1];
+            peer.read_exact(&mut b).await.unwrap();
+            got.push((b[0], sent[usize::from(k)].elapsed()));
+        }
+        for (k, (byte, took)) in got.iter().enumerate() {
+            assert_eq!(usize::from(*byte), k, "out of order");
+            assert!(*took >= delay - jitter, "byte {k} arrived after {took:?}");
+        }
+        // Back the other way too.
+        let t = Instant::now();
+        peer.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        client.read_exact(&mut b).await.unwrap();
+        assert!(t.elapsed() >= delay - jitter);
+        server.abort();
+    }
 }

@@ -139,7 +139,7 @@ async fn soak(o: &Opts, cfg: &WanConfig) -> anyhow::Result<()> {
     let cycles = o.num("cycles", 10)?;
     let r = wan::kill_soak(&bed, cycles, cfg.seed).await?;
     println!(
-        "soak: {} cycles (kill -9 of one or two validators, or SIGSTOP of one; seed {}), {} events accepted, recovery median {:?}, p99 {:?}, max {:?}; every store re-verified, no fork, tips {:?}",
+        "soak: {} cycles (kill -9 of one or two validators, or SIGSTOP of one; seed {}), {} events accepted, recovery median {:.2?}, p99 {:.2?}, max {:.2?}; every store re-verified, no fork, tips {:?}",
         r.cycles,
         cfg.seed,
         r.submitted,
