@@ -179,7 +179,22 @@ pub fn check_facilities() -> Result<(), String> {
     run(&["ip", "netns", "add", &probe]).map_err(|e| {
         format!("cannot create a network namespace (root and CAP_SYS_ADMIN needed): {e}")
     })?;
-    let ipt = run_in(&probe, &["iptables", "-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "DROP"]);
+    let ipt = run_in(
+        &probe,
+        &[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.5",
+            "-j",
+            "DROP",
+        ],
+    );
     let _ = run(&["ip", "netns", "del", &probe]);
     ipt.map_err(|e| format!("iptables does not work in a namespace: {e}"))?;
     Ok(())
@@ -194,7 +209,9 @@ pub fn netem_available() -> bool {
     let ok = run_in(&probe, &["ip", "link", "set", "lo", "up"]).is_ok()
         && run_in(
             &probe,
-            &["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            &[
+                "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+            ],
         )
         .is_ok();
     let _ = run(&["ip", "netns", "del", &probe]);
@@ -263,11 +280,28 @@ impl Netns {
         run(&["ip", "-n", &hub, "link", "set", "br0", "up"])?;
         let up = format!("{}u", self.prefix);
         run(&[
-            "ip", "link", "add", &self.prefix, "type", "veth", "peer", "name", &up, "netns", &hub,
+            "ip",
+            "link",
+            "add",
+            &self.prefix,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &up,
+            "netns",
+            &hub,
         ])?;
         run(&["ip", "-n", &hub, "link", "set", &up, "master", "br0", "up"])?;
         for ip in [self.harness_ip(), self.relay_ip()] {
-            run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", &self.prefix])?;
+            run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                &self.prefix,
+            ])?;
         }
         run(&["ip", "link", "set", &self.prefix, "up"])?;
         for i in 0..self.nodes {
@@ -278,7 +312,9 @@ impl Netns {
                 "ip", "-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
                 "netns", &ns,
             ])?;
-            run(&["ip", "-n", &hub, "link", "set", &port, "master", "br0", "up"])?;
+            run(&[
+                "ip", "-n", &hub, "link", "set", &port, "master", "br0", "up",
+            ])?;
             run(&[
                 "ip",
                 "-n",
@@ -388,7 +424,10 @@ async fn serve_link(
             let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
                 return;
             };
-            if sock.bind(SocketAddr::V4(SocketAddrV4::new(bind, 0))).is_err() {
+            if sock
+                .bind(SocketAddr::V4(SocketAddrV4::new(bind, 0)))
+                .is_err()
+            {
                 return;
             }
             let Ok(server) = sock.connect(to).await else {
@@ -534,7 +573,12 @@ impl WanBed {
             .nodes
             .iter()
             .map(|d| (d.name.clone(), d.key_path.clone()))
-            .chain(devnet.user_keys.iter().map(|k| (k.role.clone(), k.path.clone())))
+            .chain(
+                devnet
+                    .user_keys
+                    .iter()
+                    .map(|k| (k.role.clone(), k.path.clone())),
+            )
             .collect();
         for (role, path) in paths {
             let key = keyfile::read(&path)?;
@@ -786,20 +830,23 @@ impl WanBed {
 
     /// Whether node `i` runs and is not stopped.
     pub fn is_live(&self, i: usize) -> bool {
-        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)[i].is_some() && !self.stopped.lock().unwrap_or_else(PoisonError::into_inner)[i]
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)[i].is_some()
+            && !self.stopped.lock().unwrap_or_else(PoisonError::into_inner)[i]
     }
 
     /// Node `i`'s last log lines.
     pub fn log_tail(&self, i: usize) -> String {
-        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)[i].as_ref().map_or_else(String::new, |p| {
-            p.tail
-                .lock()
-                .expect("tail")
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)[i]
+            .as_ref()
+            .map_or_else(String::new, |p| {
+                p.tail
+                    .lock()
+                    .expect("tail")
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
     }
 
     fn add_rules(&self, i: usize, rules: Vec<Vec<String>>) -> anyhow::Result<()> {
@@ -962,16 +1009,25 @@ impl WanBed {
     }
 
     /// Waits until every node in `which` has committed height `h`.
-    pub async fn wait_at(&self, which: &[usize], h: u64, deadline: Duration) -> anyhow::Result<Duration> {
+    pub async fn wait_at(
+        &self,
+        which: &[usize],
+        h: u64,
+        deadline: Duration,
+    ) -> anyhow::Result<Duration> {
         let which = which.to_vec();
-        self.wait_for(&format!("nodes {which:?} at height {h}"), deadline, async |b| {
-            for &i in &which {
-                if b.height(i).await < h {
-                    return false;
+        self.wait_for(
+            &format!("nodes {which:?} at height {h}"),
+            deadline,
+            async |b| {
+                for &i in &which {
+                    if b.height(i).await < h {
+                        return false;
+                    }
                 }
-            }
-            true
-        })
+                true
+            },
+        )
         .await
     }
 
@@ -1000,7 +1056,10 @@ impl WanBed {
             let b = self.block(i, h).await?;
             let hash = b.block.header.hash();
             if let Some(s) = seen {
-                ensure!(s == hash, "FORK: node {i} holds another block at height {h}");
+                ensure!(
+                    s == hash,
+                    "FORK: node {i} holds another block at height {h}"
+                );
             }
             seen = Some(hash);
         }
@@ -1273,7 +1332,8 @@ pub async fn latency(
             let mut lat: Vec<u64> = Vec::new();
             let mut next = bed.height(0).await + 1;
             let end = Instant::now() + Duration::from_secs(seconds + 120);
-            while (lat.len() as u64) < expect.load(Ordering::Relaxed).min(m) && Instant::now() < end {
+            while (lat.len() as u64) < expect.load(Ordering::Relaxed).min(m) && Instant::now() < end
+            {
                 let tip = bed.height(0).await;
                 if tip < next {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1516,7 +1576,12 @@ pub async fn kill_soak(bed: &Arc<WanBed>, cycles: u64, seed: u64) -> anyhow::Res
         }
         let hold = Duration::from_millis(rng.random_range(1000..4000));
         let end = Instant::now() + hold;
-        let events = bed.grants("soak", next_event..next_event + hold.as_millis() as u64 / 25 + 1).await;
+        let events = bed
+            .grants(
+                "soak",
+                next_event..next_event + hold.as_millis() as u64 / 25 + 1,
+            )
+            .await;
         next_event += events.len() as u64;
         for (k, ev) in events.iter().enumerate() {
             if Instant::now() > end {
@@ -1582,14 +1647,7 @@ mod tests {
         let to = l.local_addr().unwrap();
         let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let via = relay.local_addr().unwrap();
-        let server = tokio::spawn(serve_link(
-            relay,
-            to,
-            Ipv4Addr::LOCALHOST,
-            stage,
-            stage,
-            7,
-        ));
+        let server = tokio::spawn(serve_link(relay, to, Ipv4Addr::LOCALHOST, stage, stage, 7));
         let mut client = tokio::net::TcpStream::connect(via).await.unwrap();
         client.set_nodelay(true).unwrap();
         let (mut peer, _) = l.accept().await.unwrap();

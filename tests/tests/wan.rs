@@ -56,8 +56,13 @@ async fn an_isolated_hospital_does_not_stop_the_others_and_rejoins_without_forki
         .unwrap_or_else(|e| panic!("{e:#}\nnode 3 said:\n{}", bed.log_tail(3)));
     eprintln!("partition: {r}");
     assert!(r.majority_blocks >= 1 && r.majority_events > 0, "{r}");
-    assert_eq!(r.isolated_blocks, 0, "the isolated node committed alone: {r}");
-    let tips = bed.stop_and_verify().expect("every store verifies, no fork");
+    assert_eq!(
+        r.isolated_blocks, 0,
+        "the isolated node committed alone: {r}"
+    );
+    let tips = bed
+        .stop_and_verify()
+        .expect("every store verifies, no fork");
     eprintln!("tips {tips:?}");
 }
 
@@ -93,5 +98,6 @@ async fn a_hospital_behind_a_lossy_link_does_not_stall_the_others() {
         .await
         .expect("the lossy node catches up");
     bed.agree_at(&all, top).await.expect("no fork");
-    bed.stop_and_verify().expect("every store verifies, no fork");
+    bed.stop_and_verify()
+        .expect("every store verifies, no fork");
 }

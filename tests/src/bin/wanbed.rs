@@ -33,7 +33,9 @@ impl Opts {
         let mut args = std::env::args().skip(1);
         let what = args.next().unwrap_or_else(|| "all".into());
         if what == "-h" || what == "--help" {
-            println!("usage: wanbed [bench|partition|soak|all] [--validators N] [--delay LO-HI] [--jitter MS] [--loss P] [--seed N] [--mechanism auto|relay|netem] [--rate N] [--seconds N] [--events N] [--partition-secs N] [--cycles N]");
+            println!(
+                "usage: wanbed [bench|partition|soak|all] [--validators N] [--delay LO-HI] [--jitter MS] [--loss P] [--seed N] [--mechanism auto|relay|netem] [--rate N] [--seconds N] [--events N] [--partition-secs N] [--cycles N]"
+            );
             std::process::exit(0);
         }
         let mut kv = HashMap::new();
@@ -41,7 +43,9 @@ impl Opts {
             let Some(name) = k.strip_prefix("--") else {
                 bail!("unexpected argument {k:?} (options are --name value)");
             };
-            let v = args.next().with_context(|| format!("--{name} needs a value"))?;
+            let v = args
+                .next()
+                .with_context(|| format!("--{name} needs a value"))?;
             kv.insert(name.to_owned(), v);
         }
         Ok(Self { what, kv })
@@ -49,7 +53,8 @@ impl Opts {
 
     fn num(&self, name: &str, default: u64) -> anyhow::Result<u64> {
         self.kv.get(name).map_or(Ok(default), |v| {
-            v.parse().with_context(|| format!("--{name} {v:?} is not a number"))
+            v.parse()
+                .with_context(|| format!("--{name} {v:?} is not a number"))
         })
     }
 }
@@ -75,7 +80,10 @@ fn config(o: &Opts) -> anyhow::Result<WanConfig> {
     cfg.jitter_ms = o.num("jitter", 5)?;
     if let Some(l) = o.kv.get("loss") {
         cfg.loss = l.parse().context("--loss is a probability (0.01 = 1%)")?;
-        anyhow::ensure!((0.0..1.0).contains(&cfg.loss), "--loss {l} is not in [0, 1)");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&cfg.loss),
+            "--loss {l} is not in [0, 1)"
+        );
     }
     cfg.seed = o.num("seed", 1)?;
     cfg.mechanism = match o.kv.get("mechanism").map(String::as_str) {
@@ -94,7 +102,10 @@ async fn bed(cfg: &WanConfig) -> anyhow::Result<(tempfile::TempDir, Arc<WanBed>)
     let all: Vec<usize> = (0..bed.len()).collect();
     let t = Instant::now();
     bed.wait_at(&all, 2, Duration::from_secs(120)).await?;
-    println!("bed: every node at height 2 after {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "bed: every node at height 2 after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     Ok((dir, bed))
 }
 
@@ -126,8 +137,14 @@ async fn bench(o: &Opts, cfg: &WanConfig) -> anyhow::Result<()> {
 async fn partition(o: &Opts, cfg: &WanConfig) -> anyhow::Result<()> {
     let (_dir, bed) = bed(cfg).await?;
     let secs = o.num("partition-secs", 60)?;
-    let r = wan::partition(&bed, bed.len() - 1, Duration::from_secs(secs), 100, "wan-partition")
-        .await?;
+    let r = wan::partition(
+        &bed,
+        bed.len() - 1,
+        Duration::from_secs(secs),
+        100,
+        "wan-partition",
+    )
+    .await?;
     println!("partition: {r}");
     let tips = bed.stop_and_verify()?;
     println!("verify: every store re-verified, no fork, tips {tips:?}");
