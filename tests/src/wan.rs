@@ -596,6 +596,7 @@ impl WanBed {
         let (lo, hi) = cfg.delay_ms;
         ensure!(lo <= hi, "delay range {lo}-{hi} ms is empty");
         let mut delays = vec![vec![0u64; n]; n];
+        #[allow(clippy::needless_range_loop)] // a symmetric matrix, filled by index
         for i in 0..n {
             for j in i + 1..n {
                 let d = rng.random_range(lo..=hi);
@@ -944,7 +945,12 @@ impl WanBed {
         let (mut n, mut backoff, mut rto) = (0, 0u64, 0f64);
         for line in out.lines().filter(|l| l.contains("rto:")) {
             n += 1;
-            backoff = backoff.max(field(line, "backoff:").unwrap_or(0.0) as u64);
+            backoff = backoff.max(
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix("backoff:"))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            );
             rto = rto.max(field(line, "rto:").unwrap_or(0.0));
         }
         (n, backoff, rto)
@@ -1384,11 +1390,12 @@ pub async fn latency(
     expect.store(m - refused, Ordering::Relaxed);
     let mut lat = watcher.await?;
     lat.sort_unstable();
-    let q = |p: f64| -> f64 {
+    // Nearest rank, `per_mille` of 1,000.
+    let q = |per_mille: usize| -> f64 {
         if lat.is_empty() {
             return 0.0;
         }
-        let idx = ((lat.len() - 1) as f64 * p).round() as usize;
+        let idx = ((lat.len() - 1) * per_mille + 500) / 1000;
         lat[idx.min(lat.len() - 1)] as f64 / 1000.0
     };
     Ok(Latency {
@@ -1397,9 +1404,9 @@ pub async fn latency(
         offered_secs,
         seen: lat.len() as u64,
         refused,
-        p50: q(0.50),
-        p90: q(0.90),
-        p99: q(0.99),
+        p50: q(500),
+        p90: q(900),
+        p99: q(990),
         max: lat.last().map_or(0.0, |&v| v as f64 / 1000.0),
     })
 }
@@ -1579,7 +1586,7 @@ pub async fn kill_soak(bed: &Arc<WanBed>, cycles: u64, seed: u64) -> anyhow::Res
         let events = bed
             .grants(
                 "soak",
-                next_event..next_event + hold.as_millis() as u64 / 25 + 1,
+                next_event..next_event + u64::try_from(hold.as_millis() / 25).unwrap_or(160) + 1,
             )
             .await;
         next_event += events.len() as u64;
