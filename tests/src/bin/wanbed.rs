@@ -171,10 +171,11 @@ async fn soak(o: &Opts, cfg: &WanConfig) -> anyhow::Result<()> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let o = Opts::parse()?;
+    // Options first: a bad one is refused before anything is created.
+    let cfg = config(&o)?;
     if let Err(why) = wan::check_facilities() {
         bail!("this machine cannot host the WAN bed: {why}");
     }
-    let cfg = config(&o)?;
     println!(
         "machine: {} cores, kernel {}; netem available: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
