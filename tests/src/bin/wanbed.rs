@@ -38,6 +38,9 @@ impl Opts {
             );
             std::process::exit(0);
         }
+        if !["bench", "partition", "soak", "all"].contains(&what.as_str()) {
+            bail!("unknown run {what:?}: bench, partition, soak or all");
+        }
         let mut kv = HashMap::new();
         while let Some(k) = args.next() {
             let Some(name) = k.strip_prefix("--") else {
