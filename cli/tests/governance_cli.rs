@@ -23,7 +23,11 @@ fn twinctl(node: &str, args: &[&str]) -> Output {
 }
 
 fn key(data_dir: &Path, name: &str) -> String {
-    data_dir.join("keys").join(format!("{name}.key")).display().to_string()
+    data_dir
+        .join("keys")
+        .join(format!("{name}.key"))
+        .display()
+        .to_string()
 }
 
 fn did_of(data_dir: &Path, name: &str) -> String {
@@ -60,8 +64,15 @@ fn a_change_is_proposed_approved_and_submitted_and_lying_files_and_keys_are_refu
     ok(twinctl(
         api,
         &[
-            "governance", "propose", "--out", &p, "add-observer", "--observer", &observer,
-            "--organisation", &hospital,
+            "governance",
+            "propose",
+            "--out",
+            &p,
+            "add-observer",
+            "--observer",
+            &observer,
+            "--organisation",
+            &hospital,
         ],
     ));
 
@@ -73,20 +84,57 @@ fn a_change_is_proposed_approved_and_submitted_and_lying_files_and_keys_are_refu
     let tampered = dir.path().join("tampered.json");
     std::fs::write(&tampered, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let t = tampered.display().to_string();
-    let o = twinctl(api, &["governance", "approve", &t, "--key", &key(&data, "validator")]);
+    let o = twinctl(
+        api,
+        &[
+            "governance",
+            "approve",
+            &t,
+            "--key",
+            &key(&data, "validator"),
+        ],
+    );
     refused(&o, 6, "disagree");
-    assert!(!std::fs::read_to_string(&tampered).unwrap().contains("signature"));
+    assert!(
+        !std::fs::read_to_string(&tampered)
+            .unwrap()
+            .contains("signature")
+    );
 
     // A key that is no validator's cannot approve.
-    let o = twinctl(api, &["governance", "approve", &p, "--key", &key(&data, "hospital")]);
+    let o = twinctl(
+        api,
+        &[
+            "governance",
+            "approve",
+            &p,
+            "--key",
+            &key(&data, "hospital"),
+        ],
+    );
     refused(&o, 4, "not a validator");
 
     let out = ok(twinctl(
         api,
-        &["governance", "approve", &p, "--key", &key(&data, "validator")],
+        &[
+            "governance",
+            "approve",
+            &p,
+            "--key",
+            &key(&data, "validator"),
+        ],
     ));
     assert!(out.contains("enough, ready to submit"), "{out}");
-    let o = twinctl(api, &["governance", "approve", &p, "--key", &key(&data, "validator")]);
+    let o = twinctl(
+        api,
+        &[
+            "governance",
+            "approve",
+            &p,
+            "--key",
+            &key(&data, "validator"),
+        ],
+    );
     refused(&o, 2, "already approved");
     let out = ok(twinctl(api, &["--json", "governance", "status", &p]));
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -95,15 +143,33 @@ fn a_change_is_proposed_approved_and_submitted_and_lying_files_and_keys_are_refu
 
     let out = ok(twinctl(
         api,
-        &["governance", "submit", &p, "--key", &key(&data, "validator")],
+        &[
+            "governance",
+            "submit",
+            &p,
+            "--key",
+            &key(&data, "validator"),
+        ],
     ));
     assert!(out.contains("applied in block"), "{out}");
     let shown = ok(twinctl(api, &["governance", "show"]));
-    assert!(shown.contains(&observer) && shown.contains("live"), "{shown}");
+    assert!(
+        shown.contains(&observer) && shown.contains("live"),
+        "{shown}"
+    );
     assert!(shown.contains("governance sequence 1"), "{shown}");
 
     // The applied proposal submitted again: stale (its approvals signed sequence 0).
-    let o = twinctl(api, &["governance", "submit", &p, "--key", &key(&data, "validator")]);
+    let o = twinctl(
+        api,
+        &[
+            "governance",
+            "submit",
+            &p,
+            "--key",
+            &key(&data, "validator"),
+        ],
+    );
     refused(&o, 2, "propose it again");
     let out = ok(twinctl(api, &["governance", "status", &p]));
     assert!(out.contains("STALE"), "{out}");
