@@ -15,6 +15,50 @@ pub const DEFAULT_NODE: &str = "http://127.0.0.1:7600";
 /// How long a signed event stays valid if no block takes it.
 const EVENT_TTL_MS: u64 = 10 * 60 * 1000;
 
+thread_local! {
+    /// The CA certificates `--ca-cert` / `TWINCTL_CA_CERT` names, for the command running on
+    /// this thread ([`use_ca_cert`]).
+    static CA_CERTS: std::cell::RefCell<Vec<reqwest::Certificate>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// While alive, [`NodeClient::connect`] on this thread trusts the CA certificates it was made
+/// with (besides the system's roots); dropping it restores what was trusted before.
+#[derive(Debug)]
+pub struct CaCertGuard(Vec<reqwest::Certificate>);
+
+impl Drop for CaCertGuard {
+    fn drop(&mut self) {
+        let previous = std::mem::take(&mut self.0);
+        CA_CERTS.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// Trusts the CA certificates of a PEM file (`--ca-cert`) for `https://` node addresses, for
+/// the command that runs on this thread while the guard lives. A missing file or one without a
+/// certificate is refused, naming the file.
+pub fn use_ca_cert(path: Option<&std::path::Path>) -> Result<CaCertGuard, CliError> {
+    let certs = match path {
+        None => Vec::new(),
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(CliError::io("read", path))?;
+            let refuse = |why: String| {
+                CliError::Invalid(format!(
+                    "the CA certificate file {} (--ca-cert or TWINCTL_CA_CERT) {why}",
+                    path.display()
+                ))
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+                .map_err(|e| refuse(format!("is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(refuse("holds no CERTIFICATE block".into()));
+            }
+            certs
+        }
+    };
+    Ok(CaCertGuard(CA_CERTS.with(|c| c.replace(certs))))
+}
+
 /// A connection to one node.
 #[derive(Debug)]
 pub struct NodeClient {
@@ -96,11 +140,13 @@ impl NodeClient {
     /// Connects and learns the chain id from `/health`.
     pub fn connect(node: &str) -> Result<Self, CliError> {
         let base = base_url(node)?;
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(70))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| unreachable(&base, e))?;
+            .connect_timeout(Duration::from_secs(10));
+        for c in CA_CERTS.with(|c| c.borrow().clone()) {
+            builder = builder.add_root_certificate(c);
+        }
+        let http = builder.build().map_err(|e| unreachable(&base, e))?;
         let r = http
             .get(format!("{base}/health"))
             .send()

@@ -61,6 +61,10 @@ pub struct Cli {
     /// The node's API address.
     #[arg(long, global = true, env = "TWINCTL_NODE", default_value = client::DEFAULT_NODE)]
     pub node: String,
+    /// A CA certificate file (PEM) to trust for an https:// node address, besides the
+    /// system's roots (a hospital's own CA).
+    #[arg(long, global = true, env = "TWINCTL_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -231,6 +235,7 @@ where
 
 /// Runs a parsed command.
 pub fn run(cli: &Cli) -> Result<Output, CliError> {
+    let _ca = client::use_ca_cert(cli.ca_cert.as_deref())?;
     match &cli.command {
         Command::Genesis(args) => genesis::run(args),
         Command::Key(args) => key::run(args, &cli.node),

@@ -6,6 +6,7 @@
 //! ledger. Every rule lives in `twinledger-core`; the node decides time, stores, serves.
 
 pub mod api;
+pub mod backup;
 pub mod chain;
 pub mod consensus;
 pub mod custodian;
@@ -218,6 +219,8 @@ pub struct ApiOptions {
     pub trusted_proxies: Vec<api::IpNet>,
     /// Custodian mode: the key-release service (PROTOCOL.md §11.6), if this node runs one.
     pub custodian: Option<Arc<custodian::Custodian>>,
+    /// HTTPS: the API's TLS configuration ([`api::tls::server_config`]); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ApiOptions {
@@ -227,6 +230,7 @@ impl Default for ApiOptions {
             rate_limit_per_key: api::DEFAULT_RATE_PER_KEY,
             trusted_proxies: Vec::new(),
             custodian: None,
+            tls: None,
         }
     }
 }
@@ -266,14 +270,19 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let api = Arc::new(Api::new(chain.clone(), &options));
     let app = api::router(api);
-    tracing::info!(addr = %listener.local_addr()?, chain = %chain.chain_id(), "serving");
+    // One path for plain HTTP and TLS: the listener completes handshakes and hands each
+    // stream over with its peer address (so ConnectInfo and the per-client limit see the peer).
+    let listener =
+        api::tls::ApiListener::new(listener, options.tls.clone()).context("API listener")?;
+    let scheme = if listener.is_tls() { "https" } else { "http" };
+    tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, scheme, chain = %chain.chain_id(), "serving");
     // Custodian mode: erasures follow the committed chain while the API serves.
     let follower = options.custodian.clone().map(|c| {
         tracing::info!(custodian = %c.public(), organisation = %c.organisation(), "custodian mode");
         tokio::spawn(custodian::follow(chain.clone(), c))
     });
     let served = axum::serve(
-        listener,
+        axum::serve::ListenerExt::tap_io(listener, |_| {}),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

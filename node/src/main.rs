@@ -101,6 +101,20 @@ struct Cli {
     /// A TOML config file with the same keys as the long flags (data_dir, genesis, ...).
     #[arg(long, env = "TWINLEDGER_CONFIG")]
     config: Option<PathBuf>,
+    // HTTPS on the API (issue #16; node/src/api/tls.rs).
+    /// HTTPS: the API's certificate chain (PEM, the server's certificate first).
+    #[arg(long, env = "TWINLEDGER_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// HTTPS: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1; mode 0600).
+    #[arg(long, env = "TWINLEDGER_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// HTTPS: require a client certificate chained to a CA certificate in this PEM file.
+    #[arg(long, env = "TWINLEDGER_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address (without TLS that is refused):
+    /// only behind a TLS-terminating proxy or on a private network.
+    #[arg(long, env = "TWINLEDGER_INSECURE_HTTP")]
+    insecure_http: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +147,98 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    // Online backup and restore (issue #16; node/src/backup.rs, ADR 0015).
+    /// Back up a running node: its committed blocks and certificates (from /v1/export) in a
+    /// self-checking file.
+    Backup {
+        /// The node's API address (http:// or https://).
+        #[arg(long, default_value = "http://127.0.0.1:7600")]
+        url: String,
+        /// A key that may read the whole chain: this validator's node key (or a dev key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The backup file to write (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// A CA certificate (PEM) to trust for an https:// address, besides the system's.
+        #[arg(long, env = "TWINLEDGER_CA_CERT", value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Restore a backup into a new (empty) data directory, verifying every block and
+    /// certificate against the genesis; the node then starts on it.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The new data directory (absent or empty).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long, value_name = "FILE")]
+        genesis: PathBuf,
+    },
+}
+
+/// Runs `backup` or `restore`: what it prints is its interface.
+async fn backup_command(command: &Command) -> anyhow::Result<()> {
+    use twinledger_node::backup;
+    match command {
+        Command::Backup {
+            url,
+            key,
+            out,
+            ca_cert,
+        } => {
+            let key = keyfile::read(key)?;
+            let s = backup::backup(&backup::BackupOptions {
+                url: url.clone(),
+                key,
+                ca_cert: ca_cert.clone(),
+                out: out.clone(),
+            })
+            .await
+            .with_context(|| format!("backup of {url} to {}", out.display()))?;
+            println!(
+                "backup   {} ({} bytes)\nchain    {}\ntip      {} (log size {})",
+                out.display(),
+                s.bytes,
+                s.header.chain_id,
+                s.header.tip_height,
+                s.header.checkpoint.log_size
+            );
+        }
+        Command::Restore {
+            from,
+            data_dir,
+            genesis,
+        } => {
+            let g = GenesisFile::load(genesis)?;
+            let (from, dir) = (from.clone(), data_dir.clone());
+            let s = tokio::task::spawn_blocking(move || backup::restore(&from, &dir, &g))
+                .await
+                .context("restore")?
+                .with_context(|| format!("restore of {}", from_display(command)))?;
+            println!(
+                "restored {} into {}\nchain    {}\ntip      {} (log size {}), every block and \
+                 certificate verified\nguard    a validator signs again once a block made \
+                 after this restore is committed (ADR 0015)",
+                from_display(command),
+                data_dir.display(),
+                s.header.chain_id,
+                s.header.tip_height,
+                s.header.checkpoint.log_size
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn from_display(command: &Command) -> String {
+    match command {
+        Command::Restore { from, .. } => from.display().to_string(),
+        _ => String::new(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +303,50 @@ struct FileConfig {
     custodian_master_key: Option<PathBuf>,
     custodian_dir: Option<PathBuf>,
     custodian_release_window: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    insecure_http: Option<bool>,
+}
+
+/// The API's TLS configuration from flags, environment or config file, checked against the
+/// listen address before anything else happens: plain HTTP off loopback needs --insecure-http.
+fn api_tls(
+    cli: &Cli,
+    file: &FileConfig,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    use twinledger_node::api::tls;
+    let cert = cli.tls_cert.clone().or(file.tls_cert.clone());
+    let key = cli.tls_key.clone().or(file.tls_key.clone());
+    let client_ca = cli.tls_client_ca.clone().or(file.tls_client_ca.clone());
+    let insecure_http = cli.insecure_http || file.insecure_http.unwrap_or(false);
+    let files = match (cert, key) {
+        (Some(cert), Some(key)) => Some(tls::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (Some(_), None) => anyhow::bail!("--tls-cert given without --tls-key"),
+        (None, Some(_)) => anyhow::bail!("--tls-key given without --tls-cert"),
+        (None, None) => {
+            anyhow::ensure!(
+                client_ca.is_none(),
+                "--tls-client-ca needs --tls-cert and --tls-key (client certificates are a TLS \
+                 feature)"
+            );
+            None
+        }
+    };
+    anyhow::ensure!(
+        files.is_none() || !insecure_http,
+        "--insecure-http and --tls-cert both given: choose one"
+    );
+    tls::check_plain_listen(listen, files.is_some(), insecure_http).map_err(anyhow::Error::msg)?;
+    Ok(match files {
+        Some(f) => Some(tls::server_config(&f)?),
+        None => None,
+    })
 }
 
 #[tokio::main]
@@ -207,6 +357,9 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Completions { shell }) => {
             print!("{}", shell::completions(Cli::command(), *shell));
             return Ok(());
+        }
+        Some(c @ (Command::Backup { .. } | Command::Restore { .. })) => {
+            return backup_command(c).await;
         }
         Some(Command::Man { out }) => {
             let written = shell::write_man_pages(Cli::command(), out)
@@ -248,6 +401,12 @@ async fn main() -> anyhow::Result<()> {
             .with_ansi(ansi)
             .init();
     }
+    let listen = cli
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:7600".parse().expect("valid default"));
+    let tls = api_tls(&cli, &file, listen)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| {
         PathBuf::from(if cli.dev {
             ".twinledger-dev"
@@ -255,10 +414,6 @@ async fn main() -> anyhow::Result<()> {
             "twinledger-data"
         })
     });
-    let listen = cli
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| "127.0.0.1:7600".parse().expect("valid default"));
     let verify_all = cli.verify_all || file.verify_all.unwrap_or(false);
 
     let custodian_key_path = cli.custodian_key.clone().or(file.custodian_key.clone());
@@ -356,11 +511,11 @@ async fn main() -> anyhow::Result<()> {
             "    Show a key again: twinctl key show <file>  (or twinledger-node key show <file>)"
         );
         println!("  height     {} ({} events)", st.height(), st.log_size());
-        println!("  API        http://{addr}");
+        println!("  API        {scheme}://{addr}");
         println!();
-        println!("Try:  curl http://{addr}/health");
-        println!("      curl http://{addr}/v1/checkpoint");
-        println!("      curl http://{addr}/metrics");
+        println!("Try:  curl {scheme}://{addr}/health");
+        println!("      curl {scheme}://{addr}/v1/checkpoint");
+        println!("      curl {scheme}://{addr}/metrics");
         println!("Stop with Ctrl-C; start again with the same command to continue this chain.");
     }
     let proxies = if cli.trusted_proxy.is_empty() {
@@ -433,14 +588,22 @@ async fn main() -> anyhow::Result<()> {
             .or(file.rate_limit_per_key)
             .unwrap_or(ApiOptions::default().rate_limit_per_key),
         trusted_proxies,
+        tls,
     };
+    if role == Role::Solo && twinledger_node::backup::signing_guard(chain.store()).is_some() {
+        tracing::warn!(
+            "this store was restored from a backup; a chain of one validator has no peers to \
+             catch up from: blocks the old node committed after the backup are lost and this \
+             node continues from the backup's tip (ADR 0015)"
+        );
+    }
     if role == Role::Solo {
         if !cli.dev {
             println!(
                 "Twinledger node (solo validator) chain {}",
                 chain.chain_id()
             );
-            println!("  API        http://{addr}");
+            println!("  API        {scheme}://{addr}");
         }
         return run_with(listener, chain, key, options, shutdown_signal()).await;
     }
@@ -469,7 +632,7 @@ async fn main() -> anyhow::Result<()> {
         chain.chain_id(),
         chain.height()
     );
-    println!("  API        http://{addr}");
+    println!("  API        {scheme}://{addr}");
     println!("  P2P        {}/p2p/{}", replica.p2p_addr, replica.peer_id);
     run_replicated(listener, chain, replica, options, shutdown_signal()).await
 }

@@ -13,6 +13,7 @@ mod health;
 mod history;
 mod patients;
 mod reads;
+pub mod tls;
 mod twins;
 
 use std::sync::Arc;

@@ -20,16 +20,20 @@ pub struct ChainApp {
     /// (keeps rounds moving and time advancing without filling the chain with empty blocks).
     idle: Duration,
     last_commit: u64,
+    /// A store restored from a backup: sign nothing until the committed chain's last block
+    /// time passes this (ms; ADR 0015, [`crate::backup::signing_guard`]).
+    restore_guard: Option<u64>,
 }
 
 impl ChainApp {
     /// The app for the validator `proposer` (`None`: an observer).
     pub fn new(chain: Arc<Chain>, proposer: Option<PublicKey>, idle: Duration) -> Self {
         Self {
-            chain,
             proposer,
             idle,
             last_commit: 0,
+            restore_guard: crate::backup::signing_guard(chain.store()),
+            chain,
         }
     }
 
@@ -93,6 +97,17 @@ impl App for ChainApp {
         slot: Slot,
         value: Option<Checkpoint>,
     ) -> Result<(), AlreadySigned> {
+        if let Some(after) = self.restore_guard {
+            if !crate::backup::guard_allows(&self.chain, after) {
+                tracing::debug!(
+                    ?slot,
+                    "restored from a backup: not signing until a block made after the restore is committed"
+                );
+                return Err(AlreadySigned { slot });
+            }
+            tracing::info!("restore guard released: a block made after the restore is committed");
+            self.restore_guard = None;
+        }
         let key = slot_key(slot);
         let bytes = codec::encode(&value);
         let store = self.chain.store();
