@@ -86,6 +86,12 @@ pub enum BackupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The backup file already exists.
+    #[error("{} already exists; a backup is never overwritten", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
     /// Not a backup file.
     #[error("{} is not a Twinledger backup (it does not start with TWLBAK01)", path.display())]
     NotBackup {
@@ -458,12 +464,8 @@ pub async fn backup(options: &BackupOptions) -> Result<Summary, BackupError> {
     let url = options.url.trim_end_matches('/').to_string();
     let nerr = node_err(&url);
     if options.out.exists() {
-        return Err(BackupError::Io {
+        return Err(BackupError::Exists {
             path: options.out.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "already exists; a backup is never overwritten",
-            ),
         });
     }
     let http = http_client(options.ca_cert.as_deref())?;
@@ -563,7 +565,15 @@ pub async fn backup(options: &BackupOptions) -> Result<Summary, BackupError> {
     match written {
         Ok(bytes) => {
             // Never over a file that appeared meanwhile.
-            std::fs::hard_link(&partial, &options.out).map_err(io(&options.out))?;
+            std::fs::hard_link(&partial, &options.out).map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => BackupError::Exists {
+                        path: options.out.clone(),
+                    },
+                    _ => io(&options.out)(e),
+                }
+            })?;
             let _ = std::fs::remove_file(&partial);
             Ok(Summary { header, bytes })
         }

@@ -213,16 +213,16 @@ async fn backup_command(command: &Command) -> anyhow::Result<()> {
             genesis,
         } => {
             let g = GenesisFile::load(genesis)?;
-            let (from, dir) = (from.clone(), data_dir.clone());
-            let s = tokio::task::spawn_blocking(move || backup::restore(&from, &dir, &g))
+            let (file, dir) = (from.clone(), data_dir.clone());
+            let s = tokio::task::spawn_blocking(move || backup::restore(&file, &dir, &g))
                 .await
                 .context("restore")?
-                .with_context(|| format!("restore of {}", from_display(command)))?;
+                .with_context(|| format!("restore of {}", from.display()))?;
             println!(
                 "restored {} into {}\nchain    {}\ntip      {} (log size {}), every block and \
                  certificate verified\nguard    a validator signs again once a block made \
                  after this restore is committed (ADR 0015)",
-                from_display(command),
+                from.display(),
                 data_dir.display(),
                 s.header.chain_id,
                 s.header.tip_height,
@@ -232,13 +232,6 @@ async fn backup_command(command: &Command) -> anyhow::Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-fn from_display(command: &Command) -> String {
-    match command {
-        Command::Restore { from, .. } => from.display().to_string(),
-        _ => String::new(),
-    }
 }
 
 #[derive(Debug, Subcommand)]

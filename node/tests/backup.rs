@@ -348,3 +348,153 @@ async fn a_restored_validator_signs_nothing_until_a_block_made_after_the_restore
     drop(app);
     node.stop().await;
 }
+
+fn node_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_twinledger-node"))
+}
+
+/// Runs a command off the async runtime (the node under test runs on it).
+async fn output(mut c: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The real binary: `backup` of a running node, `restore` into a new dir (a second restore into
+/// it is refused), and the node started on the restored dir serves the backup's tip.
+#[tokio::test]
+async fn the_binary_backs_up_a_running_node_restores_it_and_starts_on_it() {
+    let tmp = TempDir::new().unwrap();
+    let node = node_with_blocks(&tmp.path().join("live"), 6).await;
+    let key = tmp.path().join("validator.key");
+    twinledger_node::keyfile::write(&key, &keys().validator, "test validator").unwrap();
+    let gpath = tmp.path().join("genesis.json");
+    genesis(&keys()).save(&gpath).unwrap();
+    let out = tmp.path().join("b.twlbak");
+    let mut c = node_bin();
+    c.args(["backup", "--url", &format!("http://{}", node.addr), "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out);
+    let o = output(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let header = BackupFile::open(&out).unwrap().header;
+    assert!(
+        text(&o).contains(&format!("tip      {}", header.tip_height)),
+        "{}",
+        text(&o)
+    );
+    node.stop().await;
+
+    let data = tmp.path().join("restored");
+    let restore = || {
+        let mut c = node_bin();
+        c.arg("restore")
+            .arg("--from")
+            .arg(&out)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--genesis")
+            .arg(&gpath);
+        c
+    };
+    let o = output(restore()).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("verified"), "{}", text(&o));
+    let o = output(restore()).await;
+    assert!(!o.status.success(), "a second restore into the same dir");
+    assert!(text(&o).contains("is not empty"), "{}", text(&o));
+
+    // The node starts on the restored dir (verifying it) and serves the backup's tip.
+    let mut child = node_bin()
+        .args(["--listen", "127.0.0.1:0", "--genesis"])
+        .arg(&gpath)
+        .arg("--validator-key")
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.trim().strip_prefix("API") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the banner names the API address");
+    let v: serde_json::Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(v["height"], header.tip_height, "{v}");
+    assert_eq!(v["chain_id"], header.chain_id, "{v}");
+}
+
+/// Backup and restore times for a chain of `TWINLEDGER_BACKUP_EVENTS` (default 20,000) access
+/// requests, printed (a measurement, not a check):
+/// `cargo test -p twinledger-node --test backup -- --ignored --nocapture backup_and_restore_figures`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn backup_and_restore_figures() {
+    let n: u64 = std::env::var("TWINLEDGER_BACKUP_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let tmp = TempDir::new().unwrap();
+    let node = TestNode::start(&tmp.path().join("live")).await.unwrap();
+    let k = keys();
+    let alice = patient("alice");
+    let mut seq = 0;
+    while seq < n {
+        let batch: Vec<String> = (seq..(seq + 1000).min(n))
+            .map(|s| hex::encode(node.event(&k.physician, s, access(&alice)).to_bytes()))
+            .collect();
+        seq += batch.len() as u64;
+        let (status, v) = node
+            .post("/v1/events/batch", serde_json::json!({ "events": batch }))
+            .await;
+        assert!(status < 300, "{status} {v}");
+        node.wait_log(seq).await;
+    }
+    let out = tmp.path().join("figures.twlbak");
+    let t = Instant::now();
+    let s = take_backup(&node, &out).await;
+    let backup_s = t.elapsed().as_secs_f64();
+    node.stop().await;
+    let t = Instant::now();
+    backup::restore(&out, &tmp.path().join("restored"), &genesis(&keys())).unwrap();
+    let restore_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "backup/restore figures: {n} events in {} blocks, file {} bytes; backup {backup_s:.2} s \
+         ({:.0} events/s); restore (commit every block + --verify-all re-open) {restore_s:.2} s \
+         ({:.0} events/s)",
+        s.header.tip_height,
+        s.bytes,
+        n as f64 / backup_s,
+        n as f64 / restore_s,
+    );
+}

@@ -408,18 +408,24 @@ fn plain_http_off_loopback_is_refused_at_start_naming_both_fixes() {
     assert!(err.contains("--tls-cert given without --tls-key"), "{err}");
 }
 
-/// The real binary serves HTTPS with --tls-cert / --tls-key and says so in its banner.
+/// The real binary serves HTTPS with the certificate from the environment
+/// (TWINLEDGER_TLS_CERT) and the key from the config file (tls_key), and says so in its banner.
 #[test]
 fn the_binary_serves_https_with_cert_and_key_files() {
     let p = pki();
     let tmp = TempDir::new().unwrap();
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("tls_key = {:?}\n", p.server.1.to_str().unwrap()),
+    )
+    .unwrap();
     let mut child = node_bin()
         .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join("data"))
-        .arg("--tls-cert")
-        .arg(&p.server.0)
-        .arg("--tls-key")
-        .arg(&p.server.1)
+        .arg("--config")
+        .arg(&config)
+        .env("TWINLEDGER_TLS_CERT", &p.server.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
