@@ -462,3 +462,91 @@ fn the_binary_serves_https_with_cert_and_key_files() {
     let _ = child.wait();
     assert_eq!(status, 200);
 }
+
+/// A client that opens connections and never starts its handshake holds nothing but its own
+/// slot: others are served meanwhile, and the node closes the silent connection after
+/// HANDSHAKE_TIMEOUT.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_blocks_no_one_and_is_dropped() {
+    use tokio::io::AsyncReadExt as _;
+    let p = pki();
+    let dir = TempDir::new().unwrap();
+    let node = tls_node(dir.path(), &p, false, 5000).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(node.addr).await.unwrap());
+    }
+    let t = Instant::now();
+    let r = client(Some(&p), None)
+        .get(https(&node, "/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "served while 20 handshakes stall"
+    );
+    // The node closes a silent connection once the handshake timeout passes.
+    let limit = twinledger_node::api::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(limit, silent[0].read(&mut buf))
+        .await
+        .expect("the silent connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    node.stop().await;
+}
+
+/// `backup` over HTTPS: with the CA it works; without it the node's certificate is refused.
+#[tokio::test]
+async fn a_backup_is_taken_over_https_with_the_ca_and_refused_without() {
+    use twinledger_node::backup::{BackupOptions, backup};
+    let p = pki();
+    let dir = TempDir::new().unwrap();
+    let node = tls_node(&dir.path().join("node"), &p, false, 5000).await;
+    let k = keys();
+    let ev = node.event(
+        &patient("tls-backup"),
+        0,
+        twinledger_core::EventPayload::ConsentGrant(
+            twinledger_core::event::consent::ConsentGrant {
+                patient: patient("tls-backup").public(),
+                grantee: twinledger_core::event::consent::Grantee::Actor(k.physician.public()),
+                scope: twinledger_core::event::delegation::Scope {
+                    categories: [twinledger_core::codes::DataCategory::VitalSigns]
+                        .into_iter()
+                        .collect(),
+                    purposes: [twinledger_core::codes::Purpose::Treat]
+                        .into_iter()
+                        .collect(),
+                    actions: [twinledger_core::codes::Action::Read].into_iter().collect(),
+                },
+                valid_from: twinledger_core::Timestamp(0),
+                valid_until: None,
+            },
+        ),
+    );
+    let r = client(Some(&p), None)
+        .post(https(&node, "/v1/events"))
+        .json(&serde_json::json!({"event": hex::encode(ev.to_bytes())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    node.wait_log(1).await;
+    let options = |ca: Option<PathBuf>, out: &str| BackupOptions {
+        url: https(&node, ""),
+        key: k.validator.clone(),
+        ca_cert: ca,
+        out: dir.path().join(out),
+    };
+    let s = backup(&options(Some(p.ca.pem.clone()), "ok.twlbak"))
+        .await
+        .unwrap();
+    assert!(s.header.tip_height >= 1);
+    let e = backup(&options(None, "refused.twlbak")).await.unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(!dir.path().join("refused.twlbak").exists());
+    node.stop().await;
+}
