@@ -751,8 +751,11 @@ pub fn signing_guard(store: &Store) -> Option<u64> {
     match store.signed(SIGNING_GUARD) {
         Ok(Some(v)) => v.try_into().ok().map(u64::from_be_bytes),
         Ok(None) => None,
-        // Unreadable: guard (not signing is the safe side).
-        Err(_) => Some(u64::MAX),
+        // Unreadable: guard (not signing is the safe side), and say so.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the restore guard: not signing");
+            Some(u64::MAX)
+        }
     }
 }
 

@@ -275,13 +275,16 @@ pub async fn serve(
     let listener =
         api::tls::ApiListener::new(listener, options.tls.clone()).context("API listener")?;
     let scheme = if listener.is_tls() { "https" } else { "http" };
-    tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, scheme, chain = %chain.chain_id(), "serving");
+    let addr = axum::serve::Listener::local_addr(&listener)?;
+    tracing::info!(%addr, scheme, chain = %chain.chain_id(), "serving");
     // Custodian mode: erasures follow the committed chain while the API serves.
     let follower = options.custodian.clone().map(|c| {
         tracing::info!(custodian = %c.public(), organisation = %c.organisation(), "custodian mode");
         tokio::spawn(custodian::follow(chain.clone(), c))
     });
     let served = axum::serve(
+        // axum gives `ConnectInfo<SocketAddr>` for a listener of its own or a `TapIo` around
+        // any listener whose address is a `SocketAddr`: the tap does nothing else.
         axum::serve::ListenerExt::tap_io(listener, |_| {}),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
