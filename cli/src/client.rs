@@ -16,47 +16,94 @@ pub const DEFAULT_NODE: &str = "http://127.0.0.1:7600";
 const EVENT_TTL_MS: u64 = 10 * 60 * 1000;
 
 thread_local! {
-    /// The CA certificates `--ca-cert` / `TWINCTL_CA_CERT` names, for the command running on
-    /// this thread ([`use_ca_cert`]).
-    static CA_CERTS: std::cell::RefCell<Vec<reqwest::Certificate>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    /// What `--ca-cert` / `--client-cert` / `--client-key` name, for the command running on
+    /// this thread ([`use_tls`]).
+    static TLS: std::cell::RefCell<TlsSettings> =
+        const { std::cell::RefCell::new(TlsSettings { roots: Vec::new(), identity: None }) };
 }
 
-/// While alive, [`NodeClient::connect`] on this thread trusts the CA certificates it was made
-/// with (besides the system's roots); dropping it restores what was trusted before.
-#[derive(Debug)]
-pub struct CaCertGuard(Vec<reqwest::Certificate>);
+/// The TLS settings of the command running on this thread.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// Extra CA certificates to trust (besides the system's roots).
+    roots: Vec<reqwest::Certificate>,
+    /// A client certificate and key, for a node that requires one.
+    identity: Option<reqwest::Identity>,
+}
 
-impl Drop for CaCertGuard {
-    fn drop(&mut self) {
-        let previous = std::mem::take(&mut self.0);
-        CA_CERTS.with(|c| *c.borrow_mut() = previous);
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("roots", &self.roots.len())
+            .field("identity", &self.identity.is_some())
+            .finish()
     }
 }
 
-/// Trusts the CA certificates of a PEM file (`--ca-cert`) for `https://` node addresses, for
-/// the command that runs on this thread while the guard lives. A missing file or one without a
-/// certificate is refused, naming the file.
-pub fn use_ca_cert(path: Option<&std::path::Path>) -> Result<CaCertGuard, CliError> {
-    let certs = match path {
-        None => Vec::new(),
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(CliError::io("read", path))?;
-            let refuse = |why: String| {
-                CliError::Invalid(format!(
-                    "the CA certificate file {} (--ca-cert or TWINCTL_CA_CERT) {why}",
-                    path.display()
-                ))
-            };
-            let certs = reqwest::Certificate::from_pem_bundle(&bytes)
-                .map_err(|e| refuse(format!("is not PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(refuse("holds no CERTIFICATE block".into()));
-            }
-            certs
+/// While alive, [`NodeClient::connect`] on this thread uses the TLS settings it was made with;
+/// dropping it restores the settings before.
+#[derive(Debug)]
+pub struct TlsGuard(TlsSettings);
+
+impl Drop for TlsGuard {
+    fn drop(&mut self) {
+        let previous = std::mem::take(&mut self.0);
+        TLS.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// Uses, for `https://` node addresses and for the command that runs on this thread while the
+/// guard lives: the CA certificates of a PEM file (`--ca-cert`), trusted besides the system's
+/// roots, and a client certificate with its key (`--client-cert`, `--client-key`, PEM) for a
+/// node that requires one. A missing file, or one without a certificate or key, is refused,
+/// naming the file.
+pub fn use_tls(
+    ca_cert: Option<&std::path::Path>,
+    client_cert: Option<&std::path::Path>,
+    client_key: Option<&std::path::Path>,
+) -> Result<TlsGuard, CliError> {
+    let mut settings = TlsSettings::default();
+    if let Some(path) = ca_cert {
+        let bytes = std::fs::read(path).map_err(CliError::io("read", path))?;
+        let refuse = |why: String| {
+            CliError::Invalid(format!(
+                "the CA certificate file {} (--ca-cert or TWINCTL_CA_CERT) {why}",
+                path.display()
+            ))
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+            .map_err(|e| refuse(format!("is not PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(refuse("holds no CERTIFICATE block".into()));
         }
-    };
-    Ok(CaCertGuard(CA_CERTS.with(|c| c.replace(certs))))
+        settings.roots = certs;
+    }
+    match (client_cert, client_key) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(CliError::Invalid(
+                "--client-cert and --client-key go together (TWINCTL_CLIENT_CERT, \
+                 TWINCTL_CLIENT_KEY)"
+                    .into(),
+            ));
+        }
+        (Some(cert), Some(key)) => {
+            let mut pem = std::fs::read(cert).map_err(CliError::io("read", cert))?;
+            let key_pem = std::fs::read(key).map_err(CliError::io("read", key))?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&key_pem);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                CliError::Invalid(format!(
+                    "the client certificate {} and key {} (--client-cert, --client-key) are \
+                     not a PEM certificate and private key: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            settings.identity = Some(identity);
+        }
+    }
+    Ok(TlsGuard(TLS.with(|c| c.replace(settings))))
 }
 
 /// A connection to one node.
@@ -143,8 +190,12 @@ impl NodeClient {
         let mut builder = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(70))
             .connect_timeout(Duration::from_secs(10));
-        for c in CA_CERTS.with(|c| c.borrow().clone()) {
+        let tls = TLS.with(|c| c.borrow().clone());
+        for c in tls.roots {
             builder = builder.add_root_certificate(c);
+        }
+        if let Some(identity) = tls.identity {
+            builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| unreachable(&base, e))?;
         let r = http

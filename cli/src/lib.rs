@@ -65,6 +65,12 @@ pub struct Cli {
     /// system's roots (a hospital's own CA).
     #[arg(long, global = true, env = "TWINCTL_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) for a node that requires one (with --client-key).
+    #[arg(long, global = true, env = "TWINCTL_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "TWINCTL_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -235,7 +241,11 @@ where
 
 /// Runs a parsed command.
 pub fn run(cli: &Cli) -> Result<Output, CliError> {
-    let _ca = client::use_ca_cert(cli.ca_cert.as_deref())?;
+    let _tls = client::use_tls(
+        cli.ca_cert.as_deref(),
+        cli.client_cert.as_deref(),
+        cli.client_key.as_deref(),
+    )?;
     match &cli.command {
         Command::Genesis(args) => genesis::run(args),
         Command::Key(args) => key::run(args, &cli.node),

@@ -37,13 +37,27 @@ fn pki(dir: &Path) -> (String, String, String) {
         std::fs::set_permissions(path("server.key"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
     }
+    // A client certificate from the same CA (for the node that requires one).
+    let ckey = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let ccert = p.signed_by(&ckey, &ca, &ca_key).unwrap();
+    std::fs::write(path("client.pem"), ccert.pem()).unwrap();
+    std::fs::write(path("client.key"), ckey.serialize_pem()).unwrap();
     (path("ca.pem"), path("server.pem"), path("server.key"))
 }
 
-#[tokio::test]
-async fn twinctl_talks_to_an_https_node_with_ca_cert_and_refuses_it_without() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
+/// A one-validator chain served over HTTPS from `dir` (client certificates from the test CA
+/// required if `client_ca`): its URL and a stop handle.
+async fn serve_tls(
+    dir: &Path,
+    client_ca: bool,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (ca, cert, key) = pki(dir);
     let hospital = dev_key("cli-tls/hospital");
     let validator = dev_key("cli-tls/validator");
     let mut g = twinledger_node::dev::solo_genesis(
@@ -55,18 +69,18 @@ async fn twinctl_talks_to_an_https_node_with_ca_cert_and_refuses_it_without() {
     )
     .unwrap();
     g.limits.block_interval_ms = 50;
-    let store = twinledger_node::open_store(&dir.path().join("data")).unwrap();
+    let store = twinledger_node::open_store(&dir.join("data")).unwrap();
     let chain = twinledger_node::open_chain(&g, store, validator.clone(), false).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let tls = twinledger_node::api::tls::server_config(&twinledger_node::api::tls::TlsFiles {
         cert: cert.into(),
         key: key.into(),
-        client_ca: None,
+        client_ca: client_ca.then(|| ca.into()),
     })
     .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(twinledger_node::run_with(
+    let served = twinledger_node::run_with(
         listener,
         chain,
         validator,
@@ -77,7 +91,68 @@ async fn twinctl_talks_to_an_https_node_with_ca_cert_and_refuses_it_without() {
         async move {
             let _ = stopped.await;
         },
-    ));
+    );
+    let server = tokio::spawn(async move {
+        if let Err(e) = served.await {
+            panic!("the node stopped with an error: {e:#}");
+        }
+    });
+    (url, stop, server)
+}
+
+#[tokio::test]
+async fn twinctl_presents_its_client_certificate_to_a_node_that_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stop, server) = serve_tls(dir.path(), true).await;
+    let f = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (ca, cert, key) = (f("ca.pem"), f("client.pem"), f("client.key"));
+    let (patient_file, _) = key_file(dir.path(), "patient");
+    let hospital = format!("org:{}", dev_key("cli-tls/hospital").public().to_did());
+    let grant = |extra: &[&str]| {
+        let mut a: Vec<String> = vec!["--ca-cert".into(), ca.clone()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(
+            [
+                "consent",
+                "grant",
+                "--key",
+                &patient_file,
+                "--to",
+                &hospital,
+                "--category",
+                "vital-signs",
+                "--purpose",
+                "TREAT",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        a
+    };
+    // Without a client certificate: refused at the handshake (exit 5).
+    let a = grant(&[]);
+    let o = run(&url, &a.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    // With one: a signed write, final.
+    let a = grant(&["--client-cert", &cert, "--client-key", &key]);
+    let o = run(&url, &a.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("final in block"), "{}", err(&o));
+    // A certificate without its key: refused before anything is sent (exit 2).
+    let a = grant(&["--client-cert", &cert]);
+    let o = run(&url, &a.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--client-key"), "{}", err(&o));
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn twinctl_talks_to_an_https_node_with_ca_cert_and_refuses_it_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stop, server) = serve_tls(dir.path(), false).await;
+    let ca = dir.path().join("ca.pem").to_str().unwrap().to_string();
+    let hospital = dev_key("cli-tls/hospital");
 
     // A signed write over HTTPS (the patient's grant, waited for until final), then a read.
     let (patient_file, _) = key_file(dir.path(), "patient");
@@ -164,5 +239,5 @@ async fn twinctl_talks_to_an_https_node_with_ca_cert_and_refuses_it_without() {
     );
 
     let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }

@@ -403,6 +403,8 @@ pub struct BackupOptions {
     pub key: Keypair,
     /// Extra CA certificates (PEM file) to trust for `https://`.
     pub ca_cert: Option<PathBuf>,
+    /// A client certificate and its key (PEM files), for a node that requires one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// The file to write (never overwritten).
     pub out: PathBuf,
 }
@@ -423,8 +425,12 @@ fn node_err(url: &str) -> impl Fn(String) -> BackupError + '_ {
     }
 }
 
-/// An HTTP client for the node (rustls; extra roots from `ca_cert`).
-pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, BackupError> {
+/// An HTTP client for the node (rustls; extra roots from `ca_cert`; a client certificate and
+/// key if given).
+pub fn http_client(
+    ca_cert: Option<&Path>,
+    client_cert: Option<&(PathBuf, PathBuf)>,
+) -> Result<reqwest::Client, BackupError> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(120));
@@ -440,6 +446,19 @@ pub fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client, BackupErro
         for c in certs {
             b = b.add_root_certificate(c);
         }
+    }
+    if let Some((cert, key)) = client_cert {
+        let mut pem = std::fs::read(cert).map_err(io(cert))?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key).map_err(io(key))?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| BackupError::Content {
+            path: cert.clone(),
+            why: format!(
+                "with {}: not a PEM client certificate and private key: {e}",
+                key.display()
+            ),
+        })?;
+        b = b.identity(identity);
     }
     b.build().map_err(|e| BackupError::Node {
         url: String::new(),
@@ -468,7 +487,7 @@ pub async fn backup(options: &BackupOptions) -> Result<Summary, BackupError> {
             path: options.out.clone(),
         });
     }
-    let http = http_client(options.ca_cert.as_deref())?;
+    let http = http_client(options.ca_cert.as_deref(), options.client_cert.as_ref())?;
     let health: serde_json::Value = http
         .get(format!("{url}/health"))
         .send()

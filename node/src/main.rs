@@ -163,6 +163,12 @@ enum Command {
         /// A CA certificate (PEM) to trust for an https:// address, besides the system's.
         #[arg(long, env = "TWINLEDGER_CA_CERT", value_name = "FILE")]
         ca_cert: Option<PathBuf>,
+        /// A client certificate (PEM) for a node that requires one (--tls-client-ca).
+        #[arg(long, value_name = "FILE", requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// The private key (PEM) of --client-cert.
+        #[arg(long, value_name = "FILE", requires = "client_cert")]
+        client_key: Option<PathBuf>,
     },
     /// Restore a backup into a new (empty) data directory, verifying every block and
     /// certificate against the genesis; the node then starts on it.
@@ -188,12 +194,15 @@ async fn backup_command(command: &Command) -> anyhow::Result<()> {
             key,
             out,
             ca_cert,
+            client_cert,
+            client_key,
         } => {
             let key = keyfile::read(key)?;
             let s = backup::backup(&backup::BackupOptions {
                 url: url.clone(),
                 key,
                 ca_cert: ca_cert.clone(),
+                client_cert: client_cert.clone().zip(client_key.clone()),
                 out: out.clone(),
             })
             .await

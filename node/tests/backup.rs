@@ -59,6 +59,7 @@ async fn take_backup(node: &TestNode, out: &Path) -> backup::Summary {
         url: format!("http://{}", node.addr),
         key: keys().validator,
         ca_cert: None,
+        client_cert: None,
         out: out.to_path_buf(),
     })
     .await
@@ -151,6 +152,7 @@ async fn a_backup_under_writes_restores_and_the_node_starts_at_the_backups_tip()
         url: format!("http://{}", node.addr),
         key: keys().validator,
         ca_cert: None,
+        client_cert: None,
         out: out.clone(),
     })
     .await

@@ -498,13 +498,15 @@ async fn a_client_that_never_finishes_its_handshake_blocks_no_one_and_is_dropped
     node.stop().await;
 }
 
-/// `backup` over HTTPS: with the CA it works; without it the node's certificate is refused.
+/// `backup` over HTTPS from a node that requires client certificates: with the CA and the
+/// client certificate it works; without the CA the node's certificate is refused, without the
+/// client certificate the node refuses the backup.
 #[tokio::test]
 async fn a_backup_is_taken_over_https_with_the_ca_and_refused_without() {
     use twinledger_node::backup::{BackupOptions, backup};
     let p = pki();
     let dir = TempDir::new().unwrap();
-    let node = tls_node(&dir.path().join("node"), &p, false, 5000).await;
+    let node = tls_node(&dir.path().join("node"), &p, true, 5000).await;
     let k = keys();
     let ev = node.event(
         &patient("tls-backup"),
@@ -527,7 +529,7 @@ async fn a_backup_is_taken_over_https_with_the_ca_and_refused_without() {
             },
         ),
     );
-    let r = client(Some(&p), None)
+    let r = client(Some(&p), Some(&p.client))
         .post(https(&node, "/v1/events"))
         .json(&serde_json::json!({"event": hex::encode(ev.to_bytes())}))
         .send()
@@ -535,18 +537,28 @@ async fn a_backup_is_taken_over_https_with_the_ca_and_refused_without() {
         .unwrap();
     assert_eq!(r.status(), 202);
     node.wait_log(1).await;
-    let options = |ca: Option<PathBuf>, out: &str| BackupOptions {
+    let options = |ca: Option<PathBuf>, client: bool, out: &str| BackupOptions {
         url: https(&node, ""),
         key: k.validator.clone(),
         ca_cert: ca,
+        client_cert: client.then(|| p.client.clone()),
         out: dir.path().join(out),
     };
-    let s = backup(&options(Some(p.ca.pem.clone()), "ok.twlbak"))
+    let s = backup(&options(Some(p.ca.pem.clone()), true, "ok.twlbak"))
         .await
         .unwrap();
     assert!(s.header.tip_height >= 1);
-    let e = backup(&options(None, "refused.twlbak")).await.unwrap_err();
+    let e = backup(&options(None, true, "refused.twlbak"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    let e = backup(&options(Some(p.ca.pem.clone()), false, "refused.twlbak"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, twinledger_node::backup::BackupError::Node { .. }),
+        "{e}"
+    );
     assert!(!dir.path().join("refused.twlbak").exists());
     node.stop().await;
 }
