@@ -799,6 +799,8 @@ impl WanBed {
             d.data_dir.display().to_string(),
             "--listen".into(),
             format!("{}:{API_PORT}", self.net.ip(i)),
+            // The bed's private subnet inside the sandbox: plain HTTP off loopback on purpose.
+            "--insecure-http".into(),
             "--rate-limit".into(),
             "0".into(),
             "--rate-limit-per-key".into(),
