@@ -645,3 +645,79 @@ async fn validators_listed_by_dns_name_connect_and_commit_together() {
         replica.stop().await.unwrap();
     }
 }
+
+/// `genesis add-observer` (issue #16): by key (the peer id derived from it) or by peer id; a
+/// peer id already listed (an observer's or a validator's) and a malformed one are refused and
+/// change nothing; the chain id does not change (observers are network policy, §10.2).
+#[test]
+fn observers_are_added_by_key_or_peer_id_and_duplicates_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let path = build(dir);
+    let before = GenesisFile::load(&path).unwrap().chain_id().unwrap();
+    let obs = key("observer/regulator");
+    ok(
+        dir,
+        &[
+            "genesis",
+            "add-observer",
+            "--name",
+            "Regulator follower",
+            "--key",
+            &obs.to_did(),
+        ],
+    );
+    let other = peer_id_from_ed25519(&key("observer/replica"));
+    ok(
+        dir,
+        &[
+            "genesis",
+            "add-observer",
+            "--name",
+            "Replica",
+            "--peer-id",
+            &other,
+        ],
+    );
+    let g = GenesisFile::load(&path).unwrap();
+    assert_eq!(g.observers.len(), 2);
+    assert_eq!(g.observers[0].peer_id, peer_id_from_ed25519(&obs));
+    assert_eq!(g.observers[1].peer_id, other);
+    assert_eq!(
+        g.chain_id().unwrap(),
+        before,
+        "observers changed the chain id"
+    );
+
+    let bytes = std::fs::read(&path).unwrap();
+    let validator_peer = g.validators[0].peer_id.clone();
+    for (args, says) in [
+        (
+            vec!["--name", "Again", "--key", &obs.to_did() as &str],
+            "peer",
+        ),
+        (
+            vec!["--name", "A validator's", "--peer-id", &validator_peer],
+            "peer",
+        ),
+        (
+            vec!["--name", "Garbage", "--peer-id", "not-a-peer-id"],
+            "peer",
+        ),
+    ] {
+        let mut full = vec!["genesis", "add-observer"];
+        full.extend(args.iter().copied());
+        let run = twinctl(dir, &full);
+        assert_eq!(
+            run.code,
+            i32::from(exit::INVALID_INPUT),
+            "{full:?}: {run:?}"
+        );
+        assert!(run.stderr.contains(says), "{full:?}: {}", run.stderr);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{full:?} changed the file"
+        );
+    }
+}
