@@ -65,7 +65,18 @@ pub fn role_of(
 ) -> anyhow::Result<Role> {
     let public = key.public();
     let in_genesis = genesis.validators.iter().any(|v| v.consensus_key == public);
-    let solo = genesis.validators.len() == 1;
+    // Solo: one validator and no network, as long as the set in force is this key alone (a
+    // chain whose set governance grew runs replicated from then on).
+    let solo = match state.filter(|s| s.height() > 0) {
+        Some(st) => {
+            let tip = st.height();
+            [tip + 1, tip + 2].iter().all(|h| {
+                let set = st.validators_for(*h);
+                set.validators().len() == 1 && set.get(&public).is_some()
+            })
+        }
+        None => genesis.validators.len() == 1,
+    };
     let (is_validator, where_) = match state.filter(|s| s.height() > 0) {
         Some(st) => (
             membership::is_validator(st, &public),
@@ -84,7 +95,7 @@ pub fn role_of(
              --observer; a node whose key governance is adding as a validator also starts with \
              --observer and begins signing at the height its set comes into force"
         ),
-        (false, true) if solo && in_genesis => Ok(Role::Solo),
+        (false, true) if solo => Ok(Role::Solo),
         (false, true) => Ok(Role::Validator),
     }
 }

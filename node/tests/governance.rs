@@ -204,3 +204,57 @@ async fn the_membership_view_follows_changes_and_the_next_change_is_admitted_onc
     assert_eq!(v["observers"].as_array().unwrap().len(), 1, "{v}");
     node.stop().await;
 }
+
+/// A solo chain whose set governance grows: the solo producer stops with a message naming why
+/// (its key alone is no quorum of the set in force), and the node's role at its next start is a
+/// replicated validator, not solo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solo_chain_whose_set_grows_stops_producing_alone_and_restarts_replicated() {
+    use twinledger_node::consensus::solo::{Solo, SoloError};
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys();
+    let node = TestNode::start(dir.path()).await.unwrap();
+    let chain = node.chain_id();
+    let second = dev_key("governance-test/second-validator");
+    let mut vals = vec![
+        Validator {
+            key: k.validator.public(),
+            organisation: k.hospital.public(),
+            power: 1,
+        },
+        Validator {
+            key: second.public(),
+            organisation: k.hospital.public(),
+            power: 1,
+        },
+    ];
+    vals.sort_by_key(|v| v.key);
+    let action = GovernanceAction::ValidatorSetChange {
+        validators: ValidatorSet::new(vals).unwrap(),
+    };
+    let approval = Governance::approve(&chain, 0, &action, &k.validator);
+    let ev = node.event(
+        &k.validator,
+        0,
+        EventPayload::Governance(Governance {
+            seq: 0,
+            action,
+            approvals: vec![approval],
+        }),
+    );
+    assert_eq!(node.submit(&ev).await.0, 202);
+    wait_seq(&node, 1).await;
+    let at = node.chain.state().height();
+    wait_height(&node, at + 1).await;
+    let step =
+        Solo::new(node.chain.clone(), k.validator.clone()).step(twinledger_node::chain::now());
+    assert!(
+        matches!(step, Err(SoloError::NotAlone { height }) if height == at + 2),
+        "{step:?}"
+    );
+    let genesis = genesis(&k);
+    let role =
+        twinledger_node::role_of(&genesis, Some(&node.chain.state()), &k.validator, false).unwrap();
+    assert_eq!(role, twinledger_node::Role::Validator);
+    node.stop().await;
+}

@@ -25,6 +25,16 @@ pub enum SoloError {
     /// Committing failed (the key does not hold a quorum, or writing failed).
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// Governance changed the set: this key alone no longer makes a quorum.
+    #[error(
+        "the validator set in force at height {height} is not this node alone (governance \
+         changed it): a solo node cannot sign for it; restart this node (it then runs as one \
+         validator of a replicated network, with its peers)"
+    )]
+    NotAlone {
+        /// The height it would have produced.
+        height: u64,
+    },
 }
 
 /// The single validator.
@@ -43,6 +53,15 @@ impl Solo {
     /// One block, if the mempool holds anything, at `time`: propose, validate, sign the
     /// precommit, commit. Returns the new height.
     pub fn step(&self, time: Timestamp) -> Result<Option<u64>, SoloError> {
+        {
+            let st = self.chain.state();
+            let height = st.height() + 1;
+            let set = st.validators_for(height);
+            let mine = set.get(&self.key.public()).map_or(0, |v| v.power);
+            if !set.is_quorum(mine) {
+                return Err(SoloError::NotAlone { height });
+            }
+        }
         let Some(block) = self.chain.propose(self.key.public(), time, false) else {
             return Ok(None);
         };
