@@ -25,6 +25,41 @@ pub fn dev_key(label: &str) -> Keypair {
     Keypair::from_secret(&seed)
 }
 
+/// Patient `i`'s first event (keys `dev_key("<label>/patient/<i>")`): a consent grant of vital
+/// signs for treatment, read only, to the organisation `org`, valid until `not_after`, signed.
+/// The event of the load benchmarks (`node/benches`, the WAN bed): each patient's sequence 0,
+/// so any number of them are independent.
+pub fn patient_grant(
+    chain: crate::hash::ChainId,
+    label: &str,
+    i: u64,
+    org: &PublicKey,
+    not_after: Timestamp,
+) -> SignedEvent {
+    use crate::codes::{Action, DataCategory, Purpose};
+    use crate::event::consent::{ConsentGrant, Grantee};
+    use crate::event::delegation::Scope;
+    let p = dev_key(&format!("{label}/patient/{i}"));
+    Event::new(
+        chain,
+        p.public(),
+        0,
+        not_after,
+        EventPayload::ConsentGrant(ConsentGrant {
+            patient: p.public(),
+            grantee: Grantee::Organisation(*org),
+            scope: Scope {
+                categories: [DataCategory::VitalSigns].into_iter().collect(),
+                purposes: [Purpose::Treat].into_iter().collect(),
+                actions: [Action::Read].into_iter().collect(),
+            },
+            valid_from: Timestamp(0),
+            valid_until: None,
+        }),
+    )
+    .sign(&p)
+}
+
 /// A validator set whose validators have `powers`, assigned in set (key) order, with keys
 /// `dev_key("<label>/<i>")`; returns the keys in set order and the set. Each validator is its
 /// own organisation.

@@ -50,15 +50,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
 use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
-use twinledger_core::codes::{Action, DataCategory, Purpose};
-use twinledger_core::devkit::dev_key;
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
 use twinledger_core::request::RequestAuth;
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{
-    ChainId, Event, EventId, EventPayload, Genesis, Hash, Keypair, SignedEvent, Timestamp, codec,
-};
+use twinledger_core::{ChainId, EventId, Genesis, Hash, Keypair, SignedEvent, codec};
 use twinledger_node::chain::{Chain, NodePolicy, now};
 use twinledger_node::devnet::{self, Devnet};
 use twinledger_node::keyfile;
@@ -1204,25 +1198,7 @@ impl Drop for WanBed {
 /// Patient `i`'s consent grant to `org` (keys from `label`), signed: the event of the `bft`
 /// benchmark (`node/benches/common`).
 pub fn grant(chain: ChainId, label: &str, i: u64, org: &Keypair) -> SignedEvent {
-    let p = dev_key(&format!("{label}/patient/{i}"));
-    Event::new(
-        chain,
-        p.public(),
-        0,
-        now().plus_ms(3_600_000),
-        EventPayload::ConsentGrant(ConsentGrant {
-            patient: p.public(),
-            grantee: Grantee::Organisation(org.public()),
-            scope: Scope {
-                categories: [DataCategory::VitalSigns].into_iter().collect(),
-                purposes: [Purpose::Treat].into_iter().collect(),
-                actions: [Action::Read].into_iter().collect(),
-            },
-            valid_from: Timestamp(0),
-            valid_until: None,
-        }),
-    )
-    .sign(&p)
+    twinledger_core::devkit::patient_grant(chain, label, i, &org.public(), now().plus_ms(3_600_000))
 }
 
 /// Saturation, as the `bft` benchmark's phase 1: every event in batches of 1,000, round-robin
