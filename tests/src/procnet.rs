@@ -9,14 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
-use twinledger_core::codes::{Action, DataCategory, Purpose};
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
+use twinledger_core::devkit::{dev_key, patient_grant};
 use twinledger_core::request::RequestAuth;
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{
-    ChainId, Event, EventId, EventPayload, Genesis, Hash, Keypair, PublicKey, Timestamp,
-};
+use twinledger_core::{ChainId, EventId, Genesis, Hash, Keypair, PublicKey};
 use twinledger_node::chain::{Chain, NodePolicy, now};
 use twinledger_node::devnet::{self, Devnet};
 use twinledger_node::metrics::Metrics;
@@ -173,27 +169,9 @@ impl ProcNet {
 
     /// Submits one fresh patient's consent grant to node `i`. Returns whether it was accepted.
     pub async fn submit(&mut self, i: usize) -> bool {
-        let patient = Keypair::from_secret(
-            blake3::hash(format!("procnet-patient-{}", self.patients.len()).as_bytes()).as_bytes(),
-        );
-        let ev = Event::new(
-            self.chain,
-            patient.public(),
-            0,
-            now().plus_ms(600_000),
-            EventPayload::ConsentGrant(ConsentGrant {
-                patient: patient.public(),
-                grantee: Grantee::Organisation(self.org),
-                scope: Scope {
-                    categories: [DataCategory::VitalSigns].into_iter().collect(),
-                    purposes: [Purpose::Treat].into_iter().collect(),
-                    actions: [Action::Read].into_iter().collect(),
-                },
-                valid_from: Timestamp(0),
-                valid_until: None,
-            }),
-        )
-        .sign(&patient);
+        let n = self.patients.len() as u64;
+        let patient = dev_key(&format!("procnet/patient/{n}"));
+        let ev = patient_grant(self.chain, "procnet", n, &self.org, now().plus_ms(600_000));
         let id = ev.id();
         self.patients.push((id, patient));
         let Some(p) = self.procs[i].as_ref().filter(|_| !self.stopped[i]) else {

@@ -37,12 +37,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
-use twinledger_core::codes::{Action, DataCategory, Purpose};
-use twinledger_core::event::consent::{ConsentGrant, Grantee};
-use twinledger_core::event::delegation::Scope;
+use twinledger_core::devkit::patient_grant;
 use twinledger_core::request::RequestAuth;
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{ChainId, Event, EventPayload, Genesis, Hash, Keypair, PublicKey, Timestamp};
+use twinledger_core::{ChainId, Genesis, Hash, Keypair, PublicKey};
 use twinledger_node::chain::{Chain, NodePolicy, now};
 use twinledger_node::metrics::Metrics;
 use twinledger_node::store::Store;
@@ -289,27 +287,13 @@ impl Net {
     /// A fresh patient's consent grant to hospital 0, submitted to node `i`: whether accepted.
     async fn submit(&mut self, i: usize) -> bool {
         self.created += 1;
-        let patient = Keypair::from_secret(
-            blake3::hash(format!("container-patient-{}", self.created).as_bytes()).as_bytes(),
-        );
-        let ev = Event::new(
+        let ev = patient_grant(
             self.chain,
-            patient.public(),
-            0,
+            "containers",
+            self.created,
+            &self.org,
             now().plus_ms(600_000),
-            EventPayload::ConsentGrant(ConsentGrant {
-                patient: patient.public(),
-                grantee: Grantee::Organisation(self.org),
-                scope: Scope {
-                    categories: [DataCategory::VitalSigns].into_iter().collect(),
-                    purposes: [Purpose::Treat].into_iter().collect(),
-                    actions: [Action::Read].into_iter().collect(),
-                },
-                valid_from: Timestamp(0),
-                valid_until: None,
-            }),
-        )
-        .sign(&patient);
+        );
         let Some(a) = self.apis[i] else {
             return false;
         };
