@@ -669,3 +669,63 @@ pub fn run(args: &GovernanceArgs, node: &str) -> Result<Output, CliError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use twinledger_core::devkit::dev_key;
+
+    use super::*;
+
+    /// PROTOCOL.md §11.7: the readable `action` of a proposal file, as the table writes it.
+    #[test]
+    fn the_readable_action_has_the_documented_shape() {
+        let (a, b) = (dev_key("g/a").public(), dev_key("g/b").public());
+        let set = ValidatorSet::new(vec![Validator {
+            key: a,
+            organisation: b,
+            power: 2,
+        }])
+        .unwrap();
+        let cases = [
+            (
+                GovernanceAction::ValidatorSetChange { validators: set },
+                json!({"validator_set_change": {"validators": {"validators": [
+                    {"key": a.to_did(), "organisation": b.to_did(), "power": 2}
+                ]}}}),
+            ),
+            (
+                GovernanceAction::ObserverAdd {
+                    observer: a,
+                    organisation: b,
+                },
+                json!({"observer_add": {"observer": a.to_did(), "organisation": b.to_did()}}),
+            ),
+            (
+                GovernanceAction::ObserverRemove { observer: a },
+                json!({"observer_remove": {"observer": a.to_did()}}),
+            ),
+            (
+                GovernanceAction::OrgEnrol {
+                    org: a,
+                    name: "X".into(),
+                },
+                json!({"org_enrol": {"org": a.to_did(), "name": "X"}}),
+            ),
+            (
+                GovernanceAction::OrgRevoke { org: a },
+                json!({"org_revoke": {"org": a.to_did()}}),
+            ),
+            (
+                GovernanceAction::AuditorEnrol { auditor: a },
+                json!({"auditor_enrol": {"auditor": a.to_did()}}),
+            ),
+            (
+                GovernanceAction::AuditorRevoke { auditor: a },
+                json!({"auditor_revoke": {"auditor": a.to_did()}}),
+            ),
+        ];
+        for (action, want) in cases {
+            assert_eq!(serde_json::to_value(&action).unwrap(), want);
+        }
+    }
+}

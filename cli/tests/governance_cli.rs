@@ -11,6 +11,9 @@ mod common;
 use common::err;
 use common::node_process::DevNode;
 use twinledger_core::devkit::dev_key;
+use twinledger_core::event::governance::GovernanceAction;
+use twinledger_core::keys::sig_domain;
+use twinledger_core::{ChainId, PublicKey, Signature, codec};
 
 fn twinctl(node: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_twinctl"))
@@ -76,6 +79,26 @@ fn a_change_is_proposed_approved_and_submitted_and_lying_files_and_keys_are_refu
         ],
     ));
 
+    // The file as PROTOCOL.md §11.7 describes it.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proposal).unwrap()).unwrap();
+    assert_eq!(file["format"], "twinledger-governance-proposal/1");
+    assert_eq!(file["seq"], 0);
+    assert_eq!(file["chain_id"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        file["action"]["observer_add"]["observer"],
+        observer.as_str()
+    );
+    assert_eq!(file["approvals"], serde_json::json!([]));
+    let action = GovernanceAction::ObserverAdd {
+        observer: PublicKey::from_did(&observer).unwrap(),
+        organisation: PublicKey::from_did(&hospital).unwrap(),
+    };
+    assert_eq!(
+        file["action_hex"].as_str().unwrap(),
+        hex::encode(codec::encode(&action))
+    );
+
     // A copy whose readable action names another observer than the encoded one it signs.
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&proposal).unwrap()).unwrap();
@@ -125,6 +148,22 @@ fn a_change_is_proposed_approved_and_submitted_and_lying_files_and_keys_are_refu
         ],
     ));
     assert!(out.contains("enough, ready to submit"), "{out}");
+    // The approval verifies as §11.7 says, from the file alone.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proposal).unwrap()).unwrap();
+    let approval = &file["approvals"][0];
+    let validator = PublicKey::from_did(approval["validator"].as_str().unwrap()).unwrap();
+    let sig: Signature = serde_json::from_value(approval["signature"].clone()).unwrap();
+    assert_eq!(approval["signature"].as_str().unwrap().len(), 128);
+    let chain = ChainId::from_hex(file["chain_id"].as_str().unwrap()).unwrap();
+    validator
+        .verify(
+            sig_domain::GOVERNANCE,
+            &chain,
+            &codec::encode(&(0u64, &action)),
+            &sig,
+        )
+        .expect("the approval verifies over encode((seq, action))");
     let o = twinctl(
         api,
         &[
