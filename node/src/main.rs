@@ -140,12 +140,15 @@ enum Command {
     /// Ask a node's health endpoint: exit 0 on HTTP 200, 1 otherwise (the container
     /// HEALTHCHECK: a minimal image has no curl). Prints the answer's body.
     Health {
-        /// The plain-HTTP URL to ask.
+        /// The URL to ask (http:// or https://).
         #[arg(long, default_value = "http://127.0.0.1:7600/health")]
         url: String,
         /// Give up after this many seconds (connect, send and read).
         #[arg(long, default_value_t = 5)]
         timeout: u64,
+        /// A CA certificate (PEM) to trust for an https:// URL, besides the system's.
+        #[arg(long, env = "TWINLEDGER_CA_CERT", value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
     },
     // Online backup and restore (issue #16; node/src/backup.rs, ADR 0015).
     /// Back up a running node: its committed blocks and certificates (from /v1/export) in a
@@ -369,8 +372,17 @@ async fn main() -> anyhow::Result<()> {
             println!("wrote {} man pages to {}", written.len(), out.display());
             return Ok(());
         }
-        Some(Command::Health { url, timeout }) => {
-            let (code, body) = health_probe(url, std::time::Duration::from_secs(*timeout))?;
+        Some(Command::Health {
+            url,
+            timeout,
+            ca_cert,
+        }) => {
+            let (code, body) = health_probe(
+                url,
+                std::time::Duration::from_secs(*timeout),
+                ca_cert.as_deref(),
+            )
+            .await?;
             println!("{code} {}", body.trim());
             if code != 200 {
                 std::process::exit(1);
@@ -639,49 +651,24 @@ async fn main() -> anyhow::Result<()> {
     run_replicated(listener, chain, replica, options, shutdown_signal()).await
 }
 
-/// `GET url` over plain HTTP/1.0 with std only (the health subcommand): the status code and body.
-fn health_probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    use std::net::ToSocketAddrs as _;
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("health URL {url:?}: only plain http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    anyhow::ensure!(!authority.is_empty(), "health URL {url:?} names no host");
-    let target = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = target
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {target}"))?
-        .next()
-        .with_context(|| format!("{target} resolves to no address"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.take(1 << 20)
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer of {url}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .with_context(|| format!("{url} answered no HTTP status line"))?;
-    Ok((code, body.to_owned()))
+/// `GET url` (http or https, through the node's HTTP client; the health subcommand): the status code
+/// and body.
+async fn health_probe(
+    url: &str,
+    timeout: std::time::Duration,
+    ca_cert: Option<&std::path::Path>,
+) -> anyhow::Result<(u16, String)> {
+    let client = twinledger_node::backup::http_client(ca_cert, None)?;
+    let answer = tokio::time::timeout(timeout, async {
+        let r = client.get(url).timeout(timeout).send().await?;
+        let code = r.status().as_u16();
+        let body = r.text().await?;
+        Ok::<_, reqwest::Error>((code, body))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{url} did not answer within {} s", timeout.as_secs()))?
+    .with_context(|| format!("asking {url}"))?;
+    Ok(answer)
 }
 
 /// Resolves on SIGINT or SIGTERM.

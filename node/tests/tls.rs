@@ -458,9 +458,30 @@ fn the_binary_serves_https_with_cert_and_key_files() {
             }
         }
     });
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(status, 200);
+    // The health subcommand (the container HEALTHCHECK) asks over https with the CA, and fails
+    // without it, naming the URL.
+    let health = |ca: Option<&Path>| {
+        let mut c = node_bin();
+        c.args(["health", "--url", &format!("{url}/health")]);
+        if let Some(ca) = ca {
+            c.arg("--ca-cert").arg(ca);
+        }
+        c.env_remove("TWINLEDGER_CA_CERT").output().unwrap()
+    };
+    let ok = health(Some(&p.ca.pem));
+    let untrusted = health(None);
+    let _ = (child.kill(), child.wait());
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).starts_with("200 "),
+        "{ok:?}"
+    );
+    assert_eq!(untrusted.status.code(), Some(1), "{untrusted:?}");
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains(&url),
+        "{untrusted:?}"
+    );
 }
 
 /// A client that opens connections and never starts its handshake holds nothing but its own
