@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
+use twinledger_core::audit::{Auditor, EXPORT_MAGIC, export_frame, read_export};
 use twinledger_core::devkit::{dev_key, patient_grant};
 use twinledger_core::request::RequestAuth;
 use twinledger_core::state::SignatureCheck;
-use twinledger_core::{ChainId, EventId, Genesis, Hash, Keypair, PublicKey};
+use twinledger_core::{ChainId, EventId, Genesis, Keypair, PublicKey};
 use twinledger_node::chain::{Chain, NodePolicy, now};
 use twinledger_node::devnet::{self, Devnet};
 use twinledger_node::metrics::Metrics;
@@ -269,9 +269,6 @@ impl ProcNet {
             }
             self.kill9(i);
         }
-        let mut tips = Vec::new();
-        let mut stores = Vec::new();
-        let mut ids = Vec::new();
         let dirs: Vec<(String, std::path::PathBuf)> = self
             .devnet
             .nodes
@@ -279,59 +276,70 @@ impl ProcNet {
             .map(|n| (n.name.clone(), n.data_dir.clone()))
             .chain(self.extra_dirs.iter().cloned())
             .collect();
-        for (name, data_dir) in &dirs {
-            let store = Store::open_sled(&data_dir.join("db")).expect("store opens");
-            let chain = Chain::open(
-                self.genesis.clone(),
-                store.clone(),
-                NodePolicy {
-                    block_interval: Duration::from_secs(1),
-                    mempool_size: 10,
-                },
-                true,
-                Metrics::new(),
-            )
-            .unwrap_or_else(|e| panic!("{name} store does not verify: {e}"));
-            assert_eq!(
-                chain.state().misbehaviours().count(),
-                0,
-                "{name}: a validator was recorded double-signing"
-            );
-            tips.push(chain.height());
-            // The node's export, as `GET /v1/export` streams it, through the auditor's replay
-            // (`twinctl audit verify`): every signature, certificate and decision.
-            let mut export = EXPORT_MAGIC.to_vec();
-            let mut set = HashSet::new();
-            for h in 1..=chain.height() {
-                let sb = store.block(h).unwrap().unwrap();
-                for ev in &sb.block.events {
-                    set.insert(ev.id());
-                }
-                export.extend(export_frame(&CommittedBlock {
-                    block: sb.block,
-                    results: sb.results,
-                    certificate: sb.certificate,
-                }));
-            }
-            let mut auditor = Auditor::new(&self.genesis).expect("genesis");
-            for cb in read_export(&export).expect("export header") {
-                let cb = cb.unwrap_or_else(|e| panic!("{name}: export: {e}"));
-                auditor
-                    .check(&cb, SignatureCheck::Verify)
-                    .unwrap_or_else(|e| panic!("{name}: audit verify: {e}"));
-            }
-            ids.push(set);
-            stores.push(store);
-        }
-        let top = *tips.iter().max().unwrap_or(&0);
-        for h in 1..=top {
-            let hashes: HashSet<Hash> = stores
-                .iter()
-                .filter_map(|s| s.block(h).unwrap())
-                .map(|b| b.block.header.hash())
-                .collect();
-            assert!(hashes.len() <= 1, "FORK at height {h}");
-        }
-        (tips, ids)
+        verify_stores(&self.genesis, &dirs).unwrap_or_else(|e| panic!("{e:#}"))
     }
+}
+
+/// What an auditor checks of stopped nodes' stores (`dirs`: name and data dir): each store
+/// re-opened as a new node would (every signature, every certificate, every block
+/// re-executed), no misbehaviour recorded, each store's export replayed through the auditor
+/// (`twinctl audit verify`), and the blocks identical at every height two stores share. Returns
+/// the tips and the ids of the events in each store.
+pub fn verify_stores(
+    genesis: &Genesis,
+    dirs: &[(String, std::path::PathBuf)],
+) -> anyhow::Result<(Vec<u64>, Vec<HashSet<EventId>>)> {
+    use anyhow::{Context as _, ensure};
+    let mut tips = Vec::new();
+    let mut stores = Vec::new();
+    let mut ids = Vec::new();
+    for (name, data_dir) in dirs {
+        let store = Store::open_sled(&data_dir.join("db"))
+            .with_context(|| format!("{name}: store does not open"))?;
+        let chain = Chain::open(
+            genesis.clone(),
+            store.clone(),
+            NodePolicy {
+                block_interval: Duration::from_secs(1),
+                mempool_size: 10,
+            },
+            true,
+            Metrics::new(),
+        )
+        .with_context(|| format!("{name}: store does not verify"))?;
+        ensure!(
+            chain.state().misbehaviours().count() == 0,
+            "{name}: a validator was recorded double-signing"
+        );
+        tips.push(chain.height());
+        let mut export = EXPORT_MAGIC.to_vec();
+        let mut set = HashSet::new();
+        for h in 1..=chain.height() {
+            let sb = store
+                .block(h)?
+                .with_context(|| format!("{name}: block {h} missing"))?;
+            set.extend(sb.block.events.iter().map(|ev| ev.id()));
+            export.extend(export_frame(&sb));
+        }
+        let mut auditor = Auditor::new(genesis)?;
+        for cb in read_export(&export)? {
+            let cb = cb.with_context(|| format!("{name}: export"))?;
+            auditor
+                .check(&cb, SignatureCheck::Verify)
+                .with_context(|| format!("{name}: audit verify"))?;
+        }
+        ids.push(set);
+        stores.push(store);
+    }
+    let top = tips.iter().copied().max().unwrap_or(0);
+    for h in 1..=top {
+        let mut hashes = HashSet::new();
+        for s in &stores {
+            if let Some(b) = s.block(h)? {
+                hashes.insert(b.block.header.hash());
+            }
+        }
+        ensure!(hashes.len() <= 1, "FORK at height {h}");
+    }
+    Ok((tips, ids))
 }

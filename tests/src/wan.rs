@@ -35,7 +35,7 @@
 //! Needs root (namespaces, iptables) and `ip`, `iptables`; [`check_facilities`] says why not.
 //! Everything is removed when the [`WanBed`] is dropped, also on panic.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,15 +49,12 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::task::JoinHandle;
-use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
+use twinledger_core::audit::CommittedBlock;
 use twinledger_core::request::RequestAuth;
-use twinledger_core::state::SignatureCheck;
 use twinledger_core::{ChainId, EventId, Genesis, Hash, Keypair, SignedEvent, codec};
-use twinledger_node::chain::{Chain, NodePolicy, now};
+use twinledger_node::chain::now;
 use twinledger_node::devnet::{self, Devnet};
 use twinledger_node::keyfile;
-use twinledger_node::metrics::Metrics;
-use twinledger_node::store::Store;
 
 /// Every node's p2p port (each node has its own namespace, so they can share it).
 pub const P2P_PORT: u16 = 26656;
@@ -1124,52 +1121,13 @@ impl WanBed {
     /// recorded (as `procnet::ProcNet::stop_and_verify`). Returns the tips.
     pub fn stop_and_verify(&self) -> anyhow::Result<Vec<u64>> {
         self.stop_all();
-        let mut tips = Vec::new();
-        let mut stores = Vec::new();
-        for node in &self.devnet.nodes {
-            let store = Store::open_sled(&node.data_dir.join("db"))?;
-            let chain = Chain::open(
-                self.genesis.clone(),
-                store.clone(),
-                NodePolicy {
-                    block_interval: Duration::from_secs(1),
-                    mempool_size: 10,
-                },
-                true,
-                Metrics::new(),
-            )
-            .with_context(|| format!("{} store does not verify", node.name))?;
-            ensure!(
-                chain.state().misbehaviours().count() == 0,
-                "{}: a validator was recorded double-signing",
-                node.name
-            );
-            tips.push(chain.height());
-            let mut export = EXPORT_MAGIC.to_vec();
-            for h in 1..=chain.height() {
-                let sb = store.block(h)?.context("missing block")?;
-                export.extend(export_frame(&sb));
-            }
-            let mut auditor = Auditor::new(&self.genesis)?;
-            for cb in read_export(&export)? {
-                let cb = cb.with_context(|| format!("{}: export", node.name))?;
-                auditor
-                    .check(&cb, SignatureCheck::Verify)
-                    .with_context(|| format!("{}: audit verify", node.name))?;
-            }
-            stores.push(store);
-        }
-        let top = tips.iter().copied().max().unwrap_or(0);
-        for h in 1..=top {
-            let mut hashes = HashSet::new();
-            for s in &stores {
-                if let Some(b) = s.block(h)? {
-                    hashes.insert(b.block.header.hash());
-                }
-            }
-            ensure!(hashes.len() <= 1, "FORK at height {h}");
-        }
-        Ok(tips)
+        let dirs: Vec<(String, std::path::PathBuf)> = self
+            .devnet
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.data_dir.clone()))
+            .collect();
+        Ok(crate::procnet::verify_stores(&self.genesis, &dirs)?.0)
     }
 }
 

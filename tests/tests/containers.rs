@@ -36,14 +36,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use twinledger_core::audit::{Auditor, CommittedBlock, EXPORT_MAGIC, export_frame, read_export};
 use twinledger_core::devkit::patient_grant;
 use twinledger_core::request::RequestAuth;
-use twinledger_core::state::SignatureCheck;
-use twinledger_core::{ChainId, Genesis, Hash, Keypair, PublicKey};
-use twinledger_node::chain::{Chain, NodePolicy, now};
-use twinledger_node::metrics::Metrics;
-use twinledger_node::store::Store;
+use twinledger_core::{ChainId, Genesis, Keypair, PublicKey};
+use twinledger_node::chain::now;
 use twinledger_node::{devnet, keyfile};
 use twinledger_tests::procnet::exclusive;
 use twinledger_tests::{NodeProcess, node_binary};
@@ -388,59 +384,11 @@ fn chown(paths: &[&Path]) -> anyhow::Result<()> {
     run(&mut c).map(|_| ())
 }
 
-/// Re-opens every store as a new node would (every signature and certificate, every block
-/// re-executed), replays each through the auditor, and checks the stores agree at every
-/// height. Returns the tips.
+/// Every store verified as an auditor would (`procnet::verify_stores`); returns the tips.
 fn verify_stores(genesis: &Genesis, dirs: &[(String, PathBuf)]) -> Vec<u64> {
-    let mut tips = Vec::new();
-    let mut stores = Vec::new();
-    for (name, dir) in dirs {
-        let store = Store::open_sled(&dir.join("db")).expect("store opens");
-        let chain = Chain::open(
-            genesis.clone(),
-            store.clone(),
-            NodePolicy {
-                block_interval: Duration::from_secs(1),
-                mempool_size: 10,
-            },
-            true,
-            Metrics::new(),
-        )
-        .unwrap_or_else(|e| panic!("{name}: store does not verify: {e}"));
-        assert_eq!(
-            chain.state().misbehaviours().count(),
-            0,
-            "{name}: a validator was recorded double-signing"
-        );
-        tips.push(chain.height());
-        let mut export = EXPORT_MAGIC.to_vec();
-        for h in 1..=chain.height() {
-            let sb = store.block(h).unwrap().unwrap();
-            export.extend(export_frame(&CommittedBlock {
-                block: sb.block,
-                results: sb.results,
-                certificate: sb.certificate,
-            }));
-        }
-        let mut auditor = Auditor::new(genesis).expect("genesis");
-        for cb in read_export(&export).expect("export header") {
-            let cb = cb.unwrap_or_else(|e| panic!("{name}: export: {e}"));
-            auditor
-                .check(&cb, SignatureCheck::Verify)
-                .unwrap_or_else(|e| panic!("{name}: audit verify: {e}"));
-        }
-        stores.push(store);
-    }
-    let top = tips.iter().copied().max().unwrap_or(0);
-    for h in 1..=top {
-        let hashes: HashSet<Hash> = stores
-            .iter()
-            .filter_map(|s| s.block(h).unwrap())
-            .map(|b| b.block.header.hash())
-            .collect();
-        assert!(hashes.len() <= 1, "FORK at height {h}");
-    }
-    tips
+    twinledger_tests::procnet::verify_stores(genesis, dirs)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
