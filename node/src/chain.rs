@@ -460,8 +460,7 @@ impl Chain {
             .extend(set_changes_in(&stored));
         // Membership moved (a governance event, or a scheduled set in force from this block):
         // the scratch state's view of who may do what, and of the pending set, is stale.
-        let membership_moved = inner.committed.validators_in_force().hash()
-            != state.validators_in_force().hash()
+        let membership_moved = inner.committed.validators_in_force() != state.validators_in_force()
             || stored
                 .block
                 .events
